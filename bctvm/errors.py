@@ -53,3 +53,35 @@ class BoardError(BctvmError):
     """A board or an RPC connection failed or is unreachable."""
 
     exit_code = 3
+
+
+# --- instruction-stream errors (raised by the ISA decoder and the simulator) ---------------
+
+
+class UnknownOpcodeError(SimulatorError):
+    """An instruction's opcode (or memory type / ALU opcode) is not defined."""
+
+
+class IllegalInstructionError(SimulatorError):
+    """A well-formed instruction the board cannot execute (wrong memory type, padding on a
+    STORE, an onchip_reuse load on a board without it, ...)."""
+
+
+class SramOutOfRangeError(SimulatorError):
+    """An access outside an on-chip buffer (names buffer, index and depth)."""
+
+
+class DramOutOfRangeError(SimulatorError):
+    """An access outside the DRAM image (names address range and image size)."""
+
+
+class UopOutOfRangeError(SimulatorError):
+    """A GEMM/ALU micro-op range outside the micro-op buffer or past what was loaded."""
+
+
+class DeadlockError(SimulatorError):
+    """The dependency-token protocol can never be satisfied (names the waiting instruction)."""
+
+
+class MissingFinishError(SimulatorError):
+    """The instruction stream ended without a FINISH."""
