@@ -1,0 +1,55 @@
+"""The model zoo: name -> factory, and `get_model(name, **kw)` with a clear error.
+
+Every factory has the signature (block_size=<default>, type='fixed', padding_mode='constant',
+num_classes=1000, **kw) and returns an nn.Module whose BlockConv2d layers carry their
+qualified names.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+from torch import nn
+
+from bctvm.errors import BadInputError
+
+from .mobilenet import block_mobilenet
+from .resnet import block_resnet18, block_resnet34, block_resnet50
+from .vgg import block_vgg16, block_vgg16_bn
+
+__all__ = ["ZOO", "get_model", "default_block_size"]
+
+ZOO: dict[str, Callable[..., nn.Module]] = {
+    "block_resnet18": block_resnet18,
+    "block_resnet34": block_resnet34,
+    "block_resnet50": block_resnet50,
+    "block_vgg16": block_vgg16,
+    "block_vgg16_bn": block_vgg16_bn,
+    "block_mobilenet": block_mobilenet,
+}
+
+
+def _factory(name: str) -> Callable[..., nn.Module]:
+    try:
+        return ZOO[name]
+    except KeyError:
+        raise BadInputError(
+            f"unknown model {name!r}; known models: {', '.join(sorted(ZOO))}"
+        ) from None
+
+
+def default_block_size(name: str) -> int:
+    """The default block size (fixed, pixels) of a zoo model."""
+    return inspect.signature(_factory(name)).parameters["block_size"].default
+
+
+def get_model(name: str, **kw) -> nn.Module:
+    """Build zoo model `name` with factory keywords `kw` (block_size, type, padding_mode, ...)."""
+    factory = _factory(name)
+    try:
+        return factory(**kw)
+    except TypeError as err:
+        if "unexpected keyword argument" in str(err):
+            raise BadInputError(f"model {name!r}: {err}") from None
+        raise
