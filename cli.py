@@ -35,6 +35,84 @@ def boards_cmd() -> None:
 # --- commands are added below by area (VTA tools, models/training, compiler, RPC) --------
 
 
+# --- VTA tools: disasm, sim, sim-selftest ---------------------------------------------------
+
+
+@app.command("disasm")
+def disasm_cmd(
+    program: str = typer.Argument(..., help="instruction stream .bin (16-byte instructions)"),
+    board: str = typer.Option("pynq", help="board name or .toml file"),
+    dram: str = typer.Option(None, help="DRAM image: also list the micro-ops each LOAD UOP loads"),
+) -> None:
+    """Print a program, one line per instruction."""
+    from boards import load_board
+    from bctvm.disasm import disassemble
+    from bctvm.program import load_dram, load_program
+
+    cfg = load_board(board)
+    image = load_dram(dram) if dram else None
+    for line in disassemble(load_program(program, cfg), cfg, image):
+        typer.echo(line)
+
+
+@app.command("sim")
+def sim_cmd(
+    program: str = typer.Argument(..., help="instruction stream .bin"),
+    dram: str = typer.Option(..., help="flat DRAM image file"),
+    board: str = typer.Option("pynq", help="board name or .toml file"),
+    dram_out: str = typer.Option(None, help="write the final DRAM image here"),
+    report: str = typer.Option(None, help="write the JSON report (counters, cycles, latency)"),
+    regions: str = typer.Option(None, help="region map JSON (default: IMAGE.regions.json if present)"),
+) -> None:
+    """Run a program on the simulator and print a short summary."""
+    import json
+
+    from boards import load_board
+    from bctvm.program import load_dram, load_program, load_regions, regions_path, save_dram
+    from bctvm.selftest import format_report
+    from bctvm.sim import Simulator
+
+    cfg = load_board(board)
+    insns, image = load_program(program, cfg), load_dram(dram)
+    side = regions or (regions_path(dram) if regions_path(dram).is_file() else None)
+    res = Simulator(cfg).run(insns, image, regions=load_regions(side) if side else None)
+    out = res.to_report()
+    typer.echo(format_report(out))
+    if dram_out:
+        save_dram(dram_out, res.dram)
+    if report:
+        with open(report, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+@app.command("sim-selftest")
+def sim_selftest_cmd(
+    board: str = typer.Option("pynq", help="board name or .toml file"),
+    report: str = typer.Option(None, help="write the JSON report here"),
+    out: str = typer.Option(None, help="folder for PROG.bin, IMAGE.bin (+ regions) of the self-test"),
+    seed: int = typer.Option(0, help="random seed of the layer's data"),
+) -> None:
+    """Run a 3x3 conv layer program on the simulator and check it against numpy."""
+    import json
+    from pathlib import Path
+
+    from bctvm.program import regions_path, save_dram, save_program, save_regions
+    from bctvm.selftest import format_report, raise_on_mismatch, run_selftest
+
+    rep, prog = run_selftest(board, seed=seed, strict=False)
+    typer.echo(format_report(rep))
+    if out:
+        d = Path(out)
+        save_program(d / "PROG.bin", prog.insns, prog.cfg)
+        save_dram(d / "IMAGE.bin", prog.dram)
+        save_regions(regions_path(d / "IMAGE.bin"), prog.regions)
+        typer.echo(f"wrote {d / 'PROG.bin'} and {d / 'IMAGE.bin'}: try "
+                   f"`bctvm sim {d / 'PROG.bin'} --dram {d / 'IMAGE.bin'} --board {prog.cfg.name}`")
+    if report:
+        Path(report).write_text(json.dumps(rep, indent=1))
+    raise_on_mismatch(rep)
+
+
 def main() -> None:
     """Console-script entry: run the app, turning BctvmError into a one-line error + exit code."""
     try:
