@@ -121,9 +121,9 @@ def resolve_block(
         bh = h // sh if sh and h % sh == 0 else h
         bw = w // sw if sw and w % sw == 0 else w
     if h % bh or w % bw:
-        given = f"{sh}x{sw} blocks per side" if kind == "hierarchical" else f"{sh}x{sw}"
+        given = kind if (bh, bw) == (sh, sw) else f"{kind} {sh}x{sw}"
         raise BlockShapeError(
-            f"{_where(layer)}: block size {bh}x{bw} ({kind} {given}) does not divide "
+            f"{_where(layer)}: block size {bh}x{bw} ({given}) does not divide "
             f"the {h}x{w} feature map"
         )
     return bh, bw
