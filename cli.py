@@ -35,6 +35,25 @@ def boards_cmd() -> None:
 # --- commands are added below by area (VTA tools, models/training, compiler, RPC) --------
 
 
+# --- models: zoo listing -------------------------------------------------------------------
+
+
+@app.command("zoo")
+def zoo_cmd(
+    macs: bool = typer.Option(False, "--macs", help="also count conv + Linear MACs"),
+    input_shape: str = typer.Option("1,3,224,224", help="N,C,H,W for --macs"),
+    block_size: int = typer.Option(None, help="block size (default: each model's own)"),
+    type: str = typer.Option("fixed", "--type", help="fixed | hierarchical"),
+) -> None:
+    """List the block-convolution model zoo (default block size, parameters, MACs)."""
+    from bctvm.models.zoo import describe_zoo, parse_input_shape
+
+    kw = {"type": type} if block_size is None else {"type": type, "block_size": block_size}
+    shape = parse_input_shape(input_shape) if macs else None
+    for line in describe_zoo(shape, **kw):
+        typer.echo(line)
+
+
 # --- VTA tools: disasm, sim, sim-selftest ---------------------------------------------------
 
 
