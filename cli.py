@@ -87,14 +87,14 @@ def sim_cmd(
     import json
 
     from boards import load_board
-    from bctvm.program import load_dram, load_program, load_regions, regions_path, save_dram
+    from bctvm.program import load_dram, load_regions, read_program_bytes, regions_path, save_dram
     from bctvm.selftest import format_report
     from bctvm.sim import Simulator
 
     cfg = load_board(board)
-    insns, image = load_program(program, cfg), load_dram(dram)
+    stream, image = read_program_bytes(program), load_dram(dram)  # the simulator decodes it
     side = regions or (regions_path(dram) if regions_path(dram).is_file() else None)
-    res = Simulator(cfg).run(insns, image, regions=load_regions(side) if side else None)
+    res = Simulator(cfg).run(stream, image, regions=load_regions(side) if side else None)
     out = res.to_report()
     typer.echo(format_report(out))
     if dram_out:
