@@ -152,3 +152,25 @@ def test_block_size_that_does_not_divide_names_the_layer():
     with pytest.raises(BlockShapeError, match=r"'layer1\.0\.conv1'.*56x56"):
         with torch.no_grad():
             model(torch.randn(1, 3, 224, 224))
+
+
+def test_parse_input_shape():
+    from bctvm.models.zoo import parse_input_shape
+
+    assert parse_input_shape("1,3,224,224") == (1, 3, 224, 224)
+    with pytest.raises(BadInputError, match="--input-shape"):
+        parse_input_shape("1,3,0,224")
+    with pytest.raises(BadInputError, match="--input-shape"):
+        parse_input_shape("a,b")
+
+
+def test_cli_zoo_bad_input_shape_exits_2():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", "import cli; cli.main()", "zoo", "--macs", "--input-shape", "1,3"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "--input-shape" in proc.stderr
