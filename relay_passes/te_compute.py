@@ -33,10 +33,10 @@ PAD_MODES = ("constant", "replicate", "reflect")
 def round_shift(v, shift: int):
     """Arithmetic shift right by `shift` with round-half-up (int32); left shift if negative."""
     if shift > 0:
-        one = tirx.const(1 << (shift - 1), v.dtype)
-        return tirx.shift_right(v + one, tirx.const(shift, v.dtype))
+        one = tirx.const(1 << (shift - 1), "int32")
+        return tirx.shift_right(v + one, tirx.const(shift, "int32"))
     if shift < 0:
-        return tirx.shift_left(v, tirx.const(-shift, v.dtype))
+        return tirx.shift_left(v, tirx.const(-shift, "int32"))
     return v
 
 
@@ -44,14 +44,14 @@ def align(v, s: int):
     """Bring an int32 value to a larger (s > 0) or smaller (s < 0) exponent: v << s or
     round_shift(v, -s)."""
     if s >= 0:
-        return tirx.shift_left(v, tirx.const(s, v.dtype)) if s else v
+        return tirx.shift_left(v, tirx.const(s, "int32")) if s else v
     return round_shift(v, -s)
 
 
 def clip_to_int8(v, relu: bool, out_dtype: str = "int8"):
     """Clip an int32 value to [-128, 127] ([0, 127] with relu) and narrow to int8."""
-    lo = tirx.const(0 if relu else -128, v.dtype)
-    hi = tirx.const(127, v.dtype)
+    lo = tirx.const(0 if relu else -128, "int32")
+    hi = tirx.const(127, "int32")
     return tirx.max(tirx.min(v, hi), lo).astype(out_dtype)
 
 
