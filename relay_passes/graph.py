@@ -55,11 +55,12 @@ Handler = Callable[[relax.BlockBuilder, relax.Var, relax.Expr, Env], "relax.Expr
 
 def rebuild(func: relax.Function, handle: Handler, name: str = "main",
             finish: Callable[[relax.BlockBuilder, relax.Expr, Env], relax.Expr] | None = None,
-            builder: relax.BlockBuilder | None = None):
+            builder: relax.BlockBuilder | None = None, skip: object = None):
     """Rebuild `func` binding by binding.
 
-    `handle(bb, var, value, env)` returns the new expression for `var` (already emitted) or
-    None to copy the binding. `finish(bb, out, env)` may post-process the substituted result.
+    `handle(bb, var, value, env)` returns the new expression for `var` (already emitted),
+    None to copy the binding, or the `skip` sentinel to drop it (nothing may use it then).
+    `finish(bb, out, env)` may post-process the substituted result.
     Returns the new Function (or, with `builder`, emits into that builder's module and
     returns the GlobalVar)."""
     bb = builder or relax.BlockBuilder()
@@ -70,6 +71,8 @@ def rebuild(func: relax.Function, handle: Handler, name: str = "main",
             env: Env = {}
             for var, value in bindings(func):
                 new = handle(bb, var, value, env)
+                if skip is not None and new is skip:
+                    continue
                 if new is None:
                     new = bb.emit(substitute(value, env), name_hint=var.name)
                 env[var] = new

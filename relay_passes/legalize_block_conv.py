@@ -6,7 +6,7 @@ Matches (Relax dataflow patterns, tvm.relax.dpl), tried in this order:
      [-> add(reshape(bias, [1, O, 1, 1]))] -> reshape([n, nh, nw, O, oh, ow])
      -> permute_dims([0,3,1,4,2,5]) -> reshape([n, O, nh*oh, nw*ow])
   2. single block: nn.pad -> nn.conv2d [-> add(bias)]
-  3. a plain nn.conv2d with stride 1 (its own zero padding) [-> add(bias)]
+  3. a plain nn.conv2d (its own zero padding, any stride: one whole-map block) [-> add(bias)]
   4. nn.max_pool2d(2x2, stride 2, no padding, floor) of a block_conv2d used once -> the
      same block_conv2d with pool=True (BlockConv2d's stride-2 form).
 Produces: `bctvm.block_conv2d(x, weight, bias)` with attrs block, padding, padding_mode,
@@ -16,8 +16,8 @@ Produces: `bctvm.block_conv2d(x, weight, bias)` with attrs block, padding, paddi
 Requires: the module as ImportModel produces it (NCHW data, OIHW weights, float32).
 
 A chain that does not have the block-conv shape (other reshapes/permutes) is left alone. A
-conv2d that cannot be a block conv (stride != 1 on the data path, non-zero constant pad
-value, non-NCHW layout) raises UnsupportedOpError naming the layer.
+conv2d that cannot be a block conv (stride != 1 inside a multi-block chain, non-zero constant
+pad value, non-NCHW layout) raises UnsupportedOpError naming the layer.
 """
 
 from __future__ import annotations
@@ -82,19 +82,20 @@ def _zero_bias(channels: int, dtype: str):
     return ops.const(np.zeros(channels, dtype=dtype))
 
 
-def _conv_params(conv, layer: str) -> dict:
-    """Check a conv2d call for block-conv use; return its dilation/groups/padding."""
+def _conv_params(conv, layer: str, strided_ok: bool = False) -> dict:
+    """Check a conv2d call for block-conv use; return its dilation/groups/padding/strides."""
     a = conv.attrs
-    if _ints(a["strides"]) != (1, 1):
+    if _ints(a["strides"]) != (1, 1) and not strided_ok:
         raise UnsupportedOpError(
-            f"layer '{layer}': conv2d with stride {_ints(a['strides'])}; bctvm compiles stride-1 "
-            f"convs (stride 2 = BlockConv2d's stride-1 conv + 2x2 max-pool)")
+            f"layer '{layer}': conv2d with stride {_ints(a['strides'])} inside a block-conv "
+            f"chain (a block conv has stride 1; stride 2 is its 2x2 max-pool)")
     if str(a["data_layout"]) != "NCHW" or str(a["kernel_layout"]) != "OIHW":
         raise UnsupportedOpError(
             f"layer '{layer}': conv2d layout {a['data_layout']}/{a['kernel_layout']} "
             f"(bctvm expects NCHW/OIHW)")
     pad = _ints(a["padding"])  # (top, left, bottom, right)
-    return dict(dilation=_ints(a["dilation"]), groups=int(a["groups"]), conv_padding=pad)
+    return dict(dilation=_ints(a["dilation"]), groups=int(a["groups"]), conv_padding=pad,
+                strides=_ints(a["strides"]))
 
 
 def _pad_params(pad_call, layer: str) -> tuple[tuple[int, int, int, int], str]:
@@ -198,27 +199,28 @@ class LegalizeBlockConv(BctvmPass):
         o = ops.static_shape(w)[0]
         layer = self.namer(w)
         padding, mode = _pad_params(m[self.spad], layer)
-        cp = _conv_params(m[self.sconv], layer)
+        cp = _conv_params(m[self.sconv], layer, strided_ok=True)
         if any(cp["conv_padding"]):
             raise UnsupportedOpError(f"layer '{layer}': conv2d pads again after nn.pad")
         bias = self._bias(m, self.sadd, self.sb, o, x, layer)
         if bias is None:
             return expr
         return ops.block_conv2d(x, w, bias, block=(h, wd), padding=padding, padding_mode=mode,
-                                dilation=cp["dilation"], groups=cp["groups"], layer=layer)
+                                dilation=cp["dilation"], groups=cp["groups"],
+                                strides=cp["strides"], layer=layer)
 
     def _rewrite_plain(self, expr, m):
         x, w = m[self.cx], m[self.cw]
         n, c, h, wd = ops.static_shape(x)
         o = ops.static_shape(w)[0]
         layer = self.namer(w)
-        cp = _conv_params(m[self.cconv], layer)
+        cp = _conv_params(m[self.cconv], layer, strided_ok=True)
         bias = self._bias(m, self.cadd, self.cb, o, x, layer)
         if bias is None:
             return expr
         return ops.block_conv2d(x, w, bias, block=(h, wd), padding=cp["conv_padding"],
                                 padding_mode="constant", dilation=cp["dilation"],
-                                groups=cp["groups"], layer=layer)
+                                groups=cp["groups"], strides=cp["strides"], layer=layer)
 
     def _bias(self, m, add_pat, bias_pat, channels, x, layer):
         """The bias vector (zeros when the matched chain has no add)."""
@@ -234,7 +236,7 @@ class LegalizeBlockConv(BctvmPass):
                 or bool(a["ceil_mode"]) or str(a["layout"]) != "NCHW"):
             return expr
         attrs = ops.attrs_dict(bc)
-        if attrs["pool"] or uses.get(_key(bc), 0) != 1:
+        if attrs["pool"] or attrs.get("strides", (1, 1)) != (1, 1) or uses.get(_key(bc), 0) != 1:
             return expr
         attrs["pool"] = True
         return relax.Call(bc.op, list(bc.args), ops.make_attrs(**attrs))

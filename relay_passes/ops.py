@@ -19,7 +19,8 @@ from `te_compute.py`, so every module builds for `llvm` and runs on the Relax VM
 
 Attributes (all ops carrying a `layer` name use it in every error message):
 - block (bh, bw) in map pixels; padding (top, left, bottom, right); padding_mode
-  constant | replicate | reflect; kernel (kh, kw); dilation (dh, dw); groups; pool (2x2/2
+  constant | replicate | reflect; kernel (kh, kw); dilation (dh, dw); strides (sh, sw),
+  (1, 1) except for a plain strided conv over one whole-map block; groups; pool (2x2/2
   max-pool after the conv); layer (module path).
 - qblock_conv2d adds: layout ("NCHW" or "NCHW{b}n{c}c"), packed_groups (packed only),
   channels / in_channels (unpadded counts), has_sign, residual_shift, shift, relu.
@@ -108,7 +109,7 @@ def is_packed(layout: str) -> bool:
 def conv_out_hw(h: int, w: int, a: dict) -> tuple[int, int]:
     """Output map size of a (q)block_conv2d with attributes `a`, after the optional pool."""
     nh, nw, oh, ow = tc.block_geometry(h, w, a["block"], a["padding"], a["kernel"],
-                                       a["dilation"])
+                                       a["dilation"], a.get("strides", (1, 1)))
     hh, ww = nh * oh, nw * ow
     return (hh // 2, ww // 2) if a["pool"] else (hh, ww)
 
@@ -117,7 +118,9 @@ def pool_out_hw(h: int, w: int, a: dict) -> tuple[int, int]:
     kh, kw = a["pool_size"]
     sh, sw = a["strides"]
     pt, pl, pb, pr = a["padding"]
-    return (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+    dh, dw = a.get("dilation", (1, 1))
+    return ((h + pt + pb - dh * (kh - 1) - 1) // sh + 1,
+            (w + pl + pr - dw * (kw - 1) - 1) // sw + 1)
 
 
 def check_block_conv(layer: str, data_shape, weight_shape, a: dict) -> None:
@@ -137,8 +140,13 @@ def check_block_conv(layer: str, data_shape, weight_shape, a: dict) -> None:
         raise BlockShapeError(
             f"layer '{layer}': reflect padding {a['padding']} needs blocks larger than the "
             f"padding (block {bh}x{bw})")
+    strides = a.get("strides", (1, 1))
+    if strides != (1, 1) and (bh, bw) != (h, w):
+        raise UnsupportedOpError(
+            f"layer '{layer}': stride {strides} with {bh}x{bw} blocks of a {h}x{w} map (a "
+            f"block conv has stride 1; stride 2 is its 2x2 max-pool)")
     _, _, oh, ow = tc.block_geometry(h, w, a["block"], a["padding"], a["kernel"],
-                                     a["dilation"])
+                                     a["dilation"], strides)
     if oh <= 0 or ow <= 0:
         raise BlockShapeError(
             f"layer '{layer}': kernel {a['kernel']} (dilation {a['dilation']}) is larger than "
@@ -217,7 +225,8 @@ def _legal_block_conv(bb, call):
     def f(d, w, b):
         return tc.float_block_conv2d(d, w, b, block=a["block"], padding=a["padding"],
                                      padding_mode=a["padding_mode"], dilation=a["dilation"],
-                                     groups=a["groups"], pool=a["pool"])
+                                     groups=a["groups"], pool=a["pool"],
+                                     strides=a.get("strides", (1, 1)))
 
     return bb.call_te(f, *call.args, primfunc_name_hint="block_conv2d")
 
@@ -232,7 +241,7 @@ def _legal_qblock_conv(bb, call):
             padding=a["padding"], padding_mode=a["padding_mode"], dilation=a["dilation"],
             groups=a["groups"], packed_groups=a.get("packed_groups", 1), pool=a["pool"],
             has_sign=a["has_sign"], residual_shift=a.get("residual_shift", 0),
-            shift=a["shift"], relu=a["relu"])
+            shift=a["shift"], relu=a["relu"], strides=a.get("strides", (1, 1)))
 
     return bb.call_te(f, *call.args, primfunc_name_hint="qblock_conv2d")
 
@@ -240,7 +249,8 @@ def _legal_qblock_conv(bb, call):
 def _legal_qmax_pool(bb, call):
     a = attrs_dict(call)
     return bb.call_te(lambda d: tc.qmax_pool2d(d, pool_size=a["pool_size"], strides=a["strides"],
-                                               padding=a["padding"]),
+                                               padding=a["padding"],
+                                               dilation=a.get("dilation", (1, 1))),
                       call.args[0], primfunc_name_hint="qmax_pool2d")
 
 
@@ -324,26 +334,27 @@ def _call(name: str, args, **attrs) -> relax.Call:
 
 
 def block_conv2d(data, weight, bias, *, block, padding, padding_mode="constant",
-                 dilation=(1, 1), groups=1, pool=False, layer="") -> relax.Call:
+                 dilation=(1, 1), groups=1, pool=False, strides=(1, 1),
+                 layer="") -> relax.Call:
     """Float block conv (+bias, +2x2 max-pool). Validates the geometry (errors name `layer`)."""
     ws = static_shape(weight)
     a = dict(block=tuple(block), padding=tuple(padding), padding_mode=padding_mode,
-             kernel=(ws[2], ws[3]), dilation=tuple(dilation), groups=int(groups),
-             pool=bool(pool), layer=layer)
+             kernel=(ws[2], ws[3]), dilation=tuple(dilation), strides=tuple(strides),
+             groups=int(groups), pool=bool(pool), layer=layer)
     check_block_conv(layer, static_shape(data), ws, a)
     return _call(BLOCK_CONV2D, [data, weight, bias], **a)
 
 
 def qblock_conv2d(data, weight, bias, sign, residual=None, *, block, padding, padding_mode,
                   kernel, dilation, groups, pool, has_sign, shift, relu, residual_shift=0,
-                  layout=PLAIN, packed_groups=1, channels=None, in_channels=None,
-                  layer="") -> relax.Call:
+                  strides=(1, 1), layout=PLAIN, packed_groups=1, channels=None,
+                  in_channels=None, layer="") -> relax.Call:
     """Integer block conv with epilogue; see the module docstring for the attributes."""
     args = [data, weight, bias, sign] + ([residual] if residual is not None else [])
     ds, ws = static_shape(data), static_shape(weight)
     a = dict(block=tuple(block), padding=tuple(padding), padding_mode=padding_mode,
-             kernel=tuple(kernel), dilation=tuple(dilation), groups=int(groups),
-             pool=bool(pool), layer=layer)
+             kernel=tuple(kernel), dilation=tuple(dilation), strides=tuple(strides),
+             groups=int(groups), pool=bool(pool), layer=layer)
     if layout == PLAIN:
         check_block_conv(layer, ds, ws, a)
     return _call(QBLOCK_CONV2D, args, **a, layout=layout, packed_groups=int(packed_groups),
@@ -353,10 +364,10 @@ def qblock_conv2d(data, weight, bias, sign, residual=None, *, block, padding, pa
                  relu=bool(relu))
 
 
-def qmax_pool2d(data, *, pool_size, strides, padding=(0, 0, 0, 0), layout=PLAIN,
-                layer="") -> relax.Call:
+def qmax_pool2d(data, *, pool_size, strides, padding=(0, 0, 0, 0), dilation=(1, 1),
+                layout=PLAIN, layer="") -> relax.Call:
     return _call(QMAX_POOL2D, [data], pool_size=tuple(pool_size), strides=tuple(strides),
-                 padding=tuple(padding), layout=layout, layer=layer)
+                 padding=tuple(padding), dilation=tuple(dilation), layout=layout, layer=layer)
 
 
 def qadd(a, b, *, shift_a, shift_b, shift, relu, layout=PLAIN, layer="") -> relax.Call:

@@ -72,14 +72,17 @@ def _block_source(p, pad0: int, size: int, mode: str):
     return r2, None
 
 
-def block_geometry(h: int, w: int, block, padding, kernel, dilation):
-    """(nh, nw, oh, ow): blocks per side and conv-output block size (before any pool)."""
+def block_geometry(h: int, w: int, block, padding, kernel, dilation, strides=(1, 1)):
+    """(nh, nw, oh, ow): blocks per side and conv-output block size (before any pool).
+
+    A stride other than 1 is only meaningful with one block (a plain strided conv)."""
     bh, bw = block
     pt, pl, pb, pr = padding
     kh, kw = kernel
     dh, dw = dilation
-    oh = bh + pt + pb - dh * (kh - 1)
-    ow = bw + pl + pr - dw * (kw - 1)
+    sh, sw = strides
+    oh = (bh + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (bw + pl + pr - dw * (kw - 1) - 1) // sw + 1
     return h // bh, w // bw, oh, ow
 
 
@@ -87,14 +90,15 @@ def block_geometry(h: int, w: int, block, padding, kernel, dilation):
 
 
 def block_conv2d_nchw(data, weight, bias, *, block, padding, padding_mode, dilation, groups,
-                      acc_dtype):
+                      acc_dtype, strides=(1, 1)):
     """Block conv + bias, NCHW x OIHW -> NCHW in `acc_dtype` (no pool)."""
     n, c, h, w = (int(s) for s in data.shape)
     o, cg, kh, kw = (int(s) for s in weight.shape)
     bh, bw = block
     pt, pl, _, _ = padding
     dh, dw = dilation
-    nh, nw, oh, ow = block_geometry(h, w, block, padding, (kh, kw), dilation)
+    sh, sw = strides
+    nh, nw, oh, ow = block_geometry(h, w, block, padding, (kh, kw), dilation, strides)
     og = o // groups
     rc = te.reduce_axis((0, cg), name="rc")
     ry = te.reduce_axis((0, kh), name="ry")
@@ -103,8 +107,8 @@ def block_conv2d_nchw(data, weight, bias, *, block, padding, padding_mode, dilat
     def body(nn, oc, y, x):
         by, ly = y // oh, y % oh
         bx, lx = x // ow, x % ow
-        iy, vy = _block_source(ly + ry * dh, pt, bh, padding_mode)
-        ix, vx = _block_source(lx + rx * dw, pl, bw, padding_mode)
+        iy, vy = _block_source(ly * sh + ry * dh, pt, bh, padding_mode)
+        ix, vx = _block_source(lx * sw + rx * dw, pl, bw, padding_mode)
         ch = (oc // og) * cg + rc
         val = data[nn, ch, by * bh + iy, bx * bw + ix].astype(acc_dtype)
         if vy is not None:
@@ -138,11 +142,11 @@ def max_pool2x2(t, spatial_axes=(2, 3)):
 
 
 def float_block_conv2d(data, weight, bias, *, block, padding, padding_mode, dilation, groups,
-                       pool):
+                       pool, strides=(1, 1)):
     """The float `bctvm.block_conv2d`: block conv + bias (+ 2x2 max-pool), float32 NCHW."""
     y = block_conv2d_nchw(data, weight, bias, block=block, padding=padding,
                           padding_mode=padding_mode, dilation=dilation, groups=groups,
-                          acc_dtype=data.dtype)
+                          acc_dtype=data.dtype, strides=strides)
     return max_pool2x2(y) if pool else y
 
 
@@ -150,7 +154,7 @@ def float_block_conv2d(data, weight, bias, *, block, padding, padding_mode, dila
 
 
 def block_conv2d_packed(data, weight, bias, *, block, padding, padding_mode, dilation,
-                        packed_groups, acc_dtype="int32"):
+                        packed_groups, acc_dtype="int32", strides=(1, 1)):
     """Block conv + bias on packed layouts -> (N/b, O/o, H', W', b, o) int32 (no pool).
 
     `bias` is 1-D of length (O/o)*o (padded channels carry 0)."""
@@ -160,7 +164,8 @@ def block_conv2d_packed(data, weight, bias, *, block, padding, padding_mode, dil
     bh, bw = block
     pt, pl, _, _ = padding
     dh, dw = dilation
-    nh, nw, oh, ow = block_geometry(h, w, block, padding, (kh, kw), dilation)
+    sh, sw = strides
+    nh, nw, oh, ow = block_geometry(h, w, block, padding, (kh, kw), dilation, strides)
     to_g = to // packed_groups
     rt = te.reduce_axis((0, tig), name="rt")
     ry = te.reduce_axis((0, kh), name="ry")
@@ -170,8 +175,8 @@ def block_conv2d_packed(data, weight, bias, *, block, padding, padding_mode, dil
     def body(n0, ot, y, x, n1, oo):
         by, ly = y // oh, y % oh
         bx, lx = x // ow, x % ow
-        iy, vy = _block_source(ly + ry * dh, pt, bh, padding_mode)
-        ix, vx = _block_source(lx + rx * dw, pl, bw, padding_mode)
+        iy, vy = _block_source(ly * sh + ry * dh, pt, bh, padding_mode)
+        ix, vx = _block_source(lx * sw + rx * dw, pl, bw, padding_mode)
         it = (ot // to_g) * tig + rt
         val = data[n0, it, by * bh + iy, bx * bw + ix, n1, ri].astype(acc_dtype)
         if vy is not None:
@@ -205,18 +210,19 @@ def int_epilogue(acc, sign, residual, *, channel_of, has_sign, residual_shift, s
 
 
 def qblock_conv2d(data, weight, bias, sign, residual, *, layout, block, padding, padding_mode,
-                  dilation, groups, packed_groups, pool, has_sign, residual_shift, shift, relu):
+                  dilation, groups, packed_groups, pool, has_sign, residual_shift, shift, relu,
+                  strides=(1, 1)):
     """The integer `bctvm.qblock_conv2d` in either layout -> int8."""
     if layout == "NCHW":
         acc = block_conv2d_nchw(data, weight, bias, block=block, padding=padding,
                                 padding_mode=padding_mode, dilation=dilation, groups=groups,
-                                acc_dtype="int32")
+                                acc_dtype="int32", strides=strides)
         spatial = (2, 3)
         channel_of = lambda idx: idx[1]  # noqa: E731
     else:
         acc = block_conv2d_packed(data, weight, bias, block=block, padding=padding,
                                   padding_mode=padding_mode, dilation=dilation,
-                                  packed_groups=packed_groups)
+                                  packed_groups=packed_groups, strides=strides)
         spatial = (2, 3)
         co = int(weight.shape[4])
         channel_of = lambda idx: idx[1] * co + idx[5]  # noqa: E731
@@ -226,23 +232,24 @@ def qblock_conv2d(data, weight, bias, sign, residual, *, layout, block, padding,
                         residual_shift=residual_shift, shift=shift, relu=relu)
 
 
-def qmax_pool2d(data, *, pool_size, strides, padding):
+def qmax_pool2d(data, *, pool_size, strides, padding, dilation=(1, 1)):
     """Max-pool over int8 (NCHW or packed: spatial axes 2, 3); padding never wins the max."""
     shape = [int(s) for s in data.shape]
     kh, kw = pool_size
     sh, sw = strides
     pt, pl, pb, pr = padding
+    dh, dw = dilation
     h, w = shape[2], shape[3]
     out = list(shape)
-    out[2] = (h + pt + pb - kh) // sh + 1
-    out[3] = (w + pl + pr - kw) // sw + 1
+    out[2] = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    out[3] = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
     ry = te.reduce_axis((0, kh), name="ry")
     rx = te.reduce_axis((0, kw), name="rx")
     lowest = tirx.min_value(data.dtype)
 
     def body(*idx):
-        y = idx[2] * sh + ry - pt
-        x = idx[3] * sw + rx - pl
+        y = idx[2] * sh + ry * dh - pt
+        x = idx[3] * sw + rx * dw - pl
         j = list(idx)
         j[2] = tirx.max(tirx.min(y, h - 1), 0)
         j[3] = tirx.max(tirx.min(x, w - 1), 0)
