@@ -18,38 +18,99 @@ import numpy as np
 
 from bctvm.isa import AluOp
 from bctvm.sim.sram import Scratchpads
-from bctvm.sim.uop_loop import check_max, grid, uop_range
+from bctvm.sim.uop_loop import DstIndex, check_max, grid, uop_range
 
-_SHIFT_CAP = 63  # shifts are done on int64; 63 saturates like any larger amount
+_SHIFT_CAP = 63  # tile-operand shifts are done on int64; 63 saturates like any larger amount
+_INT32_BITS = 32
+
+
+class AluPlan:
+    """Index arrays and hazard-free runs of one ALU loop shape (valid until LOAD UOP)."""
+
+    __slots__ = ("n", "dst", "src", "runs", "src_is_dst")
+
+    def __init__(self, row, index: int, sp: Scratchpads):
+        where = f"instruction {index} (ALU {AluOp(row.alu_opcode).name})"
+        bgn, end = uop_range(row, sp, where)
+        iters = (row.iter_out, row.iter_in)
+        self.n = iters[0] * iters[1] * (end - bgn)
+        self.src = None
+        self.src_is_dst = False
+        if self.n == 0:
+            return
+        dfac = (row.dst_factor_out, row.dst_factor_in)
+        dk = sp.uop_dst[bgn:end]
+        check_max(sp, "acc", dk, iters, dfac, where, "dst")
+        dst = grid(dk, iters, dfac).reshape(-1)
+        if not row.use_imm:
+            sfac = (row.src_factor_out, row.src_factor_in)
+            sk = sp.uop_src[bgn:end]
+            check_max(sp, "acc", sk, iters, sfac, where, "src")
+            self.src = grid(sk, iters, sfac).reshape(-1)
+            self.src_is_dst = bool(np.array_equal(self.src, dst))
+        self.runs = hazard_free_runs(dst, self.src, sp.depth["acc"])
+        self.dst = DstIndex(dst) if len(self.runs) == 1 else dst
 
 
 def run_alu(row, index: int, sp: Scratchpads) -> int:
     """Execute one ALU instruction; returns the number of micro-ops run."""
-    op = AluOp(row.alu_opcode)
-    where = f"instruction {index} (ALU {op.name})"
-    bgn, end = uop_range(row, sp, where)
-    iters = (row.iter_out, row.iter_in)
-    n = iters[0] * iters[1] * (end - bgn)
-    if n == 0:
+    key = ("A", row.use_imm, row.uop_bgn, row.uop_end, row.iter_out, row.iter_in,
+           row.dst_factor_out, row.dst_factor_in,
+           0 if row.use_imm else row.src_factor_out, 0 if row.use_imm else row.src_factor_in)
+    plan = sp.plans.get(key)
+    if plan is None:
+        plan = sp.remember(key, AluPlan(row, index, sp))
+    if plan.n == 0:
         return 0
-    dfac = (row.dst_factor_out, row.dst_factor_in)
-    dk = sp.uop_dst[bgn:end]
-    check_max(sp, "acc", dk, iters, dfac, where, "dst")
-    dst = grid(dk, iters, dfac).reshape(-1)
-    src = None
-    if not row.use_imm:
-        sfac = (row.src_factor_out, row.src_factor_in)
-        sk = sp.uop_src[bgn:end]
-        check_max(sp, "acc", sk, iters, sfac, where, "src")
-        src = grid(sk, iters, sfac).reshape(-1)
+    op = row.alu_opcode
+    if len(plan.runs) == 1:  # one vectorised step: read every operand, then write
+        dst = plan.dst
+        d = dst.part(0, plan.n)
+        a = sp.acc[d]  # a view when dst is a contiguous run, else a copy
+        if plan.src is None:
+            operand = np.int32(row.imm)
+        elif plan.src_is_dst:
+            operand = a
+        else:
+            operand = sp.acc[plan.src]  # fancy indexing copies: read before any write
+        if dst.start is not None:
+            apply_inplace(op, a, operand)
+            np.copyto(sp.out[d], a, casting="unsafe")
+        else:
+            a = apply(op, a, operand)
+            sp.acc[d] = a
+            sp.out[d] = a
+        return plan.n
     imm = np.int32(row.imm)
-    for a, b in hazard_free_runs(dst, src, sp.depth["acc"]):
-        d = dst[a:b]
-        operand = imm if src is None else sp.acc[src[a:b]]
+    for a_, b_ in plan.runs:
+        d = plan.dst[a_:b_]
+        operand = imm if plan.src is None else sp.acc[plan.src[a_:b_]]
         new = apply(op, sp.acc[d], operand)
         sp.acc[d] = new
-        sp.out[d] = new.astype(sp.out.dtype)
-    return n
+        sp.out[d] = new
+    return plan.n
+
+
+def apply_inplace(op: AluOp, a: np.ndarray, b) -> None:
+    """a = op(a, b) in place (a an int32 view; b an int32 scalar or array)."""
+    if op == AluOp.MIN:
+        np.minimum(a, b, out=a)
+    elif op == AluOp.MAX:
+        np.maximum(a, b, out=a)
+    elif op == AluOp.ADD:
+        np.add(a, b, out=a)
+    elif op == AluOp.MUL:
+        np.multiply(a, b, out=a)
+    elif np.ndim(b) == 0:  # SHR by an immediate
+        sh = int(b)
+        if sh >= 0:
+            np.right_shift(a, min(sh, _INT32_BITS - 1), out=a)
+        elif -sh < _INT32_BITS:
+            np.left_shift(a, -sh, out=a)
+        else:
+            a[...] = 0
+    else:
+        a[...] = apply(op, a, b)
 
 
 def apply(op: AluOp, a: np.ndarray, b) -> np.ndarray:

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from boards import BoardConfig
 from bctvm.errors import DramOutOfRangeError
@@ -65,7 +64,8 @@ def _check_dram(dram: np.ndarray, base: int, y: int, x: int, stride: int, elem: 
 
 def _dram_rows(dram: np.ndarray, first: int, y: int, row_bytes: int, stride_bytes: int) -> np.ndarray:
     """A (y, row_bytes) uint8 view of a 2-D region of the DRAM image (bounds already checked)."""
-    return as_strided(dram[first:], shape=(y, row_bytes), strides=(stride_bytes, 1))
+    return np.ndarray((y, row_bytes), dtype=np.uint8, buffer=dram, offset=first,
+                      strides=(stride_bytes, 1))
 
 
 def _place(dst: np.ndarray, data, y0: int, y: int, x0: int, x: int, padded: bool) -> None:

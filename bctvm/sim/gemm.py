@@ -4,16 +4,24 @@ Per micro-op: inp[src] is BATCH x BLOCK_IN int8, wgt[wgt] is BLOCK_OUT x BLOCK_I
 the BATCH x BLOCK_OUT int32 product is added to acc[dst] (int32, two's-complement wrap);
 then out[dst] = low 8 bits of acc[dst]. With reset_reg, acc[dst] = out[dst] = 0 instead.
 
-Vectorisation: the loop's axes (iter_out, iter_in, uop) split into *kept* axes, along which
-dst changes, and *reduced* axes, along which dst is constant (the K reduction of a conv:
-kernel taps and input-channel blocks writing one output tile). Products are summed over the
-reduced axes in int32/int64, which is exact, and sums wrap to int32 once (wrapping commutes
-with addition, so the order of accumulation never matters). When the weight tile sequence
-along the reduced axes is the same for every kept position (a conv's weights do not depend
-on the output pixel), the whole instruction is one integer matrix product
-X[M*BATCH, Q*BLOCK_IN] @ W[Q*BLOCK_IN, BLOCK_OUT]; otherwise per-micro-op products are formed
-with einsum and summed. Repeated dst indices among the kept positions are summed with
-np.add.at, never overwritten.
+Vectorisation: the loop's axes (iter_out, iter_in, uop) split into *kept* axes, along
+which dst changes, and *reduced* axes, along which dst is constant (the K reduction of a
+conv: kernel taps and input-channel blocks writing one output tile). Products are summed
+over the reduced axes exactly and wrap to int32 once (wrapping commutes with addition, so
+the order of accumulation never matters). When the weight tiles along the reduced axes are
+the same for every kept position (a conv's weights do not depend on the output pixel), the
+whole instruction is one matrix product X[M*BATCH, Q*BLOCK_IN] @ W[Q*BLOCK_IN, BLOCK_OUT];
+otherwise per-micro-op products are formed (one BLAS call per distinct weight tile, or an
+int32 einsum when tiles rarely repeat) and summed. Repeated dst indices among the kept
+positions are summed with np.add.at, never overwritten.
+
+Float BLAS is exact here: products of int8 are integers of magnitude <= 2**14, and float32
+is used only when every partial sum stays <= 2**24 (Q x BLOCK_IN <= 1024), float64 (exact
+to 2**53) otherwise.
+
+Everything that depends only on the loop fields and the micro-ops (index arrays, bounds
+checks, the kept/reduced split) is a `GemmPlan`, cached in the scratchpads until the next
+LOAD UOP; the weight matrix of a shared-weight plan is cached until the next LOAD WGT.
 """
 
 from __future__ import annotations
@@ -21,93 +29,134 @@ from __future__ import annotations
 import numpy as np
 
 from bctvm.sim.sram import Scratchpads
-from bctvm.sim.uop_loop import check_max, grid, uop_range
+from bctvm.sim.uop_loop import DstIndex, check_max, grid, uop_range
 
 _CHUNK_BYTES = 32 << 20  # working-set bound per vectorised step
 _INT8_PRODUCT_MAX = 128 * 128  # |a*b| for int8 a, b
-_INT32_MAX = (1 << 31) - 1
+_FLOAT32_EXACT = 1 << 24  # every integer of magnitude <= 2**24 is exact in float32
+_UOPS_PER_BLAS_CALL = 16  # below this many micro-ops per weight tile, einsum is cheaper
+
+
+def _float_dtype(terms: int, block_in: int):
+    """A BLAS dtype in which sums of `terms` x `block_in` int8 products are exact."""
+    return np.float32 if terms * block_in * _INT8_PRODUCT_MAX <= _FLOAT32_EXACT else np.float64
+
+
+class GemmPlan:
+    """Index arrays of one GEMM loop shape (see module docstring)."""
+
+    __slots__ = ("n", "reset", "dst", "src_mq", "wgt_q", "wgt_mq", "dtype", "shared",
+                 "w_version", "w_mat")
+
+    def __init__(self, row, index: int, sp: Scratchpads):
+        where = f"instruction {index} (GEMM)"
+        bgn, end = uop_range(row, sp, where)
+        iters = (row.iter_out, row.iter_in)
+        self.n = iters[0] * iters[1] * (end - bgn)
+        self.reset = bool(row.reset_reg)
+        self.w_version, self.w_mat = -1, None
+        self.shared = False
+        if self.n == 0:
+            return
+        dfac = (row.dst_factor_out, row.dst_factor_in)
+        dk = sp.uop_dst[bgn:end]
+        check_max(sp, "acc", dk, iters, dfac, where, "dst")
+        dst = grid(dk, iters, dfac)
+        if self.reset:
+            self.dst = DstIndex(dst.reshape(-1))
+            return
+        sfac = (row.src_factor_out, row.src_factor_in)
+        wfac = (row.wgt_factor_out, row.wgt_factor_in)
+        sk, wk = sp.uop_src[bgn:end], sp.uop_wgt[bgn:end]
+        check_max(sp, "inp", sk, iters, sfac, where, "src")
+        check_max(sp, "wgt", wk, iters, wfac, where, "wgt")
+        src, wgt = grid(sk, iters, sfac), grid(wk, iters, wfac)
+        # which loop axes change dst (kept) and which only accumulate (reduced)
+        dst_const = (iters[0] == 1 or dfac[0] == 0, iters[1] == 1 or dfac[1] == 0,
+                     dk.size == 1 or dk.min() == dk.max())
+        wgt_const = (wfac[0] == 0, wfac[1] == 0, wk.size == 1 or wk.min() == wk.max())
+        kept = [a for a in range(3) if not dst_const[a]]
+        perm = kept + [a for a in range(3) if dst_const[a]]
+        m = int(np.prod([dst.shape[a] for a in kept], dtype=np.int64))
+        q = self.n // m
+        self.dst = DstIndex(dst.transpose(perm).reshape(m, q)[:, 0])
+        self.src_mq = np.ascontiguousarray(src.transpose(perm).reshape(m, q))
+        wgt_mq = wgt.transpose(perm).reshape(m, q)
+        self.shared = all(wgt_const[a] for a in kept)
+        self.wgt_q = np.ascontiguousarray(wgt_mq[0])
+        self.wgt_mq = None if self.shared else np.ascontiguousarray(wgt_mq)
+        self.dtype = _float_dtype(q, sp.inp.shape[2])
+
+    def weights(self, sp: Scratchpads) -> np.ndarray:
+        """W[Q*BLOCK_IN, BLOCK_OUT] of a shared-weight plan, rebuilt after each LOAD WGT."""
+        if self.w_version != sp.wgt_version:
+            q = self.wgt_q.size
+            bo, bi = sp.wgt.shape[1:]
+            self.w_mat = sp.wgt[self.wgt_q].transpose(0, 2, 1).reshape(q * bi, bo).astype(self.dtype)
+            self.w_version = sp.wgt_version
+        return self.w_mat
 
 
 def run_gemm(row, index: int, sp: Scratchpads) -> int:
     """Execute one GEMM; returns the number of micro-ops run (iter_out x iter_in x uops)."""
-    where = f"instruction {index} (GEMM)"
-    bgn, end = uop_range(row, sp, where)
-    iters = (row.iter_out, row.iter_in)
-    n = iters[0] * iters[1] * (end - bgn)
-    if n == 0:
+    key = ("G", row.reset_reg, row.uop_bgn, row.uop_end, row.iter_out, row.iter_in,
+           row.dst_factor_out, row.dst_factor_in, row.src_factor_out, row.src_factor_in,
+           row.wgt_factor_out, row.wgt_factor_in)
+    plan = sp.plans.get(key)
+    if plan is None:
+        plan = sp.remember(key, GemmPlan(row, index, sp))
+    if plan.n == 0:
         return 0
-    dfac = (row.dst_factor_out, row.dst_factor_in)
-    dk = sp.uop_dst[bgn:end]
-    check_max(sp, "acc", dk, iters, dfac, where, "dst")
-    dst = grid(dk, iters, dfac)
-    if row.reset_reg:
-        flat = dst.reshape(-1)
-        sp.acc[flat] = 0
-        sp.out[flat] = 0
-        return n
-    sfac = (row.src_factor_out, row.src_factor_in)
-    wfac = (row.wgt_factor_out, row.wgt_factor_in)
-    sk, wk = sp.uop_src[bgn:end], sp.uop_wgt[bgn:end]
-    check_max(sp, "inp", sk, iters, sfac, where, "src")
-    check_max(sp, "wgt", wk, iters, wfac, where, "wgt")
-    src, wgt = grid(sk, iters, sfac), grid(wk, iters, wfac)
-
-    # which loop axes change dst (kept) and which only accumulate (reduced)
-    dst_const = (iters[0] == 1 or dfac[0] == 0, iters[1] == 1 or dfac[1] == 0,
-                 dk.size == 1 or dk.min() == dk.max())
-    wgt_const = (wfac[0] == 0, wfac[1] == 0, wk.size == 1 or wk.min() == wk.max())
-    kept = [a for a in range(3) if not dst_const[a]]
-    red = [a for a in range(3) if dst_const[a]]
-    perm = kept + red
-    m = int(np.prod([dst.shape[a] for a in kept], dtype=np.int64))
-    q = n // m
-    dst_m = dst.transpose(perm).reshape(m, q)[:, 0]
-    src_mq = src.transpose(perm).reshape(m, q)
-    wgt_mq = wgt.transpose(perm).reshape(m, q)
-    if all(wgt_const[a] for a in kept):
-        _shared_weights(sp, dst_m, src_mq, wgt_mq[0])
+    if plan.reset:
+        plan.dst.assign(sp, 0)
+    elif plan.shared:
+        _shared_weights(sp, plan)
     else:
-        _per_uop(sp, dst_m, src_mq, wgt_mq)
-    return n
+        _per_uop(sp, plan)
+    return plan.n
 
 
-def _shared_weights(sp: Scratchpads, dst_m, src_mq, wgt_q) -> None:
-    """One integer matmul: every kept position uses the same weight tiles wgt_q."""
-    m, q = src_mq.shape
+def _shared_weights(sp: Scratchpads, plan: GemmPlan) -> None:
+    """One BLAS matmul: every kept position uses the same weight tiles."""
+    m, q = plan.src_mq.shape
     _, b, bi = sp.inp.shape
     bo = sp.wgt.shape[1]
-    dt = np.int32 if q * bi * _INT8_PRODUCT_MAX <= _INT32_MAX else np.int64
-    w = sp.wgt[wgt_q].transpose(0, 2, 1).reshape(q * bi, bo).astype(dt)
+    w = plan.weights(sp)
+    dt = plan.dtype
     step = max(1, _CHUNK_BYTES // (q * b * bi * np.dtype(dt).itemsize))
     for c in range(0, m, step):
-        rows = src_mq[c:c + step]
-        x = sp.inp[rows].transpose(0, 2, 1, 3).reshape(rows.shape[0] * b, q * bi).astype(dt)
-        _add(sp, dst_m[c:c + step], (x @ w).reshape(rows.shape[0], b, bo))
+        rows = plan.src_mq[c:c + step] if m > step else plan.src_mq
+        x = sp.inp[rows]
+        x = x.reshape(-1, q * bi) if b == 1 else x.transpose(0, 2, 1, 3).reshape(-1, q * bi)
+        s = x.astype(dt) @ w
+        s = s.astype(np.int32) if dt == np.float32 else s.astype(np.int64).astype(np.int32)
+        plan.dst.accumulate(sp, s.reshape(rows.shape[0], b, bo), c, step if m > step else m)
 
 
-def _per_uop(sp: Scratchpads, dst_m, src_mq, wgt_mq) -> None:
-    """Per-micro-op products (einsum), summed over the reduced axis."""
-    m, q = src_mq.shape
+def _per_uop(sp: Scratchpads, plan: GemmPlan) -> None:
+    """Per-micro-op products summed over the reduced axis; weight tiles vary by position.
+
+    Few distinct weight tiles: one BLAS matmul per tile over the micro-ops using it.
+    Many: int32 einsum over all micro-ops (exact: |product| <= BLOCK_IN * 2**14)."""
+    m, q = plan.src_mq.shape
     _, b, bi = sp.inp.shape
     bo = sp.wgt.shape[1]
     step = max(1, _CHUNK_BYTES // (q * 4 * (b * bi + bo * bi + b * bo)))
     for c in range(0, m, step):
-        s = src_mq[c:c + step].reshape(-1)
-        g = wgt_mq[c:c + step].reshape(-1)
-        x = sp.inp[s].astype(np.int32)
-        w = sp.wgt[g].astype(np.int32)
-        p = np.einsum("nbi,noi->nbo", x, w)  # |p| <= BLOCK_IN * 2**14: exact in int32
+        s = plan.src_mq[c:c + step].reshape(-1)
+        g = plan.wgt_mq[c:c + step].reshape(-1)
+        order = np.argsort(g, kind="stable")
+        sg = g[order]
+        cuts = np.flatnonzero(sg[1:] != sg[:-1]) + 1
+        if (cuts.size + 1) * _UOPS_PER_BLAS_CALL <= g.size:
+            p = np.empty((g.size, b, bo), dtype=np.float32)
+            x_all = sp.inp[s].astype(np.float32)
+            for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, g.size].tolist()):
+                idx = order[lo:hi]
+                wt = sp.wgt[sg[lo]].T.astype(np.float32)  # BLOCK_IN x BLOCK_OUT
+                p[idx] = (x_all[idx].reshape(-1, bi) @ wt).reshape(-1, b, bo)
+        else:
+            p = np.einsum("nbi,noi->nbo", sp.inp[s].astype(np.int32), sp.wgt[g].astype(np.int32))
         rows = s.shape[0] // q
-        _add(sp, dst_m[c:c + step], p.reshape(rows, q, b, bo).sum(axis=1, dtype=np.int64))
-
-
-def _add(sp: Scratchpads, dst, sums) -> None:
-    """acc[dst] += sums (int32 wrap), out[dst] = low bits; repeated dst entries are summed."""
-    if dst.size > 1 and np.bincount(dst).max() > 1:
-        uniq, inv = np.unique(dst, return_inverse=True)
-        total = np.zeros((uniq.size,) + sums.shape[1:], dtype=np.int64)
-        np.add.at(total, inv, sums)
-        dst, sums = uniq, total
-    new = (sp.acc[dst] + sums.astype(np.int64)).astype(np.int32)
-    sp.acc[dst] = new
-    sp.out[dst] = new.astype(sp.out.dtype)
+        sums = p.reshape(rows, q, b, bo).astype(np.int64).sum(axis=1).astype(np.int32)
+        plan.dst.accumulate(sp, sums, c, rows)

@@ -13,6 +13,7 @@ Addresses and indices count elements of their buffer or memory type, as in bctvm
 from __future__ import annotations
 
 from collections import namedtuple
+from operator import attrgetter
 
 import numpy as np
 
@@ -32,8 +33,6 @@ FIELDS = (
 Row = namedtuple("Row", FIELDS)
 _FIELD_POS = {name: i for i, name in enumerate(FIELDS)}
 _N_OPCODES = len(Opcode)
-_MT, _ALU_OP = _FIELD_POS["memory_type"], _FIELD_POS["alu_opcode"]
-_MEM_OPCODES = (int(Opcode.LOAD), int(Opcode.STORE))
 
 
 def _layouts(cfg: BoardConfig) -> dict:
@@ -110,53 +109,88 @@ def _check_enums(cols: np.ndarray) -> None:
 # ---- instruction records --------------------------------------------------------------------
 
 
-def _record_checks(cfg: BoardConfig) -> dict:
-    """{record class: [(field name, lo, hi)]} allowed ranges from the board's encoding."""
-    checks = {}
+_HEAD_FIELDS = FIELDS[1:5]
+_MEM_FIELDS = FIELDS[5:15]
+_COMPUTE_FIELDS = FIELDS[15:24]
+_WGT_FIELDS = FIELDS[24:26]
+_ALU_FIELDS = FIELDS[26:29]
+
+
+def _record_builders() -> dict:
+    """{record class: function record -> Row values tuple}; fields in FIELDS order."""
+    z = lambda k: (0,) * k  # noqa: E731
+    mem = attrgetter(*_HEAD_FIELDS, *_MEM_FIELDS)
+    gemm = attrgetter(*_HEAD_FIELDS, *_COMPUTE_FIELDS, *_WGT_FIELDS)
+    alu_head = attrgetter(*_HEAD_FIELDS)
+    alu_rest = attrgetter(*_COMPUTE_FIELDS, *_ALU_FIELDS)
+    tail_mem = z(len(FIELDS) - 15)
+    return {
+        isa.Load: lambda r: (Opcode.LOAD, *mem(r), *tail_mem),
+        isa.Store: lambda r: (Opcode.STORE, *mem(r), *tail_mem),
+        isa.Gemm: lambda r: (Opcode.GEMM, *gemm(r)[:4], *z(10), *gemm(r)[4:], *z(3)),
+        isa.Alu: lambda r: (Opcode.ALU, *alu_head(r), *z(10), *alu_rest(r)[:9], 0, 0,
+                            *alu_rest(r)[9:]),
+        isa.Finish: lambda r: (Opcode.FINISH, *alu_head(r), *z(len(FIELDS) - 5)),
+    }
+
+
+def _check_widths(cols: np.ndarray, cfg: BoardConfig) -> None:
+    """EncodingError naming the first instruction whose field does not fit its width."""
+    opcode = cols[0]
     for op, fields in _layouts(cfg).items():
-        rng = []
+        sel = np.flatnonzero(opcode == int(op))
+        if not sel.size:
+            continue
         for name, _word, _shift, bits in fields:
             if name == "opcode":
                 continue
-            if name == "imm":
-                rng.append((name, -(1 << (bits - 1)), (1 << (bits - 1)) - 1))
-            else:
-                rng.append((name, 0, (1 << bits) - 1))
-        checks[isa.INSN_CLASSES[op]] = (int(op), rng)
-    return checks
+            lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if name == "imm" else (0, (1 << bits) - 1)
+            v = cols[_FIELD_POS[name], sel]
+            bad = np.flatnonzero((v < lo) | (v > hi))
+            if bad.size:
+                i = int(sel[bad[0]])
+                raise EncodingError(
+                    f"instruction {i} ({op.name}): field '{name}' = {int(v[bad[0]])} "
+                    f"outside [{lo}, {hi}]"
+                )
 
 
 def rows_from_records(insns, cfg: BoardConfig) -> list:
     """Rows of a list of bctvm.isa records; EncodingError names an out-of-width field."""
-    checks = _record_checks(cfg)
+    builders = _record_builders()
     rows = []
     append = rows.append
+    make = Row._make
     for index, insn in enumerate(insns):
-        spec = checks.get(type(insn))
-        if spec is None:
+        build = builders.get(type(insn))
+        if build is None:
             raise ProgramFormatError(
                 f"instruction {index} is a {type(insn).__name__}, not a bctvm.isa instruction record"
             )
-        opcode, ranges = spec
-        values = [0] * len(FIELDS)
-        values[0] = opcode
-        d = insn.__dict__
-        for name, lo, hi in ranges:
-            v = d[name]
-            if not lo <= v <= hi:
-                raise EncodingError(
-                    f"instruction {index} ({Opcode(opcode).name}): field '{name}' = {v} "
-                    f"outside [{lo}, {hi}]"
-                )
-            values[_FIELD_POS[name]] = int(v)
-        if opcode in _MEM_OPCODES and values[_MT] >= len(MemType):
-            raise UnknownOpcodeError(
-                f"instruction {index} ({Opcode(opcode).name}): unknown memory type {values[_MT]}"
+        append(make(build(insn)))
+    if not rows:
+        return rows
+    cols = np.array(rows)
+    if cols.dtype.kind not in "iub":  # a float, a huge int or some other object: find it
+        cols = np.array(rows, dtype=object)
+        bad = [(i, FIELDS[f]) for f in range(len(FIELDS)) for i in _non_integers(cols[:, f])]
+        if bad:
+            i, name = min(bad)
+            raise EncodingError(
+                f"instruction {i} ({Opcode(rows[i].opcode).name}): field '{name}' = "
+                f"{getattr(rows[i], name)!r} is not an integer"
             )
-        if opcode == Opcode.ALU and values[_ALU_OP] >= len(AluOp):
-            raise UnknownOpcodeError(f"instruction {index} (ALU): unknown alu_opcode {values[_ALU_OP]}")
-        append(Row._make(values))
+        raise EncodingError("an instruction field does not fit 64 bits")
+    cols = cols.astype(np.int64).T
+    _check_widths(cols, cfg)
+    _check_enums(cols)
     return rows
+
+
+def _non_integers(col: np.ndarray) -> list:
+    """Positions of values that are not ints (bool, IntEnum and numpy integers are ints)."""
+    ok = np.fromiter((isinstance(v, (int, np.integer)) for v in col), dtype=bool, count=col.size)
+    return np.flatnonzero(~ok)[:1].tolist()
 
 
 def to_rows(program, cfg: BoardConfig) -> list:

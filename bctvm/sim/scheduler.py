@@ -93,11 +93,22 @@ class _Legality:
             raise IllegalInstructionError(f"instruction {index}: {msg}")
 
 
-def check_program(rows: list, cfg: BoardConfig) -> None:
-    """Static legality of a whole stream (see module docstring); raises on the first fault."""
+_FLAG_NAMES = ("pop_prev", "pop_next", "push_prev", "push_next")
+# per module: bit mask (bit k = _FLAG_NAMES[k]) of the token flags it may set
+_ALLOWED_FLAGS = {
+    mod: sum(1 << k for k, f in enumerate(_FLAG_NAMES) if (mod, f) in _POPS or (mod, f) in _PUSHES)
+    for mod in (LOAD_MOD, COMPUTE_MOD, STORE_MOD)
+}
+
+
+def check_program(rows: list, cfg: BoardConfig) -> list:
+    """Static legality of a whole stream (see module docstring); raises on the first fault.
+
+    Returns the module of each instruction."""
     legality = _Legality(cfg)
     uop_depth = cfg.uop_depth
     finish_at = None
+    modules = []
     for index, row in enumerate(rows):
         op = row.opcode
         if finish_at is not None:
@@ -106,15 +117,15 @@ def check_program(rows: list, cfg: BoardConfig) -> None:
                 f"{finish_at}; FINISH must be last"
             )
         mod = module_of(row)
-        for flag in ("pop_prev", "pop_next", "push_prev", "push_next"):
-            if getattr(row, flag) and (mod, flag) not in _POPS and (mod, flag) not in _PUSHES:
-                raise IllegalInstructionError(
-                    f"instruction {index} ({describe(row)}): {flag} set, but the "
-                    f"{MODULE_NAMES[mod]} module has no such token queue"
-                )
-        if op in (Opcode.LOAD, Opcode.STORE):
-            legality.check(row, index)
-        elif op in (Opcode.GEMM, Opcode.ALU):
+        modules.append(mod)
+        flags = row.pop_prev | row.pop_next << 1 | row.push_prev << 2 | row.push_next << 3
+        if flags & ~_ALLOWED_FLAGS[mod]:
+            flag = next(f for k, f in enumerate(_FLAG_NAMES) if flags >> k & 1 and not _ALLOWED_FLAGS[mod] >> k & 1)
+            raise IllegalInstructionError(
+                f"instruction {index} ({describe(row)}): {flag} set, but the "
+                f"{MODULE_NAMES[mod]} module has no such token queue"
+            )
+        if op == Opcode.GEMM or op == Opcode.ALU:
             if not 0 <= row.uop_bgn < row.uop_end <= uop_depth:
                 raise UopOutOfRangeError(
                     f"instruction {index} ({describe(row)}): micro-op range "
@@ -123,18 +134,39 @@ def check_program(rows: list, cfg: BoardConfig) -> None:
                 )
         elif op == Opcode.FINISH:
             finish_at = index
+        else:
+            legality.check(row, index)
     if finish_at is None:
         raise MissingFinishError(
             f"the instruction stream ({len(rows)} instructions) has no FINISH"
             if rows else "the instruction stream is empty (no FINISH)"
         )
+    return modules
 
 
-def run_schedule(rows: list, fetch_cycles: int,
+def _token_tables() -> dict:
+    """{(module, pop_prev, pop_next, push_prev, push_next): (queues popped, queues pushed)}."""
+    table = {}
+    for mod in (LOAD_MOD, COMPUTE_MOD, STORE_MOD):
+        for bits in range(16):
+            flags = dict(zip(("pop_prev", "pop_next", "push_prev", "push_next"),
+                             ((bits >> k) & 1 for k in range(4))))
+            pops = tuple(q for (m, f), q in _POPS.items() if m == mod and flags[f])
+            pushes = tuple(q for (m, f), q in _PUSHES.items() if m == mod and flags[f])
+            table[(mod, *flags.values())] = (pops, pushes)
+    return table
+
+
+_TOKEN_TABLE = _token_tables()
+_CONSUMER = {q: m for (m, _f), q in _POPS.items()}  # the one module popping each queue
+
+
+def run_schedule(rows: list, modules: list, fetch_cycles: int,
                  execute: Callable[[int, object, int, int], int],
                  max_cycles: int | None = None, progress=None) -> int:
     """Run every instruction in discrete-event order; returns the last end cycle.
 
+    modules[i] is the module of instruction i (from check_program).
     execute(index, row, module, start) performs the instruction and returns its end cycle.
     progress, if given, is called with the number of instructions done since the last call.
     Raises DeadlockError naming the waiting instruction(s) if tokens can never arrive, and
@@ -143,36 +175,50 @@ def run_schedule(rows: list, fetch_cycles: int,
     queues_of = [[], [], []]
     pops, pushes = [], []
     for index, row in enumerate(rows):
-        mod = module_of(row)
+        mod = modules[index]
         queues_of[mod].append(index)
-        pops.append(tuple(q for (m, f), q in _POPS.items() if m == mod and getattr(row, f)))
-        pushes.append(tuple(q for (m, f), q in _PUSHES.items() if m == mod and getattr(row, f)))
+        popped, pushed = _TOKEN_TABLE[(mod, row.pop_prev, row.pop_next, row.push_prev, row.push_next)]
+        pops.append(popped)
+        pushes.append(pushed)
     tokens = [deque(), deque(), deque(), deque()]
+    consumer = [_CONSUMER[q] for q in range(4)]
     head = [0, 0, 0]
     free = [0, 0, 0]
+    # per module: None = recompute; False = blocked on a token; else (start, index)
+    cand = [None, None, None]
     last_end = 0
     done_since = 0
     for _ in range(len(rows)):
         best = None
         for mod in (LOAD_MOD, COMPUTE_MOD, STORE_MOD):
-            h = head[mod]
-            if h == len(queues_of[mod]):
-                continue
-            index = queues_of[mod][h]
-            start = max(free[mod], (index + 1) * fetch_cycles)
-            ready = True
-            for q in pops[index]:
-                if tokens[q]:
-                    if tokens[q][0] > start:
-                        start = tokens[q][0]
+            c = cand[mod]
+            if c is None:
+                h = head[mod]
+                if h == len(queues_of[mod]):
+                    cand[mod] = c = False
                 else:
-                    ready = False
-                    break
-            if ready and (best is None or (start, index) < best[:2]):
-                best = (start, index, mod)
+                    index = queues_of[mod][h]
+                    start = free[mod]
+                    fetched = (index + 1) * fetch_cycles
+                    if fetched > start:
+                        start = fetched
+                    c = (start, index)
+                    for q in pops[index]:
+                        tq = tokens[q]
+                        if not tq:
+                            c = False
+                            break
+                        if tq[0] > start:
+                            start = tq[0]
+                            c = (start, index)
+                    cand[mod] = c
+            if c and (best is None or c < best):
+                best = c
+                best_mod = mod
         if best is None:
             raise DeadlockError(_deadlock_message(rows, queues_of, head, pops, tokens))
-        start, index, mod = best
+        start, index = best
+        mod = best_mod
         if max_cycles is not None and start > max_cycles:
             raise CycleLimitError(
                 f"instruction {index} ({describe(rows[index])}) would start at cycle {start}, "
@@ -183,8 +229,11 @@ def run_schedule(rows: list, fetch_cycles: int,
         end = execute(index, rows[index], mod, start)
         for q in pushes[index]:
             tokens[q].append(end)
+            if cand[consumer[q]] is False:
+                cand[consumer[q]] = None
         free[mod] = end
         head[mod] += 1
+        cand[mod] = None
         if end > last_end:
             last_end = end
         if progress is not None:

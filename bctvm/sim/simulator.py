@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from boards import BoardConfig, load_board
 from bctvm.errors import ProgramFormatError
@@ -89,7 +90,7 @@ class Simulator:
         progress: True/False forces the tqdm bar on/off; None shows it for long programs."""
         cfg = self.cfg
         rows = to_rows(program, cfg)
-        check_program(rows, cfg)
+        modules = check_program(rows, cfg)
         mem = _as_dram(dram)
         traffic = Traffic(regions)
         sp = Scratchpads(cfg)
@@ -124,8 +125,11 @@ class Simulator:
 
         bar = self._progress_bar(len(rows), progress)
         try:
-            last = run_schedule(rows, cm.fetch_cycles, execute, max_cycles,
-                                bar.update if bar is not None else None)
+            # the matrices are small: BLAS threads only add contention (10-100x slower on a
+            # busy machine), so the run uses one BLAS thread
+            with threadpool_limits(limits=1, user_api="blas"):
+                last = run_schedule(rows, modules, cm.fetch_cycles, execute, max_cycles,
+                                    bar.update if bar is not None else None)
         finally:
             if bar is not None:
                 bar.close()

@@ -34,6 +34,8 @@ class Scratchpads:
         self.wgt = np.zeros((cfg.wgt_depth, bo, bi), dtype=np.int8)
         self.acc = np.zeros((cfg.acc_depth, b, bo), dtype=np.int32)
         self.out = np.zeros((cfg.out_depth, b, bo), dtype=np.int8)
+        self.plans = {}  # GEMM/ALU loop plans (bctvm.sim.gemm / alu), valid until LOAD UOP
+        self.wgt_version = 0  # bumped by every LOAD WGT (invalidates cached weight matrices)
         self.depth = {
             "uop": cfg.uop_depth,
             "inp": cfg.inp_depth,
@@ -55,6 +57,13 @@ class Scratchpads:
                 f"accessed [{lo}, {hi}])"
             )
 
+    def remember(self, key, plan):
+        """Cache a loop plan (bounded: the cache is dropped when it grows past 4096 plans)."""
+        if len(self.plans) >= 4096:
+            self.plans.clear()
+        self.plans[key] = plan
+        return plan
+
     def write_uops(self, base: int, words: np.ndarray) -> None:
         """Store micro-op words at [base, base + len) and refresh their decoded fields."""
         end = base + words.shape[0]
@@ -64,3 +73,4 @@ class Scratchpads:
         self.uop_src[base:end] = s
         self.uop_wgt[base:end] = w
         self.uop_loaded[base:end] = True
+        self.plans.clear()

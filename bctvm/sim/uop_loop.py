@@ -4,7 +4,8 @@ For i < iter_out, j < iter_in, k in [uop_bgn, uop_end) (sequential order i, j, k
     dst = uop[k].dst + i*dst_factor_out + j*dst_factor_in      (and likewise src, wgt)
 `grid` builds such an index array shaped (iter_out, iter_in, n_uops); bounds are checked
 analytically first (factors are non-negative, so the largest index is
-max(uop field) + (iter_out-1)*factor_out + (iter_in-1)*factor_in).
+max(uop field) + (iter_out-1)*factor_out + (iter_in-1)*factor_in). `DstIndex` writes results
+back to acc/out, as slices when the indices are one contiguous run (the common case).
 """
 
 from __future__ import annotations
@@ -54,3 +55,63 @@ def grid(base: np.ndarray, iters: tuple, factors: tuple) -> np.ndarray:
     i = np.arange(iters[0], dtype=np.int64)[:, None, None] * factors[0]
     j = np.arange(iters[1], dtype=np.int64)[None, :, None] * factors[1]
     return base[None, None, :] + i + j
+
+
+class DstIndex:
+    """Accumulator indices written by a GEMM/ALU step, with the fastest way to write them.
+
+    `start` is set when the indices are exactly start, start+1, ... (slices, in place);
+    otherwise fancy indexing, and repeated indices are summed on accumulate."""
+
+    __slots__ = ("idx", "start", "unique", "uniq", "inv")
+
+    def __init__(self, idx: np.ndarray):
+        idx = np.ascontiguousarray(idx, dtype=np.int64)
+        self.idx = idx
+        n = idx.size
+        self.start = None
+        if n and int(idx[-1]) - int(idx[0]) == n - 1 and (n == 1 or bool((np.diff(idx) == 1).all())):
+            self.start = int(idx[0])
+        self.unique = self.start is not None or n <= 1 or int(np.bincount(idx).max()) <= 1
+        self.uniq = self.inv = None
+        if not self.unique:
+            self.uniq, self.inv = np.unique(idx, return_inverse=True)
+
+    @property
+    def size(self) -> int:
+        return self.idx.size
+
+    def part(self, c: int, count: int):
+        """Slice or index array of entries [c, c + count)."""
+        if self.start is not None:
+            return slice(self.start + c, self.start + c + count)
+        if c == 0 and count == self.idx.size:
+            return self.idx
+        return self.idx[c:c + count]
+
+    def assign(self, sp: Scratchpads, value) -> None:
+        """acc[dst] = out[dst] = value."""
+        d = self.part(0, self.idx.size)
+        sp.acc[d] = value
+        sp.out[d] = value
+
+    def accumulate(self, sp: Scratchpads, sums: np.ndarray, c: int = 0, count: int | None = None) -> None:
+        """acc[dst] += sums (int32, wrapping), out[dst] = low bits, for entries [c, c + count)."""
+        count = self.idx.size if count is None else count
+        d = self.part(c, count)
+        if self.start is not None:
+            a = sp.acc[d]
+            a += sums
+            np.copyto(sp.out[d], a, casting="unsafe")
+            return
+        if not self.unique:
+            if c == 0 and count == self.idx.size:
+                uniq, inv = self.uniq, self.inv
+            else:
+                uniq, inv = np.unique(d, return_inverse=True)
+            total = np.zeros((uniq.size,) + sums.shape[1:], dtype=np.int32)
+            np.add.at(total, inv, sums)  # int32 adds wrap: exact modulo 2**32
+            d, sums = uniq, total
+        a = sp.acc[d] + sums
+        sp.acc[d] = a
+        sp.out[d] = a
