@@ -291,8 +291,10 @@ def format_report(report: dict) -> str:
         reads = c.get("dram_read_bytes", {})
         lines.append("DRAM read  " + "  ".join(f"{k} {v} B" for k, v in reads.items())
                      + f"  | written {c.get('dram_write_bytes')} B  instructions {c.get('insn_bytes')} B")
+        insns = c.get("instructions", {})
         lines.append(f"GEMM uops {c.get('gemm_uops')}  ALU uops {c.get('alu_uops')}  MACs {c.get('macs')}  "
-                     f"insns {c.get('instructions')}")
+                     f"on-chip reuse {c.get('onchip_reuse_bytes', 0)} B  | instructions "
+                     + " ".join(f"{k} {v}" for k, v in insns.items()))
     if "selftest" in report:
         s = report["selftest"]
         lines.append(f"self-test conv3x3 {s['in_channels']}->{s['out_channels']} ch on "
