@@ -221,6 +221,37 @@ class DramImage:
         return arr.reshape((region.n_elems,) + tile_shape(region.kind, self.cfg)).copy()
 
 
+# ---- packed tensor layouts <-> tiles --------------------------------------------------------
+
+
+def nchw_to_tiles(x: np.ndarray, batch: int, block: int) -> np.ndarray:
+    """NCHW -> tiles [(n/batch, c/block, h, w), batch, block] (VTA's NCHWxnXc, tile order)."""
+    n, c, h, w = x.shape
+    if n % batch or c % block:
+        raise ProgramFormatError(f"NCHW {list(x.shape)}: N must be a multiple of {batch}, C of {block}")
+    t = np.asarray(x).reshape(n // batch, batch, c // block, block, h, w).transpose(0, 2, 4, 5, 1, 3)
+    return t.reshape(-1, batch, block)
+
+
+def tiles_to_nchw(tiles: np.ndarray, shape: tuple[int, int, int, int]) -> np.ndarray:
+    """Inverse of nchw_to_tiles: tiles [(n/batch, c/block, h, w), batch, block] -> NCHW `shape`."""
+    n, c, h, w = shape
+    _, batch, block = tiles.shape
+    t = np.asarray(tiles).reshape(n // batch, c // block, h, w, batch, block).transpose(0, 4, 1, 5, 2, 3)
+    return t.reshape(n, c, h, w)
+
+
+def oihw_to_tiles(w: np.ndarray, block_out: int, block_in: int) -> np.ndarray:
+    """OIHW -> tiles [(o/bo, i/bi, kh, kw), block_out, block_in] (VTA's OIHWxoXi, tile order)."""
+    o, i, kh, kw = w.shape
+    if o % block_out or i % block_in:
+        raise ProgramFormatError(
+            f"OIHW {list(w.shape)}: O must be a multiple of {block_out}, I of {block_in}"
+        )
+    t = np.asarray(w).reshape(o // block_out, block_out, i // block_in, block_in, kh, kw)
+    return t.transpose(0, 2, 4, 5, 1, 3).reshape(-1, block_out, block_in)
+
+
 # ---- files --------------------------------------------------------------------------------
 
 

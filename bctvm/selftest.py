@@ -32,7 +32,7 @@ import numpy as np
 from boards import BoardConfig, load_board
 from bctvm.errors import BadInputError, ValidationMismatch
 from bctvm.isa import Alu, AluOp, Finish, Gemm, Load, MemType, Store, Uop
-from bctvm.program import DramImage
+from bctvm.program import DramImage, nchw_to_tiles, oihw_to_tiles, tiles_to_nchw
 
 KERNEL = 3  # the self-test layer is a 3x3 conv with padding 1
 PAD = 1
@@ -60,10 +60,9 @@ class SelftestProgram:
 
     def output(self, dram: np.ndarray) -> np.ndarray:
         """int8 [BATCH, Co, H, W] read back from a final DRAM image."""
-        h, w, ob = self.shape["height"], self.shape["width"], self.shape["out_blocks"]
-        tiles = self.image.read("output", dram)  # [(ob, h, w), BATCH, BLOCK_OUT]
-        t = tiles.reshape(ob, h, w, self.cfg.batch, self.cfg.block_out)
-        return t.transpose(3, 0, 4, 1, 2).reshape(self.cfg.batch, ob * self.cfg.block_out, h, w)
+        s = self.shape
+        return tiles_to_nchw(self.image.read("output", dram),
+                             (s["batch"], s["out_channels"], s["height"], s["width"]))
 
 
 def conv_acc(x: np.ndarray, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -155,10 +154,8 @@ def build_selftest(cfg: BoardConfig, seed: int = 0, height: int = 8, width: int 
     # ---- DRAM image ---------------------------------------------------------------------------
     img = DramImage(cfg)
     img.put_uops("uops", uops)
-    x_tiles = x.reshape(nb, in_blocks, bi, height, width).transpose(1, 3, 4, 0, 2)
-    img.put_inp("input", x_tiles.reshape(-1, nb, bi))
-    w_tiles = w.reshape(out_blocks, bo, in_blocks, bi, KERNEL, KERNEL).transpose(0, 2, 4, 5, 1, 3)
-    img.put_wgt("weights", w_tiles.reshape(-1, bo, bi))
+    img.put_inp("input", nchw_to_tiles(x, nb, bi))
+    img.put_wgt("weights", oihw_to_tiles(w, bo, bi))
     b_tiles = np.broadcast_to(bias.reshape(out_blocks, 1, bo), (out_blocks, nb, bo))
     img.put_acc("bias", b_tiles)
     out = img.alloc_out("output", out_blocks * height * width)

@@ -11,11 +11,14 @@ from bctvm.program import (
     load_dram,
     load_program,
     load_regions,
+    nchw_to_tiles,
+    oihw_to_tiles,
     read_program_bytes,
     regions_path,
     save_dram,
     save_program,
     save_regions,
+    tiles_to_nchw,
 )
 
 PYNQ = load_board("pynq")
@@ -176,3 +179,25 @@ def test_region_map_file(tmp_path):
         load_regions(path)
     with pytest.raises(ProgramFormatError, match="not found"):
         load_regions(tmp_path / "none.json")
+
+
+def test_packed_layouts_put_each_tile_where_the_spec_says():
+    rng = np.random.default_rng(2)
+    x = rng.integers(-128, 128, (2, 32, 3, 4))
+    t = nchw_to_tiles(x, batch=2, block=16)
+    assert t.shape == (2 * 3 * 4, 2, 16)
+    cb, h, w = 1, 2, 3  # tile (c block 1, h 2, w 3) of the only batch group
+    assert np.array_equal(t[(cb * 3 + h) * 4 + w], x[0:2, 16:32, h, w])
+    assert np.array_equal(tiles_to_nchw(t, x.shape), x)
+    x1 = rng.integers(-128, 128, (3, 16, 2, 2))  # batch 1, three images
+    t1 = nchw_to_tiles(x1, batch=1, block=16)
+    assert np.array_equal(t1[2 * 4 + 1, 0], x1[2, :, 0, 1])
+    wt = rng.integers(-128, 128, (32, 48, 3, 3))
+    tw = oihw_to_tiles(wt, 16, 16)
+    assert tw.shape == (2 * 3 * 9, 16, 16)
+    ob, ib, kh, kw = 1, 2, 0, 2
+    assert np.array_equal(tw[((ob * 3 + ib) * 3 + kh) * 3 + kw], wt[16:32, 32:48, kh, kw])
+    with pytest.raises(ProgramFormatError, match="C of 16"):
+        nchw_to_tiles(np.zeros((1, 8, 2, 2)), 1, 16)
+    with pytest.raises(ProgramFormatError, match="I of 16"):
+        oihw_to_tiles(np.zeros((16, 8, 1, 1)), 16, 16)
