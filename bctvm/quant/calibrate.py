@@ -9,12 +9,8 @@ e = floor(log2(127 / max|t|)); fold BN into each conv (fold.py) and quantize its
 from __future__ import annotations
 
 import math
-from typing import Optional
-
-import numpy as np
 import torch
 import torch.fx as fx
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -22,7 +18,7 @@ from bctvm.errors import BadInputError, UnsupportedOpError
 from bctvm.models.block_conv import BlockConv2d, normalize_padding_mode
 
 from .fold import fold_conv_bn
-from .graph import NetPlan, LayerPlan, node_args, plan_network, trace_model, where
+from .graph import LayerPlan, NetPlan, node_args, plan_network, trace_model, where
 from .host_head import host_op_from_node
 from .inputs import iter_batches
 from .intops import (

@@ -135,7 +135,8 @@ class IntegerReference:
             return requantize(acc, layer.shift, layer.relu), acc
         if isinstance(layer, QAdd):
             r = env[layer.inputs[1]]
-            acc = wrap32(shift_left(x, layer.e_a - layer.e_x) + shift_left(r, layer.e_a - layer.e_r))
+            acc = wrap32(shift_left(x, layer.e_a - layer.e_x)
+                         + shift_left(r, layer.e_a - layer.e_r))
             return requantize(acc, layer.shift, layer.relu), acc
         if isinstance(layer, QMaxPool):
             y = F.max_pool2d(x.to(torch.float64), layer.kernel, layer.stride, layer.padding,

@@ -1,7 +1,8 @@
 """A small trained block CNN on the digits data: int8 accuracy within 2 points of float.
 
-Measured (seed 0, 16x16 greyscale, 5 epochs of SGD on the 1437 training images, 256 calibration images, 360 test images):
-float 96.7%, int8 96.9%, top-1 agreement 99.7%.
+Measured (seed 0, 16x16 greyscale, 5 epochs of SGD on the 1437 training images, 256
+calibration images, the 360 test images): float 97.5%, int8 97.5% (drop 0.0 points), top-1
+agreement 99.7%, boundary error mean 0.26 / max 2.6 LSB.
 """
 
 import pytest

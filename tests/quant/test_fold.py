@@ -22,7 +22,8 @@ def _conv_bn(stride: int, seed: int = 0) -> nn.Sequential:
 def _folded_forward(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     conv, bn = net[0], net[1]
     f = fold_conv_bn(conv.weight, conv.bias, bn, conv.pool)
-    y = block_conv2d(x, f.weight, f.bias, conv.block_for(8, 8), conv.padding, conv.padding_mode, pool=conv.pool)
+    y = block_conv2d(x, f.weight, f.bias, conv.block_for(8, 8), conv.padding,
+                     conv.padding_mode, pool=conv.pool)
     return y if f.sign is None else y * f.sign.view(1, -1, 1, 1)
 
 
