@@ -54,6 +54,95 @@ def zoo_cmd(
         typer.echo(line)
 
 
+# --- training: data, train, eval (bctvm/train/run.py) ---------------------------------------
+
+
+@app.command("data")
+def data_cmd(
+    name: str = typer.Argument(..., help="bundled dataset to export: digits"),
+    out_dir: str = typer.Argument(..., help="writes OUT_DIR/train/<class>/*.png and OUT_DIR/val/"),
+    size: int = typer.Option(32, help="image side in pixels"),
+    per_class: int = typer.Option(None, help="keep only the first N images per class and split"),
+) -> None:
+    """Export a bundled dataset (no download) as an ImageFolder tree of PNGs."""
+    from bctvm.train.run import export_dataset
+
+    counts = export_dataset(name, out_dir, size=size, per_class=per_class)
+    typer.echo(", ".join(f"{k}: {n} images" for k, n in counts.items()) + f" in {out_dir}")
+
+
+@app.command("train")
+def train_cmd(
+    data_dir: str = typer.Argument(..., help="ImageFolder root with train/ (and val/)"),
+    arch: str = typer.Option(None, help="zoo model (default block_resnet18, or the --resume one)"),
+    block_size: str = typer.Option(None, help="N or H,W; 0 = whole side (default 8)"),
+    type: str = typer.Option(None, "--type", help="fixed | hierarchical (default fixed)"),
+    padding: str = typer.Option(None, help="constant | replicate | reflect (default constant)"),
+    input_size: int = typer.Option(None, help="image side in pixels (default 32)"),
+    epochs: int = typer.Option(10, help="total epochs (a resumed run continues up to this)"),
+    lr: float = typer.Option(0.1, help="initial learning rate"),
+    wd: float = typer.Option(1e-4, help="weight decay"),
+    momentum: float = typer.Option(0.9, help="SGD momentum"),
+    milestones: str = typer.Option("", help="epochs where lr is multiplied by 0.1, e.g. 10,20"),
+    batch_size: int = typer.Option(64, help="images per SGD step"),
+    workers: int = typer.Option(0, help="data-loading worker processes"),
+    resume: str = typer.Option(None, help="checkpoint to continue from (last.pt)"),
+    reset_optimizer: bool = typer.Option(False, help="with --resume: keep only the weights"),
+    out: str = typer.Option("runs/train", help="folder for last.pt and best.pt"),
+    seed: int = typer.Option(0, help="seed of weight init and shuffling"),
+) -> None:
+    """Train a zoo block CNN on an ImageFolder tree; checkpoints every epoch."""
+    from bctvm.train.run import summarize, train_from_folder
+
+    history, _ = train_from_folder(
+        data_dir, out, arch=arch, block_size=block_size, type=type, padding_mode=padding,
+        input_size=input_size, epochs=epochs, lr=lr, wd=wd, momentum=momentum,
+        milestones=milestones, batch_size=batch_size, workers=workers, resume=resume,
+        reset_optimizer=reset_optimizer, seed=seed)
+    typer.echo(summarize(history, out))
+
+
+@app.command("eval")
+def eval_cmd(
+    ckpt: str = typer.Argument(..., help="checkpoint written by `bctvm train`"),
+    data_dir: str = typer.Argument(..., help="ImageFolder root"),
+    split: str = typer.Option("val", help="subfolder of DATA_DIR to evaluate"),
+    batch_size: int = typer.Option(128, help="images per batch"),
+    workers: int = typer.Option(0, help="data-loading worker processes"),
+) -> None:
+    """Rebuild the model from a checkpoint and print its top-1 / top-5 on DATA_DIR/SPLIT."""
+    from bctvm.train.run import eval_checkpoint
+
+    r = eval_checkpoint(ckpt, data_dir, split=split, batch_size=batch_size, workers=workers)
+    typer.echo(f"{split}: top-1 {r['top1']:.2f}%  top-5 {r['top5']:.2f}%  "
+               f"loss {r['loss']:.4f}  ({r['images']} images)")
+
+
+# --- quantization: int8 calibration and its integer reference (bctvm/quant/run.py) ----------
+
+
+@app.command("quantize")
+def quantize_cmd(
+    ckpt: str = typer.Argument(..., help="checkpoint written by `bctvm train`"),
+    data_dir: str = typer.Argument(..., help="ImageFolder root (calibrates on DATA_DIR/train)"),
+    calib: int = typer.Option(256, help="calibration images, spread over DATA_DIR/train"),
+    split: str = typer.Option("val", help="subfolder of DATA_DIR to compare on"),
+    out: str = typer.Option(None, "-o", "--out", help="write OUT.json + OUT.npz"),
+    batch_size: int = typer.Option(64, help="images per batch"),
+) -> None:
+    """Calibrate int8 power-of-two quantization; print float vs int8 accuracy and agreement."""
+    from bctvm.quant.run import quantize_checkpoint
+
+    qnet, r = quantize_checkpoint(ckpt, data_dir, calib=calib, split=split, out=out,
+                                  batch_size=batch_size)
+    typer.echo(f"{len(qnet.layers)} integer layers, boundary {qnet.boundary} "
+               f"(e={qnet.boundary_exponent}), {len(qnet.head)} host ops")
+    typer.echo(f"{split}: float top-1 {r['float_top1']:.2f}%  int8 top-1 {r['int8_top1']:.2f}%  "
+               f"agreement {100 * r['top1_agreement']:.2f}%  ({r['images']} images)")
+    if out:
+        typer.echo(f"wrote {out}.json / .npz")
+
+
 # --- VTA tools: disasm, sim, sim-selftest ---------------------------------------------------
 
 
