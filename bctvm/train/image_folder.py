@@ -100,13 +100,45 @@ def write_image_folder(dataset: Dataset, out_dir: str | Path, progress: bool = T
     return n
 
 
+def first_per_class(dataset: Dataset, per_class: int) -> Dataset:
+    """A view of `dataset` keeping the first `per_class` items of each class (in order);
+    keeps the classes list and the uint8 `image(i)` access when the dataset has them."""
+    if per_class < 1:
+        raise BadInputError(f"--per-class must be at least 1, got {per_class}")
+    labels = [int(t) for t in dataset.targets]
+    seen: dict[int, int] = {}
+    keep = []
+    for i, t in enumerate(labels):
+        if seen.get(t, 0) < per_class:
+            seen[t] = seen.get(t, 0) + 1
+            keep.append(i)
+    return _Subset(dataset, keep)
+
+
+class _Subset(Dataset):
+    def __init__(self, base: Dataset, indices: list[int]):
+        self.base, self.indices = base, indices
+        self.targets = [base.targets[i] for i in indices]
+        self.classes = getattr(base, "classes", None)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        return self.base[self.indices[i]]
+
+    def image(self, i: int) -> Image.Image:
+        return self.base.image(self.indices[i])
+
+
 def export_image_folder(dataset_or_name, out_dir: str | Path, size: int = 32, seed: int = 0,
-                        progress: bool = True) -> dict[str, int]:
+                        per_class: int | None = None, progress: bool = True) -> dict[str, int]:
     """Export a dataset as an ImageFolder tree; returns {split: image count}.
 
     - a name ("digits"): both splits, out_dir/train/<class>/*.png and out_dir/val/<class>/*.png,
-      images of size x size pixels (split `seed` as in digits_dataset);
-    - a Dataset: its items, out_dir/<class>/*.png (size and seed are ignored), key "all".
+      images of size x size pixels (split `seed` as in digits_dataset); `per_class` keeps only
+      the first N images of each class in each split (small smoke-test sets);
+    - a Dataset: its items, out_dir/<class>/*.png (size, seed, per_class ignored), key "all".
     """
     if isinstance(dataset_or_name, str):
         if dataset_or_name != "digits":
@@ -117,6 +149,8 @@ def export_image_folder(dataset_or_name, out_dir: str | Path, size: int = 32, se
         counts = {}
         for split, folder in (("train", "train"), ("test", "val")):
             ds = digits_dataset(split, size=size, channels=1, seed=seed)
+            if per_class is not None:
+                ds = first_per_class(ds, per_class)
             counts[folder] = write_image_folder(ds, out_dir / folder, progress=progress)
         return counts
     return {"all": write_image_folder(dataset_or_name, out_dir, progress=progress)}

@@ -20,7 +20,7 @@ DEFAULT_ARCH = ArchSpec(name="block_resnet18", block_size=8, type="fixed",
                         padding_mode="constant", input_size=32, channels=3)
 ARCH_OPTIONS = {"name": "--arch", "block_size": "--block-size", "type": "--type",
                 "padding_mode": "--padding", "input_size": "--input-size",
-                "channels": "--channels"}
+                "channels": "channels"}
 
 
 def parse_block_size(text: str | int | None) -> int | tuple[int, int] | None:
@@ -47,12 +47,13 @@ def parse_milestones(text: str | None) -> list[int]:
         raise BadInputError(f"--milestones must be comma-separated epochs, got {text!r}") from None
 
 
-def export_dataset(name: str, out_dir: str | Path, size: int = 32,
+def export_dataset(name: str, out_dir: str | Path, size: int = 32, per_class: int | None = None,
                    progress: bool = True) -> dict[str, int]:
-    """`bctvm data NAME OUT_DIR`: write OUT_DIR/train and OUT_DIR/val; returns image counts."""
+    """`bctvm data NAME OUT_DIR`: write OUT_DIR/train and OUT_DIR/val; returns image counts.
+    per_class: keep only the first N images of each class per split."""
     if size < 1:
         raise BadInputError(f"--size must be a positive pixel count, got {size}")
-    return export_image_folder(name, out_dir, size=size, progress=progress)
+    return export_image_folder(name, out_dir, size=size, per_class=per_class, progress=progress)
 
 
 def _data_dir(path: str | Path) -> Path:
@@ -82,6 +83,35 @@ def _resolve_arch(given: dict, resume: str | Path | None, reset_optimizer: bool,
     chosen = {k: v for k, v in given.items() if v is not None}
     arch = replace(base, **chosen, num_classes=num_classes)
     return ArchSpec.from_dict(arch.to_dict())
+
+
+def check_input_fits(model: torch.nn.Module, spec: ArchSpec) -> None:
+    """Run one zero image through `model` so a block size or input size the architecture
+    cannot take fails now, naming the layer, rather than inside the first epoch."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, spec.channels, spec.input_size, spec.input_size))
+    except BadInputError as err:
+        raise BadInputError(f"{spec.name} at --input-size {spec.input_size}: {err}") from err
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise BadInputError(f"{spec.name} cannot take a {spec.channels}x{spec.input_size}x"
+                            f"{spec.input_size} input: {first}") from err
+    finally:
+        model.train(was_training)
+
+
+def summarize(history: list[dict], out: str | Path) -> str:
+    """One line: the best epoch and where the checkpoints are."""
+    if not history:
+        return f"nothing to train (already at the requested epochs); checkpoints in {out}"
+    key = "val_top1" if history[-1]["val_top1"] is not None else "train_top1"
+    best = max(history, key=lambda h: h[key])
+    where = "val" if key == "val_top1" else "train"
+    return (f"best {where} top-1 {best[key]:.2f}% at epoch {best['epoch']}; "
+            f"checkpoints {Path(out) / 'last.pt'}, {Path(out) / 'best.pt'}")
 
 
 def train_from_folder(
@@ -115,10 +145,16 @@ def train_from_folder(
     # validate block type / padding names early, with the option in the message
     from bctvm.models.block_conv import normalize_block_type, normalize_padding_mode
 
-    if type is not None:
-        given["type"] = normalize_block_type(type)
-    if padding_mode is not None:
-        given["padding_mode"] = normalize_padding_mode(padding_mode)
+    try:
+        if type is not None:
+            given["type"] = normalize_block_type(type)
+    except BadInputError as err:
+        raise BadInputError(f"--type: {err}") from None
+    try:
+        if padding_mode is not None:
+            given["padding_mode"] = normalize_padding_mode(padding_mode)
+    except BadInputError as err:
+        raise BadInputError(f"--padding: {err}") from None
     probe = replace(DEFAULT_ARCH, **{k: v for k, v in given.items() if v is not None})
     train_set = image_folder(data_dir / "train", probe.input_size, probe.channels)
     spec = _resolve_arch(given, resume, reset_optimizer, len(train_set.classes))
@@ -133,6 +169,7 @@ def train_from_folder(
         val_loader = make_loader(val_set, batch_size, shuffle=False, workers=workers)
     torch.manual_seed(seed)
     model = spec.build()
+    check_input_fits(model, spec)
     train_loader = make_loader(train_set, batch_size, shuffle=True, workers=workers, seed=seed)
     history = train(model, train_loader, val_loader, epochs=epochs, lr=lr, wd=wd,
                     momentum=momentum, milestones=milestones, ckpt_dir=out, resume=resume,
@@ -162,4 +199,4 @@ def eval_checkpoint(ckpt: str | Path, data_dir: str | Path, split: str = "val",
 
 
 __all__ = ["export_dataset", "train_from_folder", "eval_checkpoint", "parse_block_size",
-           "parse_milestones", "DEFAULT_ARCH"]
+           "parse_milestones", "check_input_fits", "summarize", "DEFAULT_ARCH"]
