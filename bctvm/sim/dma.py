@@ -79,19 +79,22 @@ def _place(dst: np.ndarray, data, y0: int, y: int, x0: int, x: int, padded: bool
         dst[y0:y0 + y, x0:x0 + x] = data
 
 
+def _where(index: int, mt: MemType) -> str:
+    return f"instruction {index} (LOAD {MemType(mt).name})"
+
+
 def run_load(row, index: int, sp: Scratchpads, dram: np.ndarray, traffic: Traffic,
              kinds: dict) -> Transfer:
     """Execute one LOAD (legality of its memory type already checked)."""
-    mt = MemType(row.memory_type)
+    mt = row.memory_type
     kind = kinds[mt]
-    where = f"instruction {index} (LOAD {mt.name})"
     y, x, stride = row.y_size, row.x_size, row.x_stride
     y0, y1, x0, x1 = row.y_pad_0, row.y_pad_1, row.x_pad_0, row.x_pad_1
     h, w = y0 + y + y1, x0 + x + x1
     total = h * w
     base = row.sram_base
-    if total:
-        sp.check_range(kind.buffer, base, base + total - 1, where)
+    if total and base + total > sp.depth[kind.buffer]:
+        sp.check_range(kind.buffer, base, base + total - 1, _where(index, mt))
     padded = total != y * x
     pad_bytes = (total - y * x) * kind.sram_elem_bytes
     moving = y > 0 and x > 0
@@ -100,7 +103,8 @@ def run_load(row, index: int, sp: Scratchpads, dram: np.ndarray, traffic: Traffi
         data = None
         if moving:
             src0 = row.dram_base
-            sp.check_range("out", src0, src0 + (y - 1) * stride + x - 1, where + " source")
+            sp.check_range("out", src0, src0 + (y - 1) * stride + x - 1,
+                           _where(index, mt) + " source")
             idx = src0 + stride * np.arange(y)[:, None] + np.arange(x)[None, :]
             data = sp.out[idx]
         dst = sp.inp[base:base + total].reshape((h, w) + kind.elem_shape)
@@ -112,23 +116,25 @@ def run_load(row, index: int, sp: Scratchpads, dram: np.ndarray, traffic: Traffi
     e = kind.dram_elem_bytes
     data = None
     if moving:
-        _check_dram(dram, row.dram_base, y, x, stride, e, where)
+        if (row.dram_base + (y - 1) * stride + x) * e > dram.size:
+            _check_dram(dram, row.dram_base, y, x, stride, e, _where(index, mt))
         first = row.dram_base * e
-        raw = _dram_rows(dram, first, y, x * e, stride * e)
-        data = np.ascontiguousarray(raw).view(kind.dram_dtype).reshape((y, x) + kind.elem_shape)
+        # rows are byte-contiguous, so the strided byte view reinterprets as elements in place
+        data = _dram_rows(dram, first, y, x * e, stride * e).view(kind.dram_dtype)
+        data = data.reshape((y, x) + kind.elem_shape)
         traffic.add_read(mt, first, y, x * e, stride * e)
     if mt == MemType.UOP:
-        block = np.zeros((h, w), dtype=np.uint32) if padded else None
-        if block is None:
-            if moving:
-                sp.write_uops(base, data.reshape(-1).astype(np.uint32))
-        else:
+        if padded:
+            block = np.zeros((h, w), dtype=np.uint32)
             _place(block, data, y0, y, x0, x, False)
             sp.write_uops(base, block.reshape(-1))
-    else:
-        buf = sp.buffer(kind.buffer)
-        dst = buf[base:base + total].reshape((h, w) + kind.elem_shape)
-        _place(dst, data, y0, y, x0, x, padded)  # ACC_8BIT: int8 -> int32 sign-extends here
+        elif moving:
+            sp.write_uops(base, data.reshape(-1).astype(np.uint32))
+        return Transfer(y if moving else 0, x * e if moving else 0, pad_bytes, 0)
+    if kind.buffer == "wgt":
+        sp.wgt_version += 1
+    dst = sp.buffer(kind.buffer)[base:base + total].reshape((h, w) + kind.elem_shape)
+    _place(dst, data, y0, y, x0, x, padded)  # ACC_8BIT: int8 -> int32 sign-extends here
     return Transfer(y if moving else 0, x * e if moving else 0, pad_bytes, 0)
 
 

@@ -120,7 +120,8 @@ def check_program(rows: list, cfg: BoardConfig) -> list:
         modules.append(mod)
         flags = row.pop_prev | row.pop_next << 1 | row.push_prev << 2 | row.push_next << 3
         if flags & ~_ALLOWED_FLAGS[mod]:
-            flag = next(f for k, f in enumerate(_FLAG_NAMES) if flags >> k & 1 and not _ALLOWED_FLAGS[mod] >> k & 1)
+            flag = next(f for k, f in enumerate(_FLAG_NAMES)
+                        if flags >> k & 1 and not _ALLOWED_FLAGS[mod] >> k & 1)
             raise IllegalInstructionError(
                 f"instruction {index} ({describe(row)}): {flag} set, but the "
                 f"{MODULE_NAMES[mod]} module has no such token queue"

@@ -139,17 +139,17 @@ class Simulator:
             traffic.instructions[op] = counts.get(int(Opcode[op]), 0)
         traffic.insn_bytes = len(rows) * cfg.insn_bytes
         fetch_busy = len(rows) * cm.fetch_cycles
-        cycles = max(last, fetch_busy)
+        cycles = int(max(last, fetch_busy))
         return SimResult(
             dram=mem,
-            cycles=int(cycles),
+            cycles=cycles,
             latency_ms=cycles / (cfg.clock_mhz * 1e3),
             counters=traffic.as_dict(),
             board=cfg.name,
             clock_mhz=cfg.clock_mhz,
             onchip_reuse=cfg.onchip_reuse,
-            module_busy_cycles={"fetch": fetch_busy, **dict(zip(MODULE_NAMES, busy))},
-            dram_port_busy_cycles=cm.port_busy,
+            module_busy_cycles={"fetch": fetch_busy, **{m: int(b) for m, b in zip(MODULE_NAMES, busy)}},
+            dram_port_busy_cycles=int(cm.port_busy),
             trace=events,
         )
 

@@ -32,7 +32,9 @@ def check_regions(regions) -> dict:
     if regions is None:
         return {}
     if not isinstance(regions, dict):
-        raise BadInputError(f"regions must be a dict name -> (byte_start, byte_end), not {type(regions).__name__}")
+        raise BadInputError(
+            f"regions must be a dict name -> (byte_start, byte_end), not {type(regions).__name__}"
+        )
     clean = {}
     for name, span in regions.items():
         try:
@@ -60,7 +62,9 @@ class Traffic:
         self.gemm_uops = 0
         self.alu_uops = 0
         self.macs = 0
-        self.instructions = {op.name: 0 for op in (Opcode.LOAD, Opcode.STORE, Opcode.GEMM, Opcode.ALU, Opcode.FINISH)}
+        self.instructions = {
+            op.name: 0 for op in (Opcode.LOAD, Opcode.STORE, Opcode.GEMM, Opcode.ALU, Opcode.FINISH)
+        }
         self.regions = check_regions(regions)
         spans = sorted((lo, hi, n) for n, (lo, hi) in self.regions.items() if hi > lo)
         self._starts = [s[0] for s in spans]
@@ -101,17 +105,21 @@ class Traffic:
         self._attribute(self.region_write_bytes, first, rows, row_bytes, stride_bytes)
 
     def as_dict(self) -> dict:
-        """The counters dict of SimResult (JSON-able ints)."""
+        """The counters dict of SimResult (plain ints: JSON-able even if fields were numpy)."""
+
+        def ints(d):
+            return {k: int(v) for k, v in d.items()}
+
         return {
-            "dram_read_bytes": dict(self.dram_read_bytes),
-            "dram_read_total": sum(self.dram_read_bytes.values()),
-            "dram_write_bytes": self.dram_write_bytes,
-            "insn_bytes": self.insn_bytes,
-            "onchip_reuse_bytes": self.onchip_reuse_bytes,
-            "gemm_uops": self.gemm_uops,
-            "alu_uops": self.alu_uops,
-            "macs": self.macs,
-            "instructions": dict(self.instructions),
-            "region_read_bytes": dict(self.region_read_bytes),
-            "region_write_bytes": dict(self.region_write_bytes),
+            "dram_read_bytes": ints(self.dram_read_bytes),
+            "dram_read_total": int(sum(self.dram_read_bytes.values())),
+            "dram_write_bytes": int(self.dram_write_bytes),
+            "insn_bytes": int(self.insn_bytes),
+            "onchip_reuse_bytes": int(self.onchip_reuse_bytes),
+            "gemm_uops": int(self.gemm_uops),
+            "alu_uops": int(self.alu_uops),
+            "macs": int(self.macs),
+            "instructions": ints(self.instructions),
+            "region_read_bytes": ints(self.region_read_bytes),
+            "region_write_bytes": ints(self.region_write_bytes),
         }

@@ -439,3 +439,41 @@ def test_onchip_reuse_illegal_without_the_capability():
     prog, d, *_ = onchip_program(ZCU)
     with pytest.raises(IllegalInstructionError, match=r"instruction 4: .*onchip_reuse"):
         Simulator(PYNQ).run(prog, DramBuilder(PYNQ).image())
+
+
+def test_gemm_sees_reloaded_weights_and_uops():
+    """The same GEMM shape run after a new LOAD WGT / LOAD UOP uses the new contents."""
+    cfg, n = PYNQ, 4
+    inp = rand_i8((n, cfg.batch, cfg.block_in))
+    w1, w2 = rand_i8((2, 1, cfg.block_out, cfg.block_in))
+    d = DramBuilder(cfg)
+    u1 = d.uops("uops1", [Uop(dst=0, src=0, wgt=0)])
+    u2 = d.uops("uops2", [Uop(dst=0, src=1, wgt=0)])
+    i_ = d.put("inp", inp, "inp")
+    a_ = d.put("w1", w1, "wgt")
+    b_ = d.put("w2", w2, "wgt")
+    o_ = d.reserve("out", 3 * n, "out")
+    loop = dict(uop_bgn=0, uop_end=1, iter_out=n - 1, dst_factor_out=1, src_factor_out=1)
+    prog = [load(MemType.INP, 0, i_, x=n), load(MemType.WGT, 0, a_, push_next=True),
+            load(MemType.UOP, 0, u1),
+            Gemm(reset_reg=True, pop_prev=True, **loop), Gemm(push_prev=True, **loop),
+            Alu(use_imm=True, imm=0, push_next=True, **loop),
+            Store(sram_base=0, dram_base=o_, y_size=1, x_size=n - 1, x_stride=n - 1,
+                  pop_prev=True, push_prev=True),
+            load(MemType.WGT, 0, b_, pop_next=True, push_next=True),
+            Gemm(reset_reg=True, pop_prev=True, pop_next=True, **loop), Gemm(**loop),
+            Alu(use_imm=True, imm=0, push_next=True, **loop),
+            Store(sram_base=0, dram_base=o_ + n, y_size=1, x_size=n - 1, x_stride=n - 1,
+                  pop_prev=True, push_prev=True),
+            load(MemType.UOP, 0, u2, pop_next=True),
+            Gemm(reset_reg=True, **loop), Gemm(**loop),
+            Alu(use_imm=True, imm=0, push_next=True, **loop),
+            Store(sram_base=0, dram_base=o_ + 2 * n, y_size=1, x_size=n - 1, x_stride=n - 1,
+                  pop_prev=True, push_prev=True),
+            Finish(pop_next=True)]
+    res = Simulator(cfg).run(prog, d.image())
+    got = d.read(res.dram, "out", np.int8, (3, n, cfg.batch, cfg.block_out))[:, :n - 1]
+    x = inp.astype(np.int64)
+    np.testing.assert_array_equal(got[0], low8(x[:n - 1] @ w1[0].T.astype(np.int64)))
+    np.testing.assert_array_equal(got[1], low8(x[:n - 1] @ w2[0].T.astype(np.int64)))
+    np.testing.assert_array_equal(got[2], low8(x[1:] @ w2[0].T.astype(np.int64)))
