@@ -18,6 +18,7 @@ from tqdm import tqdm
 from bctvm.errors import BadInputError
 
 from .calibrate import capture
+from .graph import eval_mode
 from .inputs import as_float_batch, iter_batches
 from .qnet import QuantizedNet
 from .reference import IntegerReference
@@ -56,13 +57,8 @@ def float_tensors(model: nn.Module, qnet: QuantizedNet, x) -> dict[str, np.ndarr
     """Float32 values (eval mode) of every quantized tensor by qnet name, plus 'output'."""
     gm, taps = _taps(model, qnet)
     interp = _TapInterpreter(gm, taps)
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = interp.run(as_float_batch(x))
-    finally:
-        model.train(was)
+    with eval_mode(model), torch.no_grad():
+        out = interp.run(as_float_batch(x))
     values = dict(interp.values)
     values["output"] = out.detach().to(torch.float32).numpy()
     return values
@@ -92,33 +88,28 @@ def agreement(
     n = agree = float_ok = int_ok = labelled = 0
     max_err = sum_err = b_max = b_sum = 0.0
     b_count = 0
-    was = float_model.training
-    float_model.eval()
-    try:
-        with torch.no_grad():
-            for x, y in tqdm(iter_batches(inputs, batch_size, labels, "agreement inputs"),
-                             desc="agreement", disable=not progress, leave=False):
-                f_out = interp.run(x).detach().to(torch.float32).numpy()
-                f_b = interp.values[qnet.boundary]
-                run = ref.run(x, keep_tensors=False)
-                diff = np.abs(run.output.astype(np.float64) - f_out)
-                max_err = max(max_err, float(diff.max()))
-                sum_err += float(diff.mean()) * len(x)
-                bd = np.abs(run.boundary.astype(np.float64) * lsb - f_b) / lsb
-                b_max = max(b_max, float(bd.max()))
-                b_sum += float(bd.sum())
-                b_count += bd.size
-                f_top = f_out.reshape(len(x), -1).argmax(1)
-                i_top = run.output.reshape(len(x), -1).argmax(1)
-                agree += int((f_top == i_top).sum())
-                if y is not None:
-                    y = y.numpy()
-                    float_ok += int((f_top == y).sum())
-                    int_ok += int((i_top == y).sum())
-                    labelled += len(y)
-                n += len(x)
-    finally:
-        float_model.train(was)
+    with eval_mode(float_model), torch.no_grad():
+        for x, y in tqdm(iter_batches(inputs, batch_size, labels, "agreement inputs"),
+                         desc="agreement", disable=not progress, leave=False):
+            f_out = interp.run(x).detach().to(torch.float32).numpy()
+            f_b = interp.values[qnet.boundary]
+            run = ref.run(x, keep_tensors=False)
+            diff = np.abs(run.output.astype(np.float64) - f_out)
+            max_err = max(max_err, float(diff.max()))
+            sum_err += float(diff.mean()) * len(x)
+            bd = np.abs(run.boundary.astype(np.float64) * lsb - f_b) / lsb
+            b_max = max(b_max, float(bd.max()))
+            b_sum += float(bd.sum())
+            b_count += bd.size
+            f_top = f_out.reshape(len(x), -1).argmax(1)
+            i_top = run.output.reshape(len(x), -1).argmax(1)
+            agree += int((f_top == i_top).sum())
+            if y is not None:
+                y = y.numpy()
+                float_ok += int((f_top == y).sum())
+                int_ok += int((i_top == y).sum())
+                labelled += len(y)
+            n += len(x)
     if n == 0:
         raise BadInputError("agreement inputs: no images")
     result = {

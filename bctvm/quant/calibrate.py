@@ -18,7 +18,7 @@ from bctvm.errors import BadInputError, UnsupportedOpError
 from bctvm.models.block_conv import BlockConv2d, normalize_padding_mode
 
 from .fold import fold_conv_bn
-from .graph import LayerPlan, NetPlan, node_args, plan_network, trace_model, where
+from .graph import LayerPlan, NetPlan, eval_mode, node_args, plan_network, trace_model, where
 from .host_head import host_op_from_node
 from .inputs import iter_batches
 from .intops import (
@@ -68,24 +68,16 @@ def collect_stats(
     watch |= {n.name for lp in plan.layers for n in lp.nodes.values()}
     interp = _StatsInterpreter(plan.gm, watch)
     count = 0
-    model = plan.gm
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            bar = tqdm(iter_batches(calib_inputs, batch_size, what="calibration inputs"),
-                       desc="calibrate", disable=not progress, leave=False)
-            for x, _ in bar:
-                shape = tuple(int(s) for s in x.shape[1:])
-                first = interp.shapes.get(plan.input.name)
-                if first is not None and shape != first:
-                    raise BadInputError(
-                        f"calibration inputs: image shape {shape} differs from {first}"
-                    )
-                interp.run(x)
-                count += len(x)
-    finally:
-        model.train(was_training)
+    with eval_mode(plan.gm), torch.no_grad():
+        bar = tqdm(iter_batches(calib_inputs, batch_size, what="calibration inputs"),
+                   desc="calibrate", disable=not progress, leave=False)
+        for x, _ in bar:
+            shape = tuple(int(s) for s in x.shape[1:])
+            first = interp.shapes.get(plan.input.name)
+            if first is not None and shape != first:
+                raise BadInputError(f"calibration inputs: image shape {shape} differs from {first}")
+            interp.run(x)
+            count += len(x)
     if count == 0:
         raise BadInputError("calibration inputs: no images")
     return interp.max_abs, interp.shapes, count

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import operator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -26,7 +27,8 @@ from torch import nn
 from bctvm.errors import UnsupportedOpError
 from bctvm.models.block_conv import BlockConv2d
 
-__all__ = ["LayerPlan", "HostPlan", "NetPlan", "trace_model", "plan_network", "node_args"]
+__all__ = ["LayerPlan", "HostPlan", "NetPlan", "trace_model", "plan_network", "node_args",
+           "eval_mode"]
 
 CONV_MODULES = (BlockConv2d, nn.Conv2d)
 ALIAS_MODULES = (nn.Identity, nn.Dropout, nn.Dropout2d)
@@ -47,6 +49,18 @@ _HOST_METHODS = {"flatten": "flatten", "view": "reshape", "reshape": "reshape",
                  "softmax": "softmax", "log_softmax": "log_softmax", "mean": "mean"}
 
 
+@contextmanager
+def eval_mode(module: nn.Module):
+    """Put `module` in eval mode for the block; restore every submodule's own flag after."""
+    flags = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
 class _BlockTracer(fx.Tracer):
     """FX tracer that keeps BlockConv2d as one call_module node."""
 
@@ -60,19 +74,17 @@ def trace_model(model: nn.Module) -> fx.GraphModule:
     The GraphModule shares the model's submodules (so module paths and weights are the
     model's). Raises UnsupportedOpError when FX cannot trace the model.
     """
-    was_training = model.training
-    model.eval()
     tracer = _BlockTracer()
-    try:
-        graph = tracer.trace(model)
-    except Exception as err:  # FX raises many kinds (TraceError, TypeError on proxies...)
-        raise UnsupportedOpError(
-            f"{type(model).__name__}: torch.fx cannot trace the model ({err}); data-dependent "
-            "control flow is not supported"
-        ) from err
-    finally:
-        model.train(was_training)
+    with eval_mode(model):
+        try:
+            graph = tracer.trace(model)
+        except Exception as err:  # FX raises many kinds (TraceError, TypeError on proxies...)
+            raise UnsupportedOpError(
+                f"{type(model).__name__}: torch.fx cannot trace the model ({err}); "
+                "data-dependent control flow is not supported"
+            ) from err
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
+    gm.training = model.training
     _drop_aliases(gm)
     return gm
 
@@ -246,11 +258,37 @@ def plan_network(gm: fx.GraphModule) -> NetPlan:
                 f"{where(n)}: {kinds[n]} after the host head started (the first avg-pool / "
                 "flatten / Linear); VTA layers must all come before the host head"
             )
+    _check_inplace(gm, nodes, order)
     boundary = _find_boundary(nodes, kinds, host, out_node)
     host_chain = _host_chain(nodes, kinds, host, boundary, out_node)
     layers = _plan_layers(gm, nodes, order, kinds, host)
     return NetPlan(gm, inputs[0], layers, boundary, host_chain,
                    {n.name: k for n, k in kinds.items()})
+
+
+def _is_inplace(gm: fx.GraphModule, node: fx.Node) -> bool:
+    if node.op == "call_module":
+        return bool(getattr(_module(gm, node), "inplace", False))
+    if node.op == "call_method":
+        return str(node.target).endswith("_")
+    if node.op == "call_function":
+        return (node.target in (operator.iadd, torch.relu_, F.relu_)
+                or bool(node.kwargs.get("inplace", False)))
+    return False
+
+
+def _check_inplace(gm: fx.GraphModule, nodes, order) -> None:
+    """An in-place op whose input is read again later would change what that reader sees;
+    the integer graph has no mutation, so such graphs are rejected."""
+    for n in nodes:
+        if not n.args or not isinstance(n.args[0], fx.Node) or not _is_inplace(gm, n):
+            continue
+        later = [u for u in n.args[0].users if u is not n and order[u] > order[n]]
+        if later:
+            raise UnsupportedOpError(
+                f"{where(n)}: in-place op on {n.args[0].name!r}, which {later[0].name!r} reads "
+                "afterwards; use the out-of-place form (inplace=False)"
+            )
 
 
 def _find_boundary(nodes, kinds, host, out_node) -> fx.Node:

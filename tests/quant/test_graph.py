@@ -7,7 +7,7 @@ from torch import nn
 
 from bctvm.errors import UnsupportedOpError
 from bctvm.models import BlockConv2d, get_model
-from bctvm.quant import QConv, calibrate, capture
+from bctvm.quant import QConv, agreement, calibrate, capture
 
 from helpers import randomize_bn
 
@@ -150,7 +150,38 @@ def test_plain_conv2d_with_stride_and_reflect_padding():
 
 def test_calibrate_leaves_the_model_in_its_mode():
     net = nn.Sequential(_conv(), nn.BatchNorm2d(4))
-    net.train()
     before = net[1].running_mean.clone()
-    calibrate(net, X, progress=False)
-    assert net.training and torch.equal(net[1].running_mean, before)
+    for modes in ([True, True], [False, False], [False, True]):  # the last one mixed
+        for m, flag in zip(net, modes):
+            m.training = flag
+        net.training = modes[0]
+        qnet = calibrate(net, X, progress=False)
+        assert [m.training for m in net] == modes and net.training == modes[0]
+        assert torch.equal(net[1].running_mean, before)  # ran in eval mode
+        agreement(net, qnet, X)
+        assert [m.training for m in net] == modes
+
+
+def test_inplace_op_on_a_tensor_read_later_is_rejected():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = _conv()
+            self.relu = nn.ReLU(inplace=True)
+
+        def forward(self, x):
+            a = self.conv(x)
+            r = self.relu(a)  # mutates a, which the add reads afterwards
+            return r + a
+
+    with pytest.raises(UnsupportedOpError, match="module 'relu': in-place op on 'conv'"):
+        capture(Net())
+
+    class Fine(Net):
+        def forward(self, x):
+            a = self.conv(x)
+            return self.relu(F.relu(a) + a)  # in place on the add's own result: fine
+
+    plan = capture(Fine())
+    assert [lp.kind for lp in plan.layers] == ["conv", "relu", "add"]
+    assert set(plan.layers[2].nodes) == {"add", "relu"}
