@@ -3,6 +3,8 @@ against a numpy / pure-Python reference. Programs are written with bctvm.isa rec
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ from .helpers import DramBuilder, dump_acc, load, low8, ref_alu, undump_acc, wra
 
 PYNQ = load_board("pynq")
 ZCU = load_board("zcu102")
+BATCH2 = dataclasses.replace(PYNQ, name="pynq-batch2", log_batch=1)  # BATCH = 2
 RNG = np.random.default_rng(1234)
 
 
@@ -189,7 +192,7 @@ def run_gemm_case(cfg, uops, insns, n_inp, n_wgt, n_acc, rng=RNG):
     return got, ref, res
 
 
-@pytest.mark.parametrize("cfg", [PYNQ, ZCU], ids=["pynq", "zcu102"])
+@pytest.mark.parametrize("cfg", [PYNQ, ZCU, BATCH2], ids=["pynq", "zcu102", "batch2"])
 def test_gemm_conv_like_shared_weights(cfg):
     """Uops = (kh, kw, cin) taps into one dst; iter_out/iter_in walk output rows/cols."""
     taps = [(kh, kw, c) for kh in range(3) for kw in range(3) for c in range(2)]
@@ -204,10 +207,10 @@ def test_gemm_conv_like_shared_weights(cfg):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_gemm_random_loops_with_repeated_dst(seed):
+@pytest.mark.parametrize("cfg", [PYNQ, BATCH2], ids=["pynq", "batch2"])
+def test_gemm_random_loops_with_repeated_dst(seed, cfg):
     """Random micro-ops (repeated dst within and across iterations) and loop factors."""
     rng = np.random.default_rng(seed)
-    cfg = PYNQ
     k = int(rng.integers(1, 9))
     uops = [Uop(dst=int(rng.integers(0, 4)), src=int(rng.integers(0, 8)),
                 wgt=int(rng.integers(0, 4))) for _ in range(k)]
