@@ -53,13 +53,11 @@ class AluPlan:
 
 
 def run_alu(row, index: int, sp: Scratchpads) -> int:
-    """Execute one ALU instruction; returns the number of micro-ops run."""
-    key = ("A", row.use_imm, row.uop_bgn, row.uop_end, row.iter_out, row.iter_in,
-           row.dst_factor_out, row.dst_factor_in,
-           0 if row.use_imm else row.src_factor_out, 0 if row.use_imm else row.src_factor_in)
-    plan = sp.plans.get(key)
+    """Execute one ALU instruction; returns the number of micro-ops run (plans are cached
+    per instruction row until the next LOAD UOP)."""
+    plan = sp.plans.get(row)
     if plan is None:
-        plan = sp.remember(key, AluPlan(row, index, sp))
+        plan = sp.remember(row, AluPlan(row, index, sp))
     if plan.n == 0:
         return 0
     op = row.alu_opcode

@@ -19,9 +19,10 @@ Float BLAS is exact here: products of int8 are integers of magnitude <= 2**14, a
 is used only when every partial sum stays <= 2**24 (Q x BLOCK_IN <= 1024), float64 (exact
 to 2**53) otherwise.
 
-Everything that depends only on the loop fields and the micro-ops (index arrays, bounds
-checks, the kept/reduced split) is a `GemmPlan`, cached in the scratchpads until the next
-LOAD UOP; the weight matrix of a shared-weight plan is cached until the next LOAD WGT.
+Everything that depends only on the instruction and the micro-ops (index arrays, bounds
+checks, the kept/reduced split) is a `GemmPlan`, cached per instruction row in the
+scratchpads until the next LOAD UOP; the weight matrix of a shared-weight plan is cached
+until the next LOAD WGT.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class GemmPlan:
     """Index arrays of one GEMM loop shape (see module docstring)."""
 
     __slots__ = ("n", "reset", "dst", "src_mq", "wgt_q", "wgt_mq", "dtype", "shared",
-                 "w_version", "w_mat")
+                 "w_version", "w_mat", "single", "x_shape", "out_shape", "batch1", "exact32")
 
     def __init__(self, row, index: int, sp: Scratchpads):
         where = f"instruction {index} (GEMM)"
@@ -85,7 +86,14 @@ class GemmPlan:
         self.shared = all(wgt_const[a] for a in kept)
         self.wgt_q = np.ascontiguousarray(wgt_mq[0])
         self.wgt_mq = None if self.shared else np.ascontiguousarray(wgt_mq)
-        self.dtype = _float_dtype(q, sp.inp.shape[2])
+        _, b, bi = sp.inp.shape
+        self.dtype = _float_dtype(q, bi)
+        self.exact32 = self.dtype == np.float32  # float32 sums convert straight to int32
+        # one vectorised step unless the working set is large (then _shared_weights chunks)
+        self.single = m * q * b * bi * np.dtype(self.dtype).itemsize <= _CHUNK_BYTES
+        self.batch1 = b == 1
+        self.x_shape = (m * b, q * bi)
+        self.out_shape = (m, b, sp.wgt.shape[1])
 
     def weights(self, sp: Scratchpads) -> np.ndarray:
         """W[Q*BLOCK_IN, BLOCK_OUT] of a shared-weight plan, rebuilt after each LOAD WGT."""
@@ -98,17 +106,23 @@ class GemmPlan:
 
 
 def run_gemm(row, index: int, sp: Scratchpads) -> int:
-    """Execute one GEMM; returns the number of micro-ops run (iter_out x iter_in x uops)."""
-    key = ("G", row.reset_reg, row.uop_bgn, row.uop_end, row.iter_out, row.iter_in,
-           row.dst_factor_out, row.dst_factor_in, row.src_factor_out, row.src_factor_in,
-           row.wgt_factor_out, row.wgt_factor_in)
-    plan = sp.plans.get(key)
+    """Execute one GEMM; returns the number of micro-ops run (iter_out x iter_in x uops).
+
+    Plans are cached per instruction row (equal rows have equal loops), so a repeated
+    instruction costs a few numpy calls."""
+    plan = sp.plans.get(row)
     if plan is None:
-        plan = sp.remember(key, GemmPlan(row, index, sp))
+        plan = sp.remember(row, GemmPlan(row, index, sp))
     if plan.n == 0:
         return 0
     if plan.reset:
         plan.dst.assign(sp, 0)
+    elif plan.shared and plan.single:
+        x = sp.inp[plan.src_mq]
+        x = x.reshape(plan.x_shape) if plan.batch1 else x.transpose(0, 2, 1, 3).reshape(plan.x_shape)
+        s = x.astype(plan.dtype) @ plan.weights(sp)
+        s = s.astype(np.int32) if plan.exact32 else s.astype(np.int64).astype(np.int32)
+        plan.dst.accumulate(sp, s.reshape(plan.out_shape))
     elif plan.shared:
         _shared_weights(sp, plan)
     else:
@@ -117,7 +131,7 @@ def run_gemm(row, index: int, sp: Scratchpads) -> int:
 
 
 def _shared_weights(sp: Scratchpads, plan: GemmPlan) -> None:
-    """One BLAS matmul: every kept position uses the same weight tiles."""
+    """BLAS matmuls over chunks of kept positions, all using the same weight tiles."""
     m, q = plan.src_mq.shape
     _, b, bi = sp.inp.shape
     bo = sp.wgt.shape[1]

@@ -34,7 +34,7 @@ class Scratchpads:
         self.wgt = np.zeros((cfg.wgt_depth, bo, bi), dtype=np.int8)
         self.acc = np.zeros((cfg.acc_depth, b, bo), dtype=np.int32)
         self.out = np.zeros((cfg.out_depth, b, bo), dtype=np.int8)
-        self.plans = {}  # GEMM/ALU loop plans (bctvm.sim.gemm / alu), valid until LOAD UOP
+        self.plans = {}  # instruction row -> GEMM/ALU loop plan (gemm.py, alu.py); until LOAD UOP
         self.wgt_version = 0  # bumped by every LOAD WGT (invalidates cached weight matrices)
         self.depth = {
             "uop": cfg.uop_depth,
