@@ -2,8 +2,8 @@
 
 Matches:  `main` with the "params" attribute (values of the trailing parameters) and
           "num_input" (how many leading parameters are user inputs), as ImportModel makes it.
-Produces: `main(x)` with every parameter replaced by a constant; the other attributes
-          (bctvm.param_fqn...) are kept. A module without "params" is returned unchanged.
+Produces: `main(x)` with every parameter replaced by a constant; "bctvm.param_fqn" (only
+          LegalizeBlockConv needs it) is dropped, other attributes are kept. A module without "params" is returned unchanged.
 Requires: nothing else.
 """
 
@@ -27,11 +27,9 @@ class BindParams(BctvmPass):
         values = list(attrs["params"])
         binding = {var: relax.const(val) for var, val in zip(func.params[n_in:], values)}
         new = func.bind_params(binding)
-        kept = {k: attrs[k] for k in attrs.keys() if k not in ("params", "num_input")}
-        new = new.without_attr("params").without_attr("num_input") if hasattr(
-            new, "without_attr") else new
-        for k, v in kept.items():
-            new = new.with_attr(k, v)
+        for key in ("params", "num_input", "bctvm.param_fqn"):
+            if new.attrs is not None and key in new.attrs.keys():
+                new = new.without_attr(key)
         out = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)
         out["main"] = new
         return out

@@ -69,17 +69,25 @@ def rebuild(func: relax.Function, handle: Handler, name: str = "main",
     with bb.function(name, list(func.params), attrs=attrs or None):
         with bb.dataflow():
             env: Env = {}
+            result = func.body.body
+            gv = None
             for var, value in bindings(func):
                 new = handle(bb, var, value, env)
                 if skip is not None and new is skip:
                     continue
-                if new is None:
+                if new is None and var.same_as(result):
+                    out = substitute(value, env)  # the result binding: emit it as the output
+                    if finish is not None:
+                        out = finish(bb, out, env)
+                    new = gv = bb.emit_output(out, name_hint=var.name)
+                elif new is None:
                     new = bb.emit(substitute(value, env), name_hint=var.name)
                 env[var] = new
-            out = substitute(func.body.body, env)
-            if finish is not None:
-                out = finish(bb, out, env)
-            gv = bb.emit_output(out)
+            if gv is None:
+                out = substitute(result, env)
+                if finish is not None:
+                    out = finish(bb, out, env)
+                gv = bb.emit_output(out)
         bb.emit_func_output(gv)
     if builder is not None:
         return bb.get().get_global_var(name)
