@@ -221,6 +221,60 @@ def sim_selftest_cmd(
     raise_on_mismatch(rep)
 
 
+# --- compiler: fused-group plan (relay_passes/pipeline.py) ----------------------------------
+
+
+def _plan_options(model, board, block_size, type, padding, input_shape, calib, stem, verbose,
+                  json_out) -> str:
+    from bctvm.models.zoo import parse_input_shape
+    from relay_passes.pipeline import plan_text
+
+    return plan_text(model, board=board, block_size=block_size, block_type=type,
+                     padding_mode=padding, input_shape=parse_input_shape(input_shape),
+                     calib=calib, stem=stem, verbose=verbose, json_path=json_out)
+
+
+@app.command("plan")
+def plan_cmd(
+    model: str = typer.Argument(..., help="zoo name, file.pt2 or path/to/file.py:factory"),
+    board: str = typer.Option("pynq", help="board name or .toml file"),
+    block_size: int = typer.Option(None, help="zoo models: block size (default: the model's)"),
+    type: str = typer.Option(None, "--type", help="zoo models: fixed | hierarchical"),
+    padding: str = typer.Option(None, help="zoo models: constant | replicate | reflect"),
+    input_shape: str = typer.Option("1,3,224,224", help="N,C,H,W"),
+    calib: int = typer.Option(1, help="random calibration images (fixed seed)"),
+    stem: str = typer.Option("auto", help="3-channel stem on: auto | vta | host"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="one line per layer"),
+    json_out: str = typer.Option(None, "--json", help="also write the plan as JSON"),
+) -> None:
+    """Print the fused-group plan: groups, layers, per-block footprint vs capacity, spills."""
+    typer.echo(_plan_options(model, board, block_size, type, padding, input_shape, calib, stem,
+                             verbose, json_out))
+
+
+@app.command("compile")
+def compile_cmd(
+    model: str = typer.Argument(..., help="zoo name, file.pt2 or path/to/file.py:factory"),
+    plan: bool = typer.Option(False, "--plan", help="print the fused-group plan and stop"),
+    board: str = typer.Option("pynq", help="board name or .toml file"),
+    block_size: int = typer.Option(None, help="zoo models: block size (default: the model's)"),
+    type: str = typer.Option(None, "--type", help="zoo models: fixed | hierarchical"),
+    padding: str = typer.Option(None, help="zoo models: constant | replicate | reflect"),
+    input_shape: str = typer.Option("1,3,224,224", help="N,C,H,W"),
+    calib: int = typer.Option(1, help="random calibration images (fixed seed)"),
+    stem: str = typer.Option("auto", help="3-channel stem on: auto | vta | host"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="with --plan: one line per layer"),
+) -> None:
+    """Compile a model for a board (`--plan`: print the fused-group plan only)."""
+    from bctvm.errors import BadInputError
+
+    if not plan:
+        raise BadInputError("compile: only --plan is available so far (code generation for "
+                            "VTA lands with the schedules, issue 6)")
+    typer.echo(_plan_options(model, board, block_size, type, padding, input_shape, calib, stem,
+                             verbose, None))
+
+
 def main() -> None:
     """Console-script entry: run the app, turning BctvmError into a one-line error + exit code."""
     try:
