@@ -47,7 +47,7 @@ def _tensors(split: str):
 def trained():
     (xtr, ytr), (xte, yte) = _tensors("train"), _tensors("test")
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a net this small trains several times faster on one thread
+    torch.set_num_threads(1)  # module fixture: runs before the per-test one-thread fixture
     try:
         torch.manual_seed(0)
         model = DigitsNet()
