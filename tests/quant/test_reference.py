@@ -131,6 +131,39 @@ def test_integer_reference_matches_numpy_reimplementation(two_layer, scale):
         assert (run.tensors["input"] == 127).any() and (run.tensors["input"] == -128).any()
 
 
+class Skewed(nn.Module):
+    """A residual far finer than the accumulator: residual_shift < 0 (rounding right shift)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = BlockConv2d(3, 4, 1, 0, layer_name="a")
+        self.b = BlockConv2d(3, 4, 3, 4, padding=1, padding_mode="reflect", layer_name="b")
+        with torch.no_grad():
+            self.a.weight.mul_(1e-3)
+            self.b.weight.mul_(10.0)
+
+    def forward(self, x):
+        r = self.a(x)
+        return self.b(x) + r
+
+
+def test_negative_residual_shift_matches_numpy():
+    torch.manual_seed(2)
+    net = Skewed().eval()
+    x = torch.randn(4, 3, 8, 8) * 20
+    qnet = calibrate(net, x, progress=False)
+    a, b = qnet.layers
+    assert b.residual == "a" and b.residual_shift < 0 and b.residual_shift == b.e_a - b.e_r
+    run = IntegerReference(qnet).run(x)
+    xq = np.clip(np.round(x.numpy().astype(np.float64) * 2.0 ** qnet.input_exponent),
+                 -128, 127).astype(np.int64)
+    env = {"input": xq}
+    for layer in qnet.layers:
+        env[layer.output] = np_conv_layer(layer, env[layer.inputs[0]], env)
+    for name, want in env.items():
+        np.testing.assert_array_equal(run.tensors[name].astype(np.int64), want, err_msg=name)
+
+
 def test_sign_flip_of_int32_min_wraps():
     """acc * -1 on -2**31 stays -2**31 (two's complement) and the layer saturates at -128."""
     conv = BlockConv2d(1, 1, 1, 0, stride=2, bias=True)
