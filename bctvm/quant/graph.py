@@ -223,7 +223,7 @@ class NetPlan:
 
 
 def _tensor_inputs(node: fx.Node) -> list[fx.Node]:
-    return [a for a in node.all_input_nodes]
+    return list(node.all_input_nodes)
 
 
 def _single_user(node: fx.Node) -> Optional[fx.Node]:
@@ -252,8 +252,8 @@ def plan_network(gm: fx.GraphModule) -> NetPlan:
         if k.startswith("host:") or (k not in ("input", "output", "size")
                                      and any(a in host for a in _tensor_inputs(n))):
             host.add(n)
-    for n in host:
-        if kinds[n] in ("conv", "bn", "maxpool", "add"):
+    for n in nodes:
+        if n in host and kinds[n] in ("conv", "bn", "maxpool", "add"):
             raise UnsupportedOpError(
                 f"{where(n)}: {kinds[n]} after the host head started (the first avg-pool / "
                 "flatten / Linear); VTA layers must all come before the host head"
