@@ -1,0 +1,201 @@
+"""Compile a block-conv group to VTA programs (fused or layer by layer) and run them.
+
+This is what the compile driver calls per fused group:
+
+    cg = compile_group(cfg, specs, mode="fused" | "layerwise", knobs=None,
+                       residual_source="external" | "input", name="g0")
+    img = cg.image(x, layers)           # DRAM image with input, weights, biases, residuals
+    run = run_group(cg, img)            # on the simulator: output, cycles, DRAM bytes by kind
+
+- fused: one program; every intermediate block goes from the output buffer to the input buffer
+  on chip (OUT_INP), so needs a board with `onchip_reuse`; the group's DRAM traffic is its
+  input, weights, output and micro-ops (and residual inputs) only.
+- layerwise: stock VTA, one program per layer, each layer's output goes to DRAM ("fm<i>",
+  kind feature_maps) and is read back by the next program.
+DRAM region names: "data" (group input), "l<i>_weight|bias|sign|residual", "fm<i>", "out",
+"uops:<program>". `layers[i]` is a dict with "weight" (OIHW int8), "bias" (int32 [Co]),
+optional "sign" (int32 +-1 [Co]) and "residual" (NCHW int8) in NCHW terms; packing is done here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from boards import BoardConfig
+from bctvm.errors import BadInputError
+from schedules.block_conv2d import group_compute
+from schedules.knobs import ScheduleKnobs
+from schedules.layer import LayerSpec
+from schedules.layout import pack_activation, pack_channel_vector, pack_weight, unpack_activation
+from schedules.schedule import scheduled_module
+
+from .emit import param_kind
+from .pipeline import build_program
+from .program import DramLayout, VtaProgram
+
+MODES = ("fused", "layerwise")
+
+
+@dataclass
+class CompiledGroup:
+    cfg: BoardConfig
+    specs: tuple
+    mode: str
+    residual_source: str
+    layout: DramLayout
+    programs: list
+    knobs: list = field(default_factory=list)
+
+    @property
+    def input_region(self) -> str:
+        return "data"
+
+    @property
+    def output_region(self) -> str:
+        return "out"
+
+    def image(self, x: np.ndarray, layers: list) -> np.ndarray:
+        """DRAM image holding the NCHW int8 input `x`, every layer's packed parameters, the
+        residual inputs and the programs' micro-ops."""
+        cfg = self.cfg
+        if len(layers) != len(self.specs):
+            raise BadInputError(f"{len(layers)} layer parameter sets for {len(self.specs)} layers")
+        s0 = self.specs[0]
+        want = (s0.batch, s0.in_channels, s0.height, s0.width)
+        if tuple(x.shape) != want or x.dtype != np.int8:
+            raise BadInputError(f"group input must be int8 {want}, got {x.dtype} {tuple(x.shape)}")
+        arrays = {"data": pack_activation(x, cfg)}
+        for i, (spec, p) in enumerate(zip(self.specs, layers)):
+            arrays[f"l{i}_weight"] = pack_weight(np.asarray(p["weight"], np.int8), cfg)
+            arrays[f"l{i}_bias"] = pack_channel_vector(np.asarray(p["bias"], np.int32), cfg)
+            if spec.sign:
+                arrays[f"l{i}_sign"] = pack_channel_vector(np.asarray(p["sign"], np.int32), cfg, 1)
+            rname = f"l{i}_residual"
+            if spec.residual_shift is not None and rname in self.layout.regions:
+                arrays[rname] = pack_activation(np.asarray(p["residual"], np.int8), cfg, cfg.block_out)
+        for prog in self.programs:
+            arrays.update(prog.static_arrays())
+        return self.layout.image(arrays)
+
+    def read_output(self, dram: np.ndarray) -> np.ndarray:
+        """NCHW int8 output of the group from a final DRAM image."""
+        return unpack_activation(self.layout.read(dram, "out"), self.specs[-1].out_channels)
+
+
+def _param_shapes(cfg: BoardConfig, spec: LayerSpec) -> dict:
+    nb = spec.batch // cfg.batch
+    oh, ow = spec.out_size
+    vec = (spec.co_tiles(cfg), cfg.batch, cfg.block_out)
+    return {
+        "weight": ((spec.co_tiles(cfg), spec.ci_tiles(cfg), *spec.kernel, cfg.block_out, cfg.block_in), "int8"),
+        "bias": (vec, "int32"),
+        "sign": (vec, "int32"),
+        "residual": ((nb, spec.co_tiles(cfg), oh, ow, cfg.batch, cfg.block_out), "int8"),
+        "out": ((nb, spec.co_tiles(cfg), oh, ow, cfg.batch, cfg.block_out), "int8"),
+    }
+
+
+def _layout(cfg: BoardConfig, specs, mode: str, residual_source: str) -> DramLayout:
+    lay = DramLayout(cfg)
+    s0 = specs[0]
+    lay.add("data", "input", (s0.batch // cfg.batch, s0.ci_tiles(cfg), s0.height, s0.width,
+                              cfg.batch, cfg.block_in), "int8")
+    last = len(specs) - 1
+    for i, spec in enumerate(specs):
+        sh = _param_shapes(cfg, spec)
+        lay.add(f"l{i}_weight", "weights", *sh["weight"])
+        lay.add(f"l{i}_bias", "weights", *sh["bias"])
+        if spec.sign:
+            lay.add(f"l{i}_sign", "weights", *sh["sign"])
+        if spec.residual_shift is not None and not (residual_source == "input" and i == last):
+            lay.add(f"l{i}_residual", "input", *sh["residual"])
+        if mode == "layerwise" and i < last:
+            lay.add(f"fm{i}", "feature_maps", *sh["out"])
+    lay.add("out", "output", *_param_shapes(cfg, specs[-1])["out"])
+    return lay
+
+
+def compile_group(cfg: BoardConfig, specs, mode: str = "fused", knobs=None,
+                  residual_source: str = "external", name: str = "g") -> CompiledGroup:
+    """VTA programs of a chain of block-conv layers (see the module docstring).
+
+    knobs: a ScheduleKnobs for the fused program, or (layerwise) a list with one per layer;
+    None resolves defaults that fit the board."""
+    specs = tuple(specs)
+    if mode not in MODES:
+        raise BadInputError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "fused" and len(specs) > 1 and not cfg.onchip_reuse:
+        raise BadInputError(f"group {name}: fused mode keeps blocks on chip and needs a board with "
+                            f"onchip_reuse; board '{cfg.name}' has none (use mode='layerwise')")
+    layout = _layout(cfg, specs, mode, residual_source)
+    programs: list[VtaProgram] = []
+    used: list = []
+    if mode == "fused" or len(specs) == 1:
+        group = group_compute(cfg, specs, residual_source)
+        k = knobs[0] if isinstance(knobs, (list, tuple)) and not isinstance(knobs, ScheduleKnobs) else knobs
+        mod, resolved = scheduled_module(group, k)
+        params = {"data": "data", "out": "out"}
+        programs.append(build_program(cfg, mod, layout, params, name=name))
+        used.append(resolved)
+    else:
+        last = len(specs) - 1
+        for i, spec in enumerate(specs):
+            group = group_compute(cfg, [spec], "external")
+            k = knobs[i] if isinstance(knobs, (list, tuple)) else knobs
+            mod, resolved = scheduled_module(group, k)
+            params = {
+                "data": "data" if i == 0 else f"fm{i - 1}",
+                "out": "out" if i == last else f"fm{i}",
+                "l0_weight": f"l{i}_weight", "l0_bias": f"l{i}_bias", "l0_sign": f"l{i}_sign",
+                "l0_residual": ("data" if residual_source == "input" and i == last
+                                else f"l{i}_residual"),
+            }
+            programs.append(build_program(cfg, mod, layout, params, name=f"{name}.l{i}"))
+            used.append(resolved)
+    return CompiledGroup(cfg, specs, mode, residual_source, layout, programs, used)
+
+
+@dataclass
+class GroupRun:
+    """Result of running a compiled group on the simulator."""
+
+    output: np.ndarray  # NCHW int8
+    dram: np.ndarray
+    cycles: int
+    latency_ms: float
+    dram_bytes: dict  # kind -> bytes read + written (+ "instructions", "total")
+    counters: list  # per program
+    results: list
+
+    def macs(self) -> int:
+        return sum(int(c.get("macs", 0)) for c in self.counters)
+
+
+def run_group(cg: CompiledGroup, dram: np.ndarray, sim=None) -> GroupRun:
+    """Run the group's programs in order on one DRAM image (bctvm.sim)."""
+    from bctvm.sim import Simulator
+
+    sim = sim or Simulator(cg.cfg)
+    regions = cg.layout.region_map()
+    results, counters = [], []
+    cycles = 0
+    by_kind = {k: 0 for k in ("input", "output", "weights", "feature_maps", "uops")}
+    insn_bytes = 0
+    for prog in cg.programs:
+        res = sim.run(prog.instructions, dram, regions=regions)
+        dram = res.dram
+        cycles += int(res.cycles)
+        c = res.counters
+        for k, v in cg.layout.bytes_by_kind(c.get("region_read_bytes", {})).items():
+            by_kind[k] += v
+        for k, v in cg.layout.bytes_by_kind(c.get("region_write_bytes", {})).items():
+            by_kind[k] += v
+        insn_bytes += int(c.get("insn_bytes", 0))
+        results.append(res)
+        counters.append(c)
+    by_kind["instructions"] = insn_bytes
+    by_kind["total"] = sum(by_kind.values())
+    return GroupRun(cg.read_output(dram), dram, cycles, cycles / (cg.cfg.clock_mhz * 1e3),
+                    by_kind, counters, results)

@@ -1,0 +1,277 @@
+"""TE compute of the packed integer block conv (one layer or a fused chain on one block grid).
+
+Layouts (b = BATCH, c = BLOCK_IN, o = BLOCK_OUT of the board; see schedules/layout.py):
+    data      (N/b, Ci/c, H, W, b, c)          int8   DRAM, packed NCHW{b}n{c}c
+    weight    (Co/o, Ci/c, kh, kw, o, c)       int8   DRAM, packed OIHW{o}o{c}i
+    bias/sign (Co/o, b, o)                      int32  DRAM, one accumulator element per tile
+    residual  (N/b, Co/o, Ho, Wo, b, o)         int8   DRAM (read with ACC_8BIT loads)
+    out       (N/b, Co/o, Ho, Wo, b, o)         int8   DRAM
+Intermediate stages live in *blocked* coordinates (n, bi, bj, ...) so that a schedule can loop
+over blocks and keep everything of one block on chip:
+    pad   (n, bi, bj, ci, rows, cols, b, c)        padded input block, "local.inp_buffer"
+    conv  (n, bi, bj, co, y, x, b, o)              int32, "local.acc_buffer"
+          (n, bi, bj, py, px, co, y', x', b, o)    with pool: the four 2x2 phases as planes,
+                                                   so the pooled result is contiguous
+    epi   (n, bi, bj, co, y, x, b, o)              int32 epilogue result; its low byte is the
+                                                   output buffer (STORE / OUT_INP source)
+The epilogue is one "spine" expression per element, v = op(v, operand) with immediates or
+accumulator tiles as operands: exactly what the VTA ALU does in place (bctvm.lower).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import tvm
+from tvm import te, tirx
+
+from boards import BoardConfig
+from bctvm.errors import BadInputError, BlockShapeError
+
+from .layer import LayerSpec
+
+
+@dataclass
+class LayerStages:
+    """TE tensors of one layer of a group (None where the layer has no such stage)."""
+
+    spec: LayerSpec
+    tag: str
+    weight: te.Tensor
+    bias: te.Tensor
+    sign: te.Tensor | None
+    residual: te.Tensor | None
+    pad: te.Tensor
+    conv: te.Tensor
+    biased: te.Tensor | None  # conv + bias before the pool (pool layers only)
+    res32: te.Tensor | None  # residual widened to int32 in the accumulator (ACC_8BIT load)
+    res_aligned: te.Tensor | None  # align(res32, s) in place (None when s == 0)
+    epi: te.Tensor
+
+
+@dataclass
+class GroupStages:
+    """A fused chain of layers on one block grid: its TE tensors and parameter order."""
+
+    cfg: BoardConfig
+    specs: tuple
+    data: te.Tensor
+    layers: list
+    output: te.Tensor
+    params: list = field(default_factory=list)
+
+    def prim_func(self) -> tirx.PrimFunc:
+        return te.create_prim_func(self.params + [self.output])
+
+    def layer_of_tag(self) -> dict:
+        return {ls.tag: ls.spec for ls in self.layers}
+
+
+# ---- scalar helpers (the integer contract, written once) -----------------------------------
+
+
+def _c32(v: int):
+    return tirx.const(int(v), "int32")
+
+
+def round_shift(v, sh: int):
+    """(v + (1 << (sh-1))) >> sh for sh > 0 (arithmetic), v << -sh for sh < 0, v for 0."""
+    if sh > 0:
+        return tirx.shift_right(v + _c32(1 << (sh - 1)), _c32(sh))
+    if sh < 0:
+        return tirx.shift_left(v, _c32(-sh))
+    return v
+
+
+def align(v, s: int):
+    """v << s for s >= 0, round_shift(v, -s) otherwise."""
+    return tirx.shift_left(v, _c32(s)) if s > 0 else round_shift(v, -s)
+
+
+def _clip(v, relu: bool):
+    return tirx.max(tirx.min(v, _c32(127)), _c32(0 if relu else -128))
+
+
+def _reflect(i, n: int):
+    """Index reflected into [0, n) (no edge repeat), for |i| < n: (n-1) - |(n-1) - |i||."""
+    a = tirx.max(i, 0 - i)
+    d = (n - 1) - a
+    return (n - 1) - tirx.max(d, 0 - d)
+
+
+def _replicate(i, n: int):
+    return tirx.max(tirx.min(i, n - 1), 0)
+
+
+# ---- compute -------------------------------------------------------------------------------
+
+
+def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_tensor):
+    """Stages of one layer; `source(n, c, bi, bj, r, s, b, ci)` gives the unpadded block pixel."""
+    nb = spec.batch // cfg.batch
+    bt, bi_l, bo_l = cfg.batch, cfg.block_in, cfg.block_out
+    cit, cot = spec.ci_tiles(cfg), spec.co_tiles(cfg)
+    nbh, nbw = spec.grid
+    bh, bw = spec.block
+    kh, kw = spec.kernel
+    pt, pl, _, _ = spec.padding
+    prow, pcol = spec.padded_block
+    ch, cw = spec.conv_block
+    oh, ow = spec.out_block
+    mode = spec.padding_mode
+
+    weight = te.placeholder((cot, cit, kh, kw, bo_l, bi_l), "int8", name=f"{tag}_weight")
+    bias = te.placeholder((cot, bt, bo_l), "int32", name=f"{tag}_bias")
+    sign = te.placeholder((cot, bt, bo_l), "int32", name=f"{tag}_sign") if spec.sign else None
+
+    def pad_fn(n, bi, bj, c, r, s, b, ci):
+        y, x = r - pt, s - pl
+        if mode == "constant":
+            inside = tirx.all(r >= pt, r < pt + bh, s >= pl, s < pl + bw)
+            return tirx.if_then_else(inside, source(n, c, bi, bj, y, x, b, ci),
+                                     tirx.const(0, "int8"))
+        fix = _replicate if mode == "replicate" else _reflect
+        return source(n, c, bi, bj, fix(y, bh), fix(x, bw), b, ci)
+
+    pad = te.compute((nb, nbh, nbw, cit, prow, pcol, bt, bi_l), pad_fn, name=f"{tag}_pad")
+    ric = te.reduce_axis((0, cit), f"{tag}_ric")
+    rky = te.reduce_axis((0, kh), f"{tag}_rky")
+    rkx = te.reduce_axis((0, kw), f"{tag}_rkx")
+    rci = te.reduce_axis((0, bi_l), f"{tag}_rci")
+
+    def mac(n, bi, bj, y, x, co, b, o):
+        return te.sum(
+            pad[n, bi, bj, ric, y + rky, x + rkx, b, rci].astype("int32")
+            * weight[co, ric, rky, rkx, o, rci].astype("int32"),
+            axis=[ric, rky, rkx, rci])
+
+    if spec.pool:
+        conv = te.compute(
+            (nb, nbh, nbw, 2, 2, cot, ch // 2, cw // 2, bt, bo_l),
+            lambda n, bi, bj, py, px, co, y, x, b, o: mac(n, bi, bj, 2 * y + py, 2 * x + px,
+                                                          co, b, o),
+            name=f"{tag}_conv")
+        biased = te.compute(conv.shape, lambda n, bi, bj, py, px, co, y, x, b, o:
+                            conv[n, bi, bj, py, px, co, y, x, b, o] + bias[co, b, o],
+                            name=f"{tag}_biased")
+    else:
+        conv = te.compute((nb, nbh, nbw, cot, ch, cw, bt, bo_l),
+                          lambda n, bi, bj, co, y, x, b, o: mac(n, bi, bj, y, x, co, b, o),
+                          name=f"{tag}_conv")
+        biased = None
+
+    res32 = res_aligned = None
+    if spec.residual_shift is not None:
+        r = residual_tensor
+        res32 = te.compute((nb, nbh, nbw, cot, oh, ow, bt, bo_l),
+                           lambda n, bi, bj, co, y, x, b, o:
+                           r[n, co, bi * oh + y, bj * ow + x, b, o].astype("int32"),
+                           name=f"{tag}_res32")
+        if spec.residual_shift != 0:
+            res_aligned = te.compute(res32.shape, lambda *i: align(res32[i], spec.residual_shift),
+                                     name=f"{tag}_resalign")
+
+    def epi_fn(n, bi, bj, co, y, x, b, o):
+        if spec.pool:
+            def p(py, px):
+                return biased[n, bi, bj, py, px, co, y, x, b, o]
+            v = tirx.max(tirx.max(tirx.max(p(0, 0), p(0, 1)), p(1, 0)), p(1, 1))
+        else:
+            v = conv[n, bi, bj, co, y, x, b, o] + bias[co, b, o]
+        if sign is not None:
+            v = v * sign[co, b, o]
+        if res32 is not None:
+            rr = res_aligned if res_aligned is not None else res32
+            v = v + rr[n, bi, bj, co, y, x, b, o]
+        return _clip(round_shift(v, spec.shift), spec.relu)
+
+    epi = te.compute((nb, nbh, nbw, cot, oh, ow, bt, bo_l), epi_fn, name=f"{tag}_epi")
+    return LayerStages(spec, tag, weight, bias, sign, residual_tensor, pad, conv, biased, res32,
+                       res_aligned, epi)
+
+
+def check_chain(cfg: BoardConfig, specs) -> None:
+    """Raise BadInputError/BlockShapeError naming the layer if `specs` do not chain on one
+    block grid (each layer's input block = the previous layer's output block)."""
+    if not specs:
+        raise BadInputError("a fused group needs at least one layer")
+    for s in specs:
+        s.validate(cfg)
+    for a, b in zip(specs, specs[1:]):
+        if a.out_channels != b.in_channels or a.batch != b.batch:
+            raise BadInputError(f"{b.where()}: input {b.batch}x{b.in_channels} does not match "
+                                f"{a.where()} output {a.batch}x{a.out_channels}")
+        if a.out_size != (b.height, b.width) or a.grid != b.grid or a.out_block != b.block:
+            raise BlockShapeError(
+                f"{b.where()}: block {b.block} on a {b.height}x{b.width} map does not continue "
+                f"{a.where()} (output {a.out_size[0]}x{a.out_size[1]}, block {a.out_block})")
+
+
+def group_compute(cfg: BoardConfig, specs, residual_source: str = "external") -> GroupStages:
+    """TE stages of a chain of layers run block by block.
+
+    residual_source: "external" (a layer with a residual reads its own DRAM tensor
+    `<tag>_residual`) or "input" (the residual of the *last* layer is the group's input, as in
+    a ResNet basic block; shapes must agree)."""
+    specs = tuple(specs)
+    check_chain(cfg, specs)
+    if residual_source not in ("external", "input"):
+        raise BadInputError(f"residual_source must be 'external' or 'input', got {residual_source!r}")
+    s0 = specs[0]
+    data = te.placeholder((s0.batch // cfg.batch, s0.ci_tiles(cfg), s0.height, s0.width,
+                           cfg.batch, cfg.block_in), "int8", name="data")
+    params = [data]
+    layers = []
+    prev = None
+    for i, spec in enumerate(specs):
+        tag = f"l{i}"
+        bh, bw = spec.block
+        if prev is None:
+            def source(n, c, bi, bj, r, s, b, ci, _bh=bh, _bw=bw):
+                return data[n, c, bi * _bh + r, bj * _bw + s, b, ci]
+        else:
+            if cfg.block_in != cfg.block_out:
+                raise BadInputError(f"{spec.where()}: fusing layers needs BLOCK_IN == BLOCK_OUT "
+                                    f"on board '{cfg.name}'")
+
+            def source(n, c, bi, bj, r, s, b, ci, _e=prev.epi):
+                return _e[n, bi, bj, c, r, s, b, ci].astype("int8")
+        res_t = None
+        if spec.residual_shift is not None:
+            if residual_source == "input" and i == len(specs) - 1:
+                if (s0.in_channels, s0.height, s0.width) != (spec.out_channels, *spec.out_size):
+                    raise BadInputError(f"{spec.where()}: residual from the group input needs "
+                                        f"matching shapes")
+                res_t = data
+            else:
+                oh, ow = spec.out_size
+                res_t = te.placeholder((spec.batch // cfg.batch, spec.co_tiles(cfg), oh, ow,
+                                        cfg.batch, cfg.block_out), "int8", name=f"{tag}_residual")
+        ls = _layer_stages(cfg, spec, tag, source, res_t)
+        params += [ls.weight, ls.bias]
+        if ls.sign is not None:
+            params.append(ls.sign)
+        if res_t is not None and res_t is not data:
+            params.append(res_t)
+        layers.append(ls)
+        prev = ls
+    last = layers[-1]
+    oh, ow = last.spec.out_block
+    out_h, out_w = last.spec.out_size
+    epi = last.epi
+    output = te.compute(
+        (last.spec.batch // cfg.batch, last.spec.co_tiles(cfg), out_h, out_w, cfg.batch,
+         cfg.block_out),
+        lambda n, co, h, w, b, o: epi[n, h // oh, w // ow, co, h % oh, w % ow, b, o].astype("int8"),
+        name="out")
+    return GroupStages(cfg, specs, data, layers, output, params)
+
+
+def layer_compute(cfg: BoardConfig, spec: LayerSpec) -> GroupStages:
+    """One layer as a group of one (residual from its own DRAM tensor)."""
+    return group_compute(cfg, [spec], residual_source="external")
+
+
+def build_llvm(group: GroupStages):
+    """The group's TE compute built for the host CPU (a reference of what the schedule runs)."""
+    return tvm.compile(tvm.IRModule({"main": group.prim_func()}), target="llvm")

@@ -1,0 +1,142 @@
+"""s_tir schedule of a block-conv group (schedules/block_conv2d.py) for the VTA scratchpads.
+
+Loop structure (outer to inner), for a group of layers l0..lL on one block grid:
+
+    for n, bi, bj:                                   # blocks
+        [l0..lL-1: whole output block in the accumulator, kept on chip]
+            pad_i      <- DMA (DRAM or, for i > 0, the output buffer: OUT_INP)
+            for co_o:  bias/sign tiles <- DMA; GEMM reset; GEMM; ALU epilogue
+        lL:
+        for (ho, co_o) or (co_o, ho):                # row sub-tiles x output-channel chunks
+            pad_L      <- DMA (at the block loop, or per row sub-tile with its halo)
+            bias/sign/residual tiles <- DMA
+            GEMM reset; GEMM (tensorized, uops over ci x ky x kx); ALU epilogue
+            out        <- STORE
+Weights (and the bias/sign tiles, in the accumulator) are loaded once at the top (resident)
+or per chunk.
+The GEMM is tensorized with the board's intrinsic (schedules/intrinsics.py); the GEMM kernel
+loops are (y, x) around (ci, ky, kx), so lowering folds y/x into iter_out/iter_in and ci/ky/kx
+into micro-ops. Function attributes tell the lowering the virtual-thread count and layer names.
+"""
+
+from __future__ import annotations
+
+from tvm import s_tir
+
+from .block_conv2d import GroupStages, LayerStages
+from .intrinsics import ACC_SCOPE, INP_SCOPE, WGT_SCOPE, gemm_intrin_names
+from .knobs import ScheduleKnobs, resolve_knobs
+
+N_REDUCE = 4  # ci tiles, ky, kx, ci lanes
+
+
+def _block(sch, tensor):
+    return sch.get_sblock(tensor.op.name)
+
+
+def _place_layer(sch, ls: LayerStages, caches: dict, anchor, p_anchor, resident: bool) -> None:
+    """compute_at every producer of a layer's epilogue (consumers first)."""
+    at = dict(preserve_unit_loops=True)
+    for t in (ls.res_aligned, ls.res32):
+        if t is not None:
+            sch.compute_at(_block(sch, t), anchor, **at)
+    if "sign" in caches and not resident:
+        sch.compute_at(caches["sign"], anchor, **at)
+    if ls.biased is not None:
+        sch.compute_at(_block(sch, ls.biased), anchor, **at)
+    if not resident:
+        sch.compute_at(caches["bias"], anchor, **at)
+    sch.compute_at(_block(sch, ls.conv), anchor, **at)
+    sch.compute_at(_block(sch, ls.pad), p_anchor, **at)
+    if not resident:
+        sch.compute_at(caches["weight"], anchor, **at)
+
+
+def _tensorize_gemm(sch, ls: LayerStages, batch: int, gemm: str, reset: str) -> None:
+    cb = _block(sch, ls.conv)
+    n_sp = len(ls.conv.shape)
+    loops = sch.get_loops(cb)
+    sp, rd = loops[-(n_sp + N_REDUCE):-N_REDUCE], loops[-N_REDUCE:]
+    y, x, b, o = sp[-4:]
+    ric, rky, rkx, rci = rd
+    sch.reorder(y, x, ric, rky, rkx, b, o, rci)
+    init = sch.decompose_reduction(cb, y)
+    if batch == 1:
+        sch.tensorize(o, gemm)
+        sch.tensorize(sch.get_loops(init)[-1], reset)
+    else:
+        sch.tensorize(b, gemm)
+        sch.tensorize(sch.get_loops(init)[-2], reset)
+
+
+def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_tir.Schedule:
+    """The VTA schedule of a group; `knobs` unset fields are resolved to fit the board."""
+    cfg = group.cfg
+    knobs = resolve_knobs(cfg, group.specs, knobs)
+    sch = s_tir.Schedule(group.prim_func())
+    gemm, reset = gemm_intrin_names(cfg)
+    layers = group.layers
+
+    for ls in layers:
+        sch.set_scope(_block(sch, ls.pad), 0, INP_SCOPE)
+        for t in (ls.conv, ls.biased, ls.res32, ls.res_aligned, ls.epi):
+            if t is not None:
+                sch.set_scope(_block(sch, t), 0, ACC_SCOPE)
+    caches = []
+    for ls in layers:
+        c = {"weight": sch.cache_read(_block(sch, ls.conv), ls.weight.op.name, WGT_SCOPE)}
+        bias_user = ls.biased if ls.biased is not None else ls.epi
+        c["bias"] = sch.cache_read(_block(sch, bias_user), ls.bias.op.name, ACC_SCOPE)
+        if ls.sign is not None:
+            c["sign"] = sch.cache_read(_block(sch, ls.epi), ls.sign.op.name, ACC_SCOPE)
+        caches.append(c)
+
+    # output loops: blocks, then row sub-tiles / output-channel chunks of the last layer
+    last = layers[-1]
+    lk = knobs.layer(len(layers) - 1)
+    out = sch.get_sblock(group.output.op.name)
+    n, co, h, w, b, o = sch.get_loops(out)
+    oh, ow = last.spec.out_block
+    bi, hy = sch.split(h, [None, oh])
+    bj, wx = sch.split(w, [None, ow])
+    co_o, co_i = sch.split(co, [None, lk.oc_chunk])
+    sub = lk.sub_rows < oh
+    if sub:
+        ho, hi = sch.split(hy, [None, lk.sub_rows])
+        outer = [ho, co_o] if lk.rows_outer else [co_o, ho]
+        sch.reorder(n, bi, bj, *outer, co_i, hi, wx, b, o)
+        anchor, p_anchor = outer[1], ho
+    else:
+        sch.reorder(n, bi, bj, co_o, co_i, hy, wx, b, o)
+        anchor, p_anchor = co_o, bj
+    sch.compute_at(_block(sch, last.epi), anchor, preserve_unit_loops=True)
+    _place_layer(sch, last, caches[-1], anchor, p_anchor, knobs.weights_resident)
+
+    # earlier layers: whole output block at the block loop, chunked inside their own loops
+    for i in range(len(layers) - 2, -1, -1):
+        ls = layers[i]
+        eb = _block(sch, ls.epi)
+        sch.compute_at(eb, bj, preserve_unit_loops=True)
+        e_loops = sch.get_loops(eb)[-len(ls.epi.shape):]
+        e_co = e_loops[3]
+        chunk = knobs.layer(i).oc_chunk
+        e_anchor = sch.split(e_co, [None, chunk])[0]
+        _place_layer(sch, ls, caches[i], e_anchor, bj, knobs.weights_resident)
+
+    for ls in layers:
+        _tensorize_gemm(sch, ls, cfg.batch, gemm, reset)
+    return sch
+
+
+def scheduled_module(group: GroupStages, knobs: ScheduleKnobs | None = None):
+    """(IRModule ready for the bctvm TIR pipeline, resolved knobs)."""
+    cfg = group.cfg
+    resolved = resolve_knobs(cfg, group.specs, knobs)
+    sch = schedule_group(group, resolved)
+    func = sch.mod["main"]
+    func = func.with_attr("bctvm.vthreads", resolved.vthreads)
+    func = func.with_attr("bctvm.board", cfg.name)
+    func = func.with_attr("bctvm.layers", {ls.tag: ls.spec.name for ls in group.layers})
+    import tvm
+
+    return tvm.IRModule({"main": func}), resolved

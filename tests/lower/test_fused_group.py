@@ -1,0 +1,100 @@
+"""A chain of layers on one block grid: fused (intermediates on chip via OUT_INP loads) and
+layer by layer (stock VTA), both bit-exact; the fused group moves no feature maps through DRAM."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from blockconv_int_ref import random_layer_data, ref_spec
+from boards import load_board
+from bctvm.errors import BadInputError
+from bctvm.isa import MemType
+from bctvm.lower.group import compile_group, run_group
+from schedules import LayerSpec
+
+ZCU = load_board("zcu102")
+
+
+def _chain(mode_pad="constant"):
+    a = LayerSpec("a", 32, 64, 16, 16, (8, 8), shift=11, relu=True, padding_mode=mode_pad)
+    b = LayerSpec("b", 64, 64, 16, 16, (8, 8), shift=11, relu=True, padding_mode=mode_pad)
+    c = LayerSpec("c", 64, 32, 16, 16, (8, 8), shift=11, residual_shift=0, padding_mode=mode_pad)
+    return [a, b, c]
+
+
+def _data(specs):
+    rng = np.random.default_rng(7)
+    x = rng.integers(-128, 128, (1, specs[0].in_channels, 16, 16)).astype(np.int8)
+    layers = []
+    for i, s in enumerate(specs):
+        _, w, b, sg, _ = random_layer_data(s, seed=10 + i)
+        layers.append(dict(weight=w, bias=b, sign=sg))
+    y = x
+    for s, p in zip(specs, layers):
+        y = ref_spec(y, p["weight"], p["bias"], s, p["sign"], residual=x)
+    return x, layers, y
+
+
+@pytest.fixture(scope="module")
+def runs():
+    specs = _chain()
+    x, layers, ref = _data(specs)
+    out = {}
+    for mode in ("fused", "layerwise"):
+        cg = compile_group(ZCU, specs, mode=mode, residual_source="input", name=mode)
+        out[mode] = (cg, run_group(cg, cg.image(x, layers)))
+    return out, ref
+
+
+@pytest.mark.parametrize("mode", ["fused", "layerwise"])
+def test_chain_bit_exact(runs, mode):
+    out, ref = runs
+    assert np.array_equal(out[mode][1].output, ref)
+    assert len(np.unique(ref)) > 20
+
+
+def test_fused_keeps_intermediates_on_chip(runs):
+    out, _ = runs
+    cg, run = out["fused"]
+    assert len(cg.programs) == 1
+    assert run.dram_bytes["feature_maps"] == 0
+    assert not any(r.kind == "feature_maps" for r in cg.layout.regions.values())
+    c = run.counters[0]
+    block_bytes = 16 * 16 * 64  # each intermediate map, int8
+    assert c["onchip_reuse_bytes"] >= 2 * block_bytes
+    assert any(i.memory_type == MemType.OUT_INP for i in cg.programs[0].instructions
+               if hasattr(i, "memory_type"))
+    # only the group input (+ its reuse as the residual), weights, output and micro-ops
+    reg = cg.layout.regions
+    assert run.dram_bytes["input"] == 2 * reg["data"].nbytes
+    assert run.dram_bytes["output"] == reg["out"].nbytes
+
+
+def test_layerwise_spills_every_intermediate(runs):
+    out, _ = runs
+    cg, run = out["layerwise"]
+    assert len(cg.programs) == 3
+    fm = cg.layout.regions["fm0"].nbytes + cg.layout.regions["fm1"].nbytes
+    assert run.dram_bytes["feature_maps"] == 2 * fm  # written once, read once
+    assert all(c["onchip_reuse_bytes"] == 0 for c in run.counters)
+    fused = out["fused"][1]
+    assert fused.dram_bytes["total"] < run.dram_bytes["total"]
+    assert fused.cycles < run.cycles
+
+
+def test_fused_replicate_padding_on_chip():
+    specs = _chain("replicate")[:2]
+    x, layers, _ = _data(specs)
+    ref = x
+    for s, p in zip(specs, layers):
+        ref = ref_spec(ref, p["weight"], p["bias"], s)
+    cg = compile_group(ZCU, specs, mode="fused")
+    run = run_group(cg, cg.image(x, layers))
+    assert np.array_equal(run.output, ref)
+    assert run.dram_bytes["feature_maps"] == 0
+
+
+def test_fused_needs_onchip_reuse():
+    with pytest.raises(BadInputError, match="onchip_reuse"):
+        compile_group(load_board("pynq"), _chain(), mode="fused", residual_source="input")

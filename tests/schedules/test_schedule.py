@@ -1,0 +1,84 @@
+"""The s_tir schedule: scopes, DMA caches, tensorized GEMM, knobs and the fit check."""
+
+from __future__ import annotations
+
+import pytest
+
+from boards import load_board
+from bctvm.errors import BadInputError
+from schedules import (BufferFitError, LayerKnobs, LayerSpec, ScheduleKnobs, check_fit,
+                       layer_compute, layer_footprint, resolve_knobs, scheduled_module)
+from schedules.intrinsics import GEMM_MARKER, RESET_MARKER
+
+PYNQ = load_board("pynq")
+ZCU = load_board("zcu102")
+
+
+def _script(spec, cfg=PYNQ, knobs=None):
+    mod, resolved = scheduled_module(layer_compute(cfg, spec), knobs)
+    return mod.script(), resolved
+
+
+def test_schedule_places_stages_in_vta_scopes_and_tensorizes_gemm():
+    text, _ = _script(LayerSpec("c", 32, 32, 16, 16, (8, 8), shift=8, sign=True,
+                                residual_shift=1))
+    for scope in ("local.inp_buffer", "local.wgt_buffer", "local.acc_buffer"):
+        assert f'scope="{scope}"' in text
+    assert f'"{GEMM_MARKER}"' in text and f'"{RESET_MARKER}"' in text
+    # the conv reduction loop over input lanes is gone: it is inside the intrinsic
+    assert "l0_rci" not in text.split(GEMM_MARKER)[0].rsplit("for ", 1)[-1]
+
+
+def test_schedule_attributes_for_the_lowering():
+    mod, knobs = scheduled_module(layer_compute(PYNQ, LayerSpec("named", 16, 16, 8, 8, (4, 4))))
+    attrs = mod["main"].attrs
+    assert int(attrs["bctvm.vthreads"]) == knobs.vthreads
+    assert str(attrs["bctvm.layers"]["l0"]) == "named"
+    assert str(attrs["bctvm.board"]) == "pynq"
+
+
+def test_default_knobs_fit_and_prefer_big_tiles():
+    small = LayerSpec("small", 16, 32, 8, 8, (4, 4))
+    k = resolve_knobs(PYNQ, [small])
+    assert k.vthreads == 2 and k.weights_resident
+    assert k.layers[0].oc_chunk == 2 and k.layers[0].sub_rows == 4
+    big = LayerSpec("big", 64, 64, 56, 56, (28, 28))  # 28x28x4 tiles > the pynq acc depth
+    k = resolve_knobs(PYNQ, [big])
+    lk = k.layers[0]
+    assert lk.sub_rows < 28 or lk.oc_chunk < 4
+    fp = layer_footprint(PYNQ, big, lk.oc_chunk, lk.sub_rows, k.vthreads, k.weights_resident)
+    assert fp["inp"] <= PYNQ.inp_depth and fp["acc"] <= PYNQ.acc_depth
+    assert fp["wgt"] <= PYNQ.wgt_depth
+
+
+def test_footprint_grows_with_tiles():
+    s = LayerSpec("f", 64, 64, 56, 56, (28, 28))
+    a = layer_footprint(PYNQ, s, 1, 7, 1, True)
+    b = layer_footprint(PYNQ, s, 2, 14, 2, True)
+    assert all(b[k] >= a[k] for k in a) and b["acc"] > a["acc"] and b["inp"] > a["inp"]
+
+
+def test_fit_error_names_layer_and_buffer():
+    huge = LayerSpec("huge", 512, 512, 28, 28, (28, 28))
+    with pytest.raises(BufferFitError, match="huge.*inp buffer"):
+        check_fit(PYNQ, [huge], ScheduleKnobs((LayerKnobs(4, 28),), 2, True))
+    with pytest.raises(BufferFitError, match="huge"):
+        resolve_knobs(PYNQ, [LayerSpec("huge", 4096, 64, 8, 8, (8, 8))])
+
+
+@pytest.mark.parametrize("knobs, words", [
+    (ScheduleKnobs((LayerKnobs(oc_chunk=3),)), "oc_chunk"),
+    (ScheduleKnobs((LayerKnobs(sub_rows=5),)), "sub_rows"),
+    (ScheduleKnobs(vthreads=3), "vthreads"),
+])
+def test_bad_knobs_are_reported(knobs, words):
+    with pytest.raises(BadInputError, match=words):
+        resolve_knobs(PYNQ, [LayerSpec("k", 16, 64, 8, 8, (8, 8))], knobs)
+
+
+def test_knobs_change_the_loop_structure():
+    spec = LayerSpec("t", 16, 64, 16, 16, (8, 8))
+    whole, _ = _script(spec, ZCU, ScheduleKnobs((LayerKnobs(2, 8),)))
+    tiled, _ = _script(spec, ZCU, ScheduleKnobs((LayerKnobs(1, 2),)))
+    assert whole != tiled
+    assert "h_1_0" in tiled and "h_1_0" not in whole  # row sub-tile loop
