@@ -17,8 +17,9 @@ Footprint model (elements of each buffer, one block in flight per copy):
     acc = oc_chunk * (conv_rows * conv_cols + residual_rows * out_cols
                       [+ bias + sign tiles when not resident])   x vthreads
           [+ co_tiles * (bias + sign) when resident]
-For a fused group the per-layer footprints of the intermediate layers (whole output block in the
-accumulator) are added; the lowering's allocator makes the exact check.
+An inner layer of a fused group keeps its whole conv output block in the accumulator; a group
+needs the largest layer (one layer computes at a time) plus every resident tile. The lowering's
+allocator (bctvm.lower.sram) makes the exact check.
 """
 
 from __future__ import annotations
@@ -56,9 +57,17 @@ def _divisors_desc(n: int) -> list[int]:
     return [d for d in range(n, 0, -1) if n % d == 0]
 
 
+def _resident(cfg: BoardConfig, spec: LayerSpec) -> tuple[int, int]:
+    """(weight elements, accumulator elements of bias/sign tiles) a resident layer keeps."""
+    kh, kw = spec.kernel
+    cot = spec.co_tiles(cfg)
+    return cot * spec.ci_tiles(cfg) * kh * kw, cot * (1 + (1 if spec.sign else 0))
+
+
 def layer_footprint(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: int,
                     vthreads: int, resident: bool, last: bool = True) -> dict[str, int]:
-    """Elements of inp/wgt/acc one layer needs (see the module docstring)."""
+    """Elements of inp/wgt/acc one layer needs (see the module docstring). `last=False`: an
+    inner layer of a fused group, whose whole output block stays in the accumulator."""
     kh, kw = spec.kernel
     cit, cot = spec.ci_tiles(cfg), spec.co_tiles(cfg)
     prow, pcol = spec.padded_block
@@ -70,30 +79,40 @@ def layer_footprint(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: 
         in_rows = conv_rows + kh - 1
     else:
         conv_rows, in_rows, sub_rows = ch, prow, oh
+    res_w, res_v = _resident(cfg, spec)
+    vectors = res_v // cot
     inp = cit * in_rows * pcol * vthreads
-    wgt = cot * cit * kh * kw if resident else oc_chunk * cit * kh * kw * vthreads
-    vectors = 1 + (1 if spec.sign else 0)  # bias (and sign) tiles per output-channel tile
-    per_chunk = conv_rows * cw + (0 if resident else vectors)
-    if spec.residual_shift is not None:
-        per_chunk += sub_rows * ow
-    acc = oc_chunk * per_chunk * vthreads + (cot * vectors if resident else 0)
-    if not last:  # the whole output block stays in the accumulator for the next layer
-        acc = max(acc, cot * oh * ow * vthreads)
+    wgt = res_w if resident else oc_chunk * cit * kh * kw * vthreads
+    residual = spec.residual_shift is not None
+    if last:
+        per_chunk = conv_rows * cw + (0 if resident else vectors) + (sub_rows * ow if residual else 0)
+        acc = oc_chunk * per_chunk * vthreads
+    else:
+        acc = (cot * ch * cw + (oc_chunk * oh * ow if residual else 0)
+               + (0 if resident else oc_chunk * vectors)) * vthreads
+    acc += res_v if resident else 0
     return {"inp": inp, "wgt": wgt, "acc": acc}
 
 
 def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, int]:
-    """Upper bound of the group's footprint per buffer (sum over layers)."""
-    total = {"inp": 0, "wgt": 0, "acc": 0}
+    """Peak elements per buffer of a group: one layer computes at a time (the previous
+    layer's output block is dead once copied into the input buffer), resident weights and
+    bias/sign tiles of all layers stay."""
     resident = bool(knobs.weights_resident)
+    peak = {"inp": 0, "wgt": 0, "acc": 0}
+    keep = {"wgt": 0, "acc": 0}
     for i, spec in enumerate(specs):
         k = knobs.layer(i)
         fp = layer_footprint(cfg, spec, k.oc_chunk or spec.co_tiles(cfg),
                              k.sub_rows or spec.out_block[0], knobs.vthreads, resident,
                              last=(i == len(specs) - 1))
-        for key in total:
-            total[key] += fp[key]
-    return total
+        res_w, res_v = _resident(cfg, spec) if resident else (0, 0)
+        keep["wgt"] += res_w
+        keep["acc"] += res_v
+        peak["inp"] = max(peak["inp"], fp["inp"])
+        peak["wgt"] = max(peak["wgt"], fp["wgt"] - res_w)
+        peak["acc"] = max(peak["acc"], fp["acc"] - res_v)
+    return {"inp": peak["inp"], "wgt": peak["wgt"] + keep["wgt"], "acc": peak["acc"] + keep["acc"]}
 
 
 def _depths(cfg: BoardConfig) -> dict[str, int]:

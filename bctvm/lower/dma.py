@@ -8,8 +8,9 @@ in reverse without padding (contiguous on chip, strided in DRAM).
 
 `plan_transfers` first tries one transfer for each run of consecutive on-chip addresses (the
 usual zero-padded block: the data form a rectangle of contiguous rows at a constant stride inside
-the row grid given by `row_len`), and otherwise covers the run greedily, left to right, with the
-transfer that covers most elements: rows of a contiguous source run repeated at a constant
+the row grid given by `row_len`), then one per plane (e.g. per channel tile of a padded block),
+and otherwise covers the run greedily, left to right, with the transfer that covers most
+elements: rows of a contiguous source run repeated at a constant
 stride (stride 0 repeats an element, which is how replicate/reflect padding edges are built).
 """
 
@@ -130,12 +131,35 @@ def _greedy(src: np.ndarray, lim: XferLimits, pads: bool, what: str) -> list[Xfe
     return out
 
 
+def _cover(seg_s: np.ndarray, row_len: int, plane: int, lim: XferLimits, pads: bool,
+           what: str) -> list[Xfer]:
+    """Transfers (relative sram_base) covering one run of consecutive on-chip elements:
+    one transfer if possible, else one per plane (rows x row_len) if each is one, else greedy."""
+    one = _single(seg_s, row_len, lim, pads)
+    if one is not None:
+        return [one]
+    n = seg_s.size
+    if plane and plane < n and n % plane == 0:
+        parts = [_single(seg_s[k:k + plane], row_len, lim, pads) for k in range(0, n, plane)]
+        if all(p is not None for p in parts):
+            return [Xfer(k * plane + p.sram_base, p.src_base, p.y_size, p.x_size, p.x_stride,
+                         p.y_pad_0, p.y_pad_1, p.x_pad_0, p.x_pad_1) for k, p in enumerate(parts)]
+        out = []
+        for k in range(0, n, plane):
+            for p in _greedy(seg_s[k:k + plane], lim, pads, what):
+                out.append(Xfer(k + p.sram_base, p.src_base, p.y_size, p.x_size, p.x_stride,
+                                p.y_pad_0, p.y_pad_1, p.x_pad_0, p.x_pad_1))
+        return out
+    return _greedy(seg_s, lim, pads, what)
+
+
 def plan_transfers(dst: np.ndarray, src: np.ndarray, row_len: int, lim: XferLimits,
-                   pads: bool = True, what: str = "DMA") -> list[Xfer]:
+                   pads: bool = True, what: str = "DMA", plane: int = 0) -> list[Xfer]:
     """Transfers covering every (dst, src) pair; `sram_base`s are absolute on-chip addresses.
 
     dst: on-chip element addresses (unique); src: source element addresses, -1 for zero fill
-    (only when `pads`); row_len: the copy's innermost row length (a hint for padded blocks)."""
+    (only when `pads`); row_len / plane: the copy's innermost row length and rows x row_len
+    plane (hints: a padded block is one transfer per plane, e.g. per channel tile)."""
     dst = np.asarray(dst, dtype=np.int64).reshape(-1)
     src = np.asarray(src, dtype=np.int64).reshape(-1)
     order = np.argsort(dst, kind="stable")
@@ -147,8 +171,7 @@ def plan_transfers(dst: np.ndarray, src: np.ndarray, row_len: int, lim: XferLimi
     breaks = np.flatnonzero(np.diff(dst) != 1) + 1
     out: list[Xfer] = []
     for seg_d, seg_s in zip(np.split(dst, breaks), np.split(src, breaks)):
-        one = _single(seg_s, row_len, lim, pads)
-        pieces = [one] if one is not None else _greedy(seg_s, lim, pads, what)
+        pieces = _cover(seg_s, row_len, plane, lim, pads, what)
         base = int(seg_d[0])
         for x in pieces:
             out.append(Xfer(base + x.sram_base, x.src_base, x.y_size, x.x_size, x.x_stride,

@@ -195,6 +195,7 @@ class ProgramEmitter:
         nl = _lane_split(info["ext"], lanes, f"copy into '{leaf.buffer.name}'")
         outer = info["ext"][:len(info["ext"]) - nl]
         info["row"] = outer[-1] if outer else 1
+        info["plane"] = outer[-1] * outer[-2] if len(outer) > 1 else 0
         info["layer"] = self._layer(onchip)
 
     def _do_dma(self, info, kind, env):
@@ -215,7 +216,8 @@ class ProgramEmitter:
         if kind == "store":
             sram = self._onchip(info["src_buf"]) + s
             dram = self._dram_elem_base(info["dst_buf"], MemType.OUT) + d
-            for x in plan_transfers(sram, dram, info["row"], self.lim, pads=False, what=what):
+            for x in plan_transfers(sram, dram, info["row"], self.lim, pads=False, what=what,
+                                    plane=info["plane"]):
                 insn = isa.Store(memory_type=MemType.OUT, sram_base=x.sram_base,
                                  dram_base=x.src_base, y_size=x.y_size, x_size=x.x_size,
                                  x_stride=x.x_stride)
@@ -230,7 +232,8 @@ class ProgramEmitter:
             base = self._dram_elem_base(info["src_buf"], mt)
         src = np.where(s >= 0, base + s, -1)
         dkind = SCOPE_KIND[info["dst_buf"].scope()]
-        for x in plan_transfers(sram, src, info["row"], self.lim, pads=True, what=what):
+        for x in plan_transfers(sram, src, info["row"], self.lim, pads=True, what=what,
+                                plane=info["plane"]):
             insn = isa.Load(memory_type=mt, sram_base=x.sram_base, dram_base=x.src_base,
                             y_size=x.y_size, x_size=x.x_size, x_stride=x.x_stride,
                             y_pad_0=x.y_pad_0, y_pad_1=x.y_pad_1, x_pad_0=x.x_pad_0,

@@ -134,3 +134,15 @@ def test_alu_steps_fit_wide_rounding_constants():
         assert got == want
     with pytest.raises(LoweringError, match="does not fit"):
         alu_steps([SpineOp(AluOp.ADD, imm=1 << 20)], 16)
+
+
+def test_padded_block_per_channel_tile_is_one_load_each():
+    """Wide blocks: the zero run between two channel tiles' planes exceeds the pad fields, so
+    the planner splits at planes (rows x cols) instead of failing."""
+    planes = [_block_sources("constant", 3, 28, (1, 1, 1, 1), 56, base) for base in (0, 5000)]
+    src = np.concatenate(planes)
+    dst = np.arange(src.size)
+    xs = plan_transfers(dst, src, 30, LIM, plane=5 * 30)
+    assert len(xs) == 2 and _covers(xs, dst, src)
+    with pytest.raises(LoweringError, match="padding"):
+        plan_transfers(dst, src, 30, LIM)  # without the plane hint

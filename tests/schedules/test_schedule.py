@@ -82,3 +82,16 @@ def test_knobs_change_the_loop_structure():
     tiled, _ = _script(spec, ZCU, ScheduleKnobs((LayerKnobs(1, 2),)))
     assert whole != tiled
     assert "h_1_0" in tiled and "h_1_0" not in whole  # row sub-tile loop
+
+
+def test_group_footprint_counts_one_layer_at_a_time():
+    """Two 64-channel layers on 28x28 blocks fuse on zcu102: the first layer's output block is
+    dead once copied into the input buffer, so the peak is the larger layer, not the sum."""
+    from schedules.knobs import group_footprint
+
+    a = LayerSpec("a", 64, 64, 56, 56, (28, 28), relu=True)
+    b = LayerSpec("b", 64, 64, 56, 56, (28, 28), residual_shift=0)
+    k = resolve_knobs(ZCU, [a, b])
+    fp = group_footprint(ZCU, [a, b], k)
+    one = layer_footprint(ZCU, a, 2, 28, k.vthreads, k.weights_resident, last=False)
+    assert fp["acc"] < 2 * one["acc"] and fp["acc"] <= ZCU.acc_depth
