@@ -24,6 +24,8 @@ Attributes (all ops carrying a `layer` name use it in every error message):
   max-pool after the conv); layer (module path).
 - qblock_conv2d adds: layout ("NCHW" or "NCHW{b}n{c}c"), packed_groups (packed only),
   channels / in_channels (unpadded counts), has_sign, residual_shift, shift, relu.
+- every packed op carries channels and batch_size: the logical (unpadded) N and C of its
+  output, so its value can be unpacked.
 - sign is an int32 [+1/-1] per (padded) output channel, applied after the pool.
 """
 
@@ -81,9 +83,16 @@ def op_name(expr) -> str | None:
     return expr.op.name if isinstance(expr.op, tvm.ir.Op) else ""
 
 
+def _typed(expr):
+    """`expr` with its type inferred if it has none yet (an un-emitted nested call)."""
+    if not isinstance(expr.ty, (relax.TensorType, relax.TupleType)):
+        expr = relax.BlockBuilder().normalize(expr)
+    return expr
+
+
 def static_shape(expr) -> tuple[int, ...]:
     """Static shape of a Relax tensor expression (raises if it is symbolic)."""
-    shape = expr.ty.shape
+    shape = _typed(expr).ty.shape
     try:
         return tuple(int(s) for s in shape.values)
     except (TypeError, AttributeError):
@@ -91,7 +100,7 @@ def static_shape(expr) -> tuple[int, ...]:
 
 
 def dtype_of(expr) -> str:
-    return str(expr.ty.dtype)
+    return str(_typed(expr).ty.dtype)
 
 
 def packed_layout(batch: int, block: int) -> str:
@@ -327,6 +336,11 @@ _register()
 
 
 # ---- constructors -------------------------------------------------------------------------
+
+
+def with_attrs(call: relax.Call, **kw) -> relax.Call:
+    """The same call with attributes added or replaced."""
+    return relax.Call(call.op, list(call.args), make_attrs(**{**attrs_dict(call), **kw}))
 
 
 def _call(name: str, args, **attrs) -> relax.Call:

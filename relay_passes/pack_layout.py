@@ -151,8 +151,9 @@ class PackLayout(BctvmPass):
                 return new
             shape = ops.static_shape(var)
             logical[var] = (shape[0], shape[1])
-            new = bb.emit(self._pack_op(bb, value, lambda v: get_packed(bb, v, env)),
-                          name_hint=var.name)
+            call = self._pack_op(bb, value, lambda v: get_packed(bb, v, env))
+            call = ops.with_attrs(call, channels=shape[1], batch_size=shape[0])
+            new = bb.emit(call, name_hint=var.name)
             packed[var] = new
             return new
 

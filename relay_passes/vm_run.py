@@ -59,3 +59,33 @@ def with_boundary_output(mod: tvm.IRModule) -> tvm.IRModule:
         return relax.Tuple(fields + [env.get(b, b) for b in boundary])
 
     return replace_main(mod, rebuild(func, lambda *a: None, finish=finish))
+
+
+def with_layer_outputs(mod: tvm.IRModule) -> tuple[tvm.IRModule, list[str]]:
+    """A copy of `mod` whose `main` also returns the int8 output of every integer layer
+    (bctvm.q* ops of main, unpacked to NCHW when packed), and the layer names in that order.
+    For layer-by-layer comparison with IntegerReference.run(x).tensors."""
+    from . import ops
+    from .graph import bindings, rebuild, replace_main
+
+    func = mod["main"]
+    layers = [(var, value) for var, value in bindings(func) if ops.op_name(value) in ops.VTA_OPS]
+    names = [ops.attrs_dict(v)["layer"] for _, v in layers]
+
+    def finish(bb, out, env):
+        fields = list(out.fields) if isinstance(out, relax.Tuple) else [out]
+        for var, value in layers:
+            a = ops.attrs_dict(value)
+            new = env[var]
+            if ops.is_packed(a["layout"]):
+                n, c = _logical(value, a)
+                new = bb.emit(ops.unpack(new, channels=c, batch_size=n))
+            fields.append(new)
+        return relax.Tuple(fields)
+
+    return replace_main(mod, rebuild(func, lambda *a: None, finish=finish)), names
+
+
+def _logical(call, a) -> tuple[int, int]:
+    """(N, C) of a packed op's output (PackLayout records both as attributes)."""
+    return int(a["batch_size"]), int(a["channels"])

@@ -1,0 +1,147 @@
+"""PlanFusedGroups: the footprint model by hand, grouping rules, JSON, table, zoo plans."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tvm import relax
+
+from boards import load_board
+from relay_passes import ops
+from relay_passes.pack_layout import PackLayout
+from relay_passes.plan_fused_groups import Footprint, FusedPlan, PlanFusedGroups, plan_of
+
+
+def two_conv_module():
+    """x (1x20x8x8) -> A: 3x3 conv 20->40, block 4, sign, relu -> B: 1x1 conv 40->40 + A."""
+    rng = np.random.default_rng(0)
+    x = relax.Var("x", relax.TensorType((1, 20, 8, 8), "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            q = bb.emit(ops.quantize(x, exponent=4))
+            a = bb.emit(ops.qblock_conv2d(
+                q, ops.const(rng.integers(-9, 9, (40, 20, 3, 3)).astype(np.int8)),
+                ops.const(np.zeros(40, np.int32)), ops.const(np.ones(40, np.int32)),
+                block=(4, 4), padding=(1, 1, 1, 1), padding_mode="constant", kernel=(3, 3),
+                dilation=(1, 1), groups=1, pool=False, has_sign=True, shift=8, relu=True,
+                layer="A"))
+            b = bb.emit(ops.qblock_conv2d(
+                a, ops.const(rng.integers(-9, 9, (40, 40, 1, 1)).astype(np.int8)),
+                ops.const(np.zeros(40, np.int32)), ops.const(np.ones(40, np.int32)), a,
+                block=(4, 4), padding=(0, 0, 0, 0), padding_mode="constant", kernel=(1, 1),
+                dilation=(1, 1), groups=1, pool=False, has_sign=False, shift=-1, relu=False,
+                residual_shift=1, layer="B"))
+            gv = bb.emit_output(ops.dequantize(b, exponent=3))
+        bb.emit_func_output(gv)
+    return bb.get()
+
+
+def board_file(tmp_path, **changes) -> str:
+    """pynq's TOML with some [core]/[system] values changed (a board for one test)."""
+    from pathlib import Path
+
+    import boards
+
+    text = (Path(boards.__file__).parent / "pynq.toml").read_text()
+    for key, value in changes.items():
+        lines = []
+        for line in text.splitlines():
+            if line.split("=")[0].strip() == key:
+                line = f"{key} = {str(value).lower()}"
+            lines.append(line)
+        text = "\n".join(lines)
+    path = tmp_path / "tiny.toml"
+    path.write_text(text.replace('name = "pynq"', 'name = "tiny"'))
+    return str(path)
+
+
+def plan_for(mod, board) -> FusedPlan:
+    packed = PackLayout(board)(mod)
+    planned = PlanFusedGroups(board, model="two")(packed)
+    return plan_of(planned)
+
+
+def test_footprints_by_hand_without_onchip_reuse():
+    """pynq (16 lanes): A reads 2 input tiles (20 -> 32 ch) of a 6x6 padded 4x4 block and
+    writes 3 output tiles (40 -> 48 ch); B is a 1x1 conv over A's 3 tiles + A as residual."""
+    plan = plan_for(two_conv_module(), "pynq")
+    assert [g.layers for g in plan.groups] == [["A"], ["B"]]
+    a, b = plan.groups
+    assert a.grid == b.grid == (2, 2)
+    # A: inp 2*6*6; wgt 3 tiles x (2*3*3), resident; acc 4*4 + bias + sign;
+    #    uop 2*3*3 GEMM + bias + sign + round shift (2) + clip (2)
+    assert a.footprint == Footprint(inp=72, wgt=54, acc=18, out=16, uop=24)
+    # B: inp 3*4*4 (data and residual share one copy); wgt 3*3 + identity tile;
+    #    acc 16 + residual 16 + bias; uop 3 GEMM + bias + residual 3 + shl 1 + clip 2
+    assert b.footprint == Footprint(inp=48, wgt=10, acc=33, out=16, uop=10)
+    assert a.weights_resident and b.weights_resident and a.fits and b.fits
+    tile = 8 * 8 * 16  # one 8x8 map of 16 int8 channels
+    assert a.dram_bytes == {"weights": 54 * 256, "input": 2 * tile, "output": 0,
+                            "feature_maps": 3 * tile}
+    assert b.dram_bytes == {"weights": 10 * 256, "input": 0, "output": 3 * tile,
+                            "feature_maps": 3 * tile}
+    assert plan.dram_bytes()["total"] == 64 * 256 + 2 * tile + 9 * tile
+
+
+def test_onchip_reuse_fuses_and_buffers_split_groups(tmp_path):
+    board = board_file(tmp_path, onchip_reuse=True)
+    plan = plan_for(two_conv_module(), board)
+    (g,) = plan.groups
+    assert g.layers == ["A", "B"]
+    # x's padded copy (72) and A's output copy (48) are both live while A runs
+    assert g.footprint == Footprint(inp=120, wgt=64, acc=33, out=16, uop=34)
+    assert g.inputs == [plan.groups[0].inputs[0]] and g.outputs == ["B"]
+    assert g.dram_bytes["feature_maps"] == 0
+    # a 32-entry micro-op buffer holds A's (24) or B's (10) kernels, not both (34)
+    small = board_file(tmp_path, onchip_reuse=True, log_uop_buff_size=7)
+    assert load_board(small).uop_depth == 32
+    plan = plan_for(two_conv_module(), small)
+    assert [g.layers for g in plan.groups] == [["A"], ["B"]]
+    assert all(g.fits for g in plan.groups)
+    # a 32-entry accumulator cannot hold B's 33 elements at all: B spills
+    tiny_acc = board_file(tmp_path, log_acc_buff_size=11)
+    plan = plan_for(two_conv_module(), tiny_acc)
+    assert plan.groups[1].spills == ["acc 33>32"] and not plan.groups[0].spills
+
+
+def test_grid_changes_close_groups(quantized):
+    """SmallNet on zcu102: c1, c2, dw, relu, add share a 2x2 grid of 4x4 blocks; the plain
+    1x1 conv works on the whole 8x8 map (grid 1x1) and opens a new group."""
+    _, qnet, _, _, qmod = quantized
+    plan = plan_for(qmod, "zcu102")
+    assert plan.host_layers == ["stem", "pool"]
+    assert len(plan.groups) == 2
+    first, second = plan.groups
+    assert first.layers[:3] == ["c1", "c2", "dw"] and len(first.layers) == 5
+    assert first.grid == (2, 2) and second.layers == ["pw"] and second.grid == (1, 1)
+    assert {plan.layers[n].kind for n in first.layers[3:]} == {"relu", "add"}
+    assert plan.onchip_reuse and plan.board_key == load_board("zcu102").key
+
+
+def test_plan_json_round_trip_and_table(quantized):
+    _, _, _, _, qmod = quantized
+    plan = plan_for(qmod, "pynq")
+    again = FusedPlan.from_json(plan.to_json())
+    assert again.to_dict() == plan.to_dict()
+    assert again.groups[0].footprint == plan.groups[0].footprint
+    text = plan.table(verbose=True)
+    lines = text.splitlines()
+    assert "onchip_reuse off" in lines[0] and f"{len(plan.groups)} groups" in lines[0]
+    assert "inp 2048 x 16 B" in lines[1]
+    for g in plan.groups:  # one row per group, then one line per layer
+        assert any(line.startswith(f"{g.index:>3} ") for line in lines)
+    assert "host (llvm): stem, pool" in text
+    assert "estimated DRAM per inference" in lines[-1] or "estimated DRAM" in text
+
+
+@pytest.mark.slow
+def test_block_resnet18_f28_224_plans():
+    from relay_passes.pipeline import plan_model
+
+    plans = {b: plan_model("block_resnet18", board=b, block_size=28, progress=False)
+             for b in ("pynq", "zcu102")}
+    pynq, zcu = plans["pynq"], plans["zcu102"]
+    assert len(pynq.groups) == len(pynq.layers) == 19  # stock VTA: one layer per group
+    assert zcu.groups[0].layers[0] == "layer1.0.conv1" and len(zcu.groups) < 19
+    assert all(g.fits for g in zcu.groups)
