@@ -419,4 +419,6 @@ def emit_program(cfg: BoardConfig, func, layout: DramLayout | None = None,
         layout = DramLayout(cfg)
         for p in func.params:
             layout.add(str(p.name), param_kind(str(p.name)), [int(s) for s in p.shape], str(p.dtype))
-    return ProgramEmitter(cfg, func, layout, params or {}, name).run()
+    params = dict(params or {})
+    full = {str(p.name): params.get(str(p.name), str(p.name)) for p in func.params}
+    return ProgramEmitter(cfg, func, layout, full, name).run()

@@ -22,6 +22,7 @@ import itertools
 
 import tvm
 from tvm import s_tir, tirx
+from tvm.s_tir import pipeline as s_tir_pipeline
 from tvm.tirx import compilation_pipeline
 
 from boards import BoardConfig, load_board
@@ -85,14 +86,33 @@ def _emit_pass(board: str | None):
     return emit
 
 
+def run_program(key: str, *tensors) -> None:
+    """Packed function behind "bctvm.run_program": run a stored program on the simulator with
+    the call's tensors (packed layouts, in parameter order) and write its output back."""
+    from bctvm.sim import Simulator
+
+    prog = PROGRAMS[str(key)]
+    cfg = load_board(prog.board)
+    names = list(prog.params)
+    arrays = {prog.params[n]: t.numpy() for n, t in zip(names, tensors) if n != "out"}
+    arrays.update(prog.static_arrays())
+    img = prog.layout.image(arrays)
+    res = Simulator(cfg).run(prog.instructions, img, regions=prog.layout.region_map())
+    out = tensors[names.index("out")]
+    out.copyfrom(prog.layout.read(res.dram, prog.params["out"]))
+
+
+tvm.register_global_func("bctvm.run_program", run_program, override=True)
+
+
 def bctvm_pipeline(board: str | None = None):
     """Factory for register_tir_pipeline: (pipeline, host finalize, device finalize)."""
-    default, host, device = compilation_pipeline.default_tir_pipeline()
+    default, host, device = s_tir_pipeline.default_s_tir_pipeline()
 
     @tvm.transform.module_pass(opt_level=0, name="bctvm.Pipeline")
     def _pipeline(mod, ctx):
         mod = tvm.transform.Sequential(bctvm_passes() + [_emit_pass(board)])(mod)
-        return default(mod, ctx)
+        return default(mod)
 
     return _pipeline, host, device
 

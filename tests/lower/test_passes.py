@@ -78,7 +78,20 @@ def test_emitted_program_shape():
     assert prog.layout.regions[prog.uop_region].kind == "uops"
 
 
-def test_bctvm_pipeline_is_registered():
-    from tvm.tirx import compilation_pipeline
+def test_tvm_compile_with_the_bctvm_pipeline_runs_on_the_simulator():
+    """tvm.compile(..., tir_pipeline="bctvm"): the host function runs the ahead-of-time
+    program (registered by bctvm.lower.pipeline) on the simulator."""
+    import numpy as np
 
-    assert "bctvm" in compilation_pipeline.PIPELINE_MAP
+    from blockconv_int_ref import random_layer_data, ref_spec
+    from schedules.layout import (pack_activation, pack_channel_vector, pack_weight,
+                                  unpack_activation)
+
+    spec = LayerSpec("tc", 16, 32, 8, 8, (4, 4), shift=10, relu=True)
+    lib = tvm.compile(_mod(spec), target="llvm", tir_pipeline="bctvm")
+    x, w, b, _, _ = random_layer_data(spec)
+    args = [pack_activation(x, PYNQ), pack_weight(w, PYNQ), pack_channel_vector(b, PYNQ),
+            np.zeros((1, 2, 8, 8, 1, 16), "int8")]
+    targs = [tvm.runtime.tensor(a) for a in args]
+    lib["main"](*targs)
+    assert np.array_equal(unpack_activation(targs[-1].numpy(), 32), ref_spec(x, w, b, spec))
