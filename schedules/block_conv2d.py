@@ -51,7 +51,12 @@ class LayerStages:
 
 @dataclass
 class GroupStages:
-    """A fused chain of layers on one block grid: its TE tensors and parameter order."""
+    """A fused chain of layers on one block grid: its TE tensors and parameter order.
+
+    With `input_on_chip`, `data_acc` holds each input block in the accumulator (one ACC_8BIT
+    load) and `data_out` is its in-place copy whose low bytes the output buffer exposes: the
+    first layer reads its padded input from there (OUT_INP) and the last layer's residual is
+    the same tile, so the group input crosses DRAM once."""
 
     cfg: BoardConfig
     specs: tuple
@@ -59,6 +64,8 @@ class GroupStages:
     layers: list
     output: te.Tensor
     params: list = field(default_factory=list)
+    data_acc: te.Tensor | None = None
+    data_out: te.Tensor | None = None
 
     def prim_func(self) -> tirx.PrimFunc:
         return te.create_prim_func(self.params + [self.output])
@@ -163,10 +170,13 @@ def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_
     res32 = res_aligned = None
     if spec.residual_shift is not None:
         r = residual_tensor
-        res32 = te.compute((nb, nbh, nbw, cot, oh, ow, bt, bo_l),
-                           lambda n, bi, bj, co, y, x, b, o:
-                           r[n, co, bi * oh + y, bj * ow + x, b, o].astype("int32"),
-                           name=f"{tag}_res32")
+        if r.dtype == "int32":  # the group input, already in the accumulator (blocked)
+            res32 = r
+        else:
+            res32 = te.compute((nb, nbh, nbw, cot, oh, ow, bt, bo_l),
+                               lambda n, bi, bj, co, y, x, b, o:
+                               r[n, co, bi * oh + y, bj * ow + x, b, o].astype("int32"),
+                               name=f"{tag}_res32")
         if spec.residual_shift != 0:
             res_aligned = te.compute(res32.shape, lambda *i: align(res32[i], spec.residual_shift),
                                      name=f"{tag}_resalign")
@@ -186,8 +196,9 @@ def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_
         return _clip(round_shift(v, spec.shift), spec.relu)
 
     epi = te.compute((nb, nbh, nbw, cot, oh, ow, bt, bo_l), epi_fn, name=f"{tag}_epi")
-    return LayerStages(spec, tag, weight, bias, sign, residual_tensor, pad, conv, biased, res32,
-                       res_aligned, epi)
+    own_res32 = res32 if res32 is not None and res32 is not residual_tensor else None
+    return LayerStages(spec, tag, weight, bias, sign, residual_tensor, pad, conv, biased,
+                       own_res32, res_aligned, epi)
 
 
 def check_chain(cfg: BoardConfig, specs) -> None:
@@ -207,12 +218,15 @@ def check_chain(cfg: BoardConfig, specs) -> None:
                 f"{a.where()} (output {a.out_size[0]}x{a.out_size[1]}, block {a.out_block})")
 
 
-def group_compute(cfg: BoardConfig, specs, residual_source: str = "external") -> GroupStages:
+def group_compute(cfg: BoardConfig, specs, residual_source: str = "external",
+                  input_on_chip: bool = False) -> GroupStages:
     """TE stages of a chain of layers run block by block.
 
     residual_source: "external" (a layer with a residual reads its own DRAM tensor
     `<tag>_residual`) or "input" (the residual of the *last* layer is the group's input, as in
-    a ResNet basic block; shapes must agree)."""
+    a ResNet basic block; shapes must agree). input_on_chip: keep the input block in the
+    accumulator for the whole group (see GroupStages; needs BLOCK_IN == BLOCK_OUT and
+    onchip_reuse)."""
     specs = tuple(specs)
     check_chain(cfg, specs)
     if residual_source not in ("external", "input"):
@@ -221,12 +235,31 @@ def group_compute(cfg: BoardConfig, specs, residual_source: str = "external") ->
     data = te.placeholder((s0.batch // cfg.batch, s0.ci_tiles(cfg), s0.height, s0.width,
                            cfg.batch, cfg.block_in), "int8", name="data")
     params = [data]
+    data_acc = data_out = None
+    if input_on_chip:
+        if cfg.block_in != cfg.block_out or not cfg.onchip_reuse:
+            raise BadInputError(f"{s0.where()}: keeping the group input on chip needs "
+                                f"onchip_reuse and BLOCK_IN == BLOCK_OUT (board '{cfg.name}')")
+        bh0, bw0 = s0.block
+        nbh0, nbw0 = s0.grid
+        data_acc = te.compute(
+            (s0.batch // cfg.batch, nbh0, nbw0, s0.ci_tiles(cfg), bh0, bw0, cfg.batch,
+             cfg.block_in),
+            lambda n, bi, bj, c, r, s, b, ci: data[n, c, bi * bh0 + r, bj * bw0 + s, b, ci].astype("int32"),
+            name="data_acc")
+        # max(v, -128) is the identity on int8 values, but a real ALU op (a bare copy would be
+        # simplified away): it writes the output buffer, which OUT_INP loads read
+        data_out = te.compute(data_acc.shape, lambda *i: tirx.max(data_acc[i], _c32(-128)),
+                              name="data_out")
     layers = []
     prev = None
     for i, spec in enumerate(specs):
         tag = f"l{i}"
         bh, bw = spec.block
-        if prev is None:
+        if prev is None and data_out is not None:
+            def source(n, c, bi, bj, r, s, b, ci):
+                return data_out[n, bi, bj, c, r, s, b, ci].astype("int8")
+        elif prev is None:
             def source(n, c, bi, bj, r, s, b, ci, _bh=bh, _bw=bw):
                 return data[n, c, bi * _bh + r, bj * _bw + s, b, ci]
         else:
@@ -242,7 +275,7 @@ def group_compute(cfg: BoardConfig, specs, residual_source: str = "external") ->
                 if (s0.in_channels, s0.height, s0.width) != (spec.out_channels, *spec.out_size):
                     raise BadInputError(f"{spec.where()}: residual from the group input needs "
                                         f"matching shapes")
-                res_t = data
+                res_t = data_out if data_out is not None else data
             else:
                 oh, ow = spec.out_size
                 res_t = te.placeholder((spec.batch // cfg.batch, spec.co_tiles(cfg), oh, ow,
@@ -251,7 +284,7 @@ def group_compute(cfg: BoardConfig, specs, residual_source: str = "external") ->
         params += [ls.weight, ls.bias]
         if ls.sign is not None:
             params.append(ls.sign)
-        if res_t is not None and res_t is not data:
+        if res_t is not None and res_t is not data and res_t is not data_out:
             params.append(res_t)
         layers.append(ls)
         prev = ls
@@ -264,7 +297,7 @@ def group_compute(cfg: BoardConfig, specs, residual_source: str = "external") ->
          cfg.block_out),
         lambda n, co, h, w, b, o: epi[n, h // oh, w // ow, co, h % oh, w % ow, b, o].astype("int8"),
         name="out")
-    return GroupStages(cfg, specs, data, layers, output, params)
+    return GroupStages(cfg, specs, data, layers, output, params, data_acc, data_out)
 
 
 def layer_compute(cfg: BoardConfig, spec: LayerSpec) -> GroupStages:

@@ -9,7 +9,9 @@ Knobs (what a tuner may change; the defaults are chosen here to fit the board):
 - `vthreads`: copies (1 or 2) of every per-block on-chip buffer, rotated from block to block so
   that loads, compute and stores of neighbouring blocks overlap (double buffering);
 - `weights_resident`: keep all weights of the group in the weight buffer (and biases/signs in
-  the accumulator) for the whole run (loaded once) instead of per chunk and block.
+  the accumulator) for the whole run (loaded once) instead of per chunk and block;
+- `input_on_chip`: keep each group input block in the accumulator for the whole group, so a
+  residual that is the group input is not read from DRAM a second time (fused groups).
 
 Footprint model (elements of each buffer, one block in flight per copy):
     inp = ci_tiles * in_rows * padded_cols                       x vthreads
@@ -48,6 +50,7 @@ class ScheduleKnobs:
     layers: tuple = ()
     vthreads: int = 2
     weights_resident: bool | None = None
+    input_on_chip: bool = False  # group input block kept in the accumulator (fused residual)
 
     def layer(self, i: int) -> LayerKnobs:
         return self.layers[i] if i < len(self.layers) else LayerKnobs()
@@ -112,6 +115,9 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
         peak["inp"] = max(peak["inp"], fp["inp"])
         peak["wgt"] = max(peak["wgt"], fp["wgt"] - res_w)
         peak["acc"] = max(peak["acc"], fp["acc"] - res_v)
+    if knobs.input_on_chip:
+        s0 = specs[0]
+        keep["acc"] += s0.ci_tiles(cfg) * s0.block[0] * s0.block[1] * knobs.vthreads
     return {"inp": peak["inp"], "wgt": peak["wgt"] + keep["wgt"], "acc": peak["acc"] + keep["acc"]}
 
 
@@ -187,7 +193,7 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
                 break
             layers.append(replace(k, oc_chunk=pick[0], sub_rows=pick[1]))
         if ok:
-            resolved = ScheduleKnobs(tuple(layers), vt, resident)
+            resolved = ScheduleKnobs(tuple(layers), vt, resident, knobs.input_on_chip)
             try:
                 check_fit(cfg, specs, resolved)
                 return resolved
@@ -196,6 +202,6 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
     if last_err is not None:
         raise last_err
     fallback = ScheduleKnobs(tuple(LayerKnobs(1, 1 if i == len(specs) - 1 else None)
-                                   for i in range(len(specs))), 1, resident)
+                                   for i in range(len(specs))), 1, resident, knobs.input_on_chip)
     check_fit(cfg, specs, fallback)
     return fallback

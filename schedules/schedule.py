@@ -77,6 +77,9 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
     gemm, reset = gemm_intrin_names(cfg)
     layers = group.layers
 
+    for t in (group.data_acc, group.data_out):
+        if t is not None:
+            sch.set_scope(_block(sch, t), 0, ACC_SCOPE)
     for ls in layers:
         sch.set_scope(_block(sch, ls.pad), 0, INP_SCOPE)
         for t in (ls.conv, ls.biased, ls.res32, ls.res_aligned, ls.epi):
@@ -123,6 +126,11 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
         e_anchor = sch.split(e_co, [None, chunk])[0]
         _place_layer(sch, ls, caches[i], e_anchor, bj, knobs.weights_resident)
 
+    # the group input kept on chip: loaded per block before the first layer needs it
+    for t in (group.data_out, group.data_acc):
+        if t is not None:
+            sch.compute_at(_block(sch, t), bj, preserve_unit_loops=True)
+
     for ls in layers:
         _tensorize_gemm(sch, ls, cfg.batch, gemm, reset)
     return sch
@@ -131,6 +139,9 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
 def scheduled_module(group: GroupStages, knobs: ScheduleKnobs | None = None):
     """(IRModule ready for the bctvm TIR pipeline, resolved knobs)."""
     cfg = group.cfg
+    from dataclasses import replace
+
+    knobs = replace(knobs or ScheduleKnobs(), input_on_chip=group.data_out is not None)
     resolved = resolve_knobs(cfg, group.specs, knobs)
     sch = schedule_group(group, resolved)
     func = sch.mod["main"]

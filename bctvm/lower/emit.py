@@ -24,7 +24,7 @@ from bctvm.errors import EncodingError
 from bctvm.isa import AluOp, MemType
 from schedules.intrinsics import ACC_SCOPE
 
-from .alu import alu_steps, spine
+from .alu import AluStep, SpineOp, alu_steps, spine
 from .dma import XferLimits, plan_transfers
 from .exprs import LoweringError, compile_expr, eval_on_nest, nest_env
 from .fold import fold
@@ -300,15 +300,21 @@ class ProgramEmitter:
             return ld.source.scope() == ACC_SCOPE
 
         root, ops = spine(leaf.value, is_tile, prefer=dst)
-        if not root.source.same_as(dst):
-            raise LoweringError(f"{what}: not computed in place (reads '{root.source.name}')")
+        # not in place: copy the leaf first (acc = acc * 0; acc += leaf); a bare in-place copy
+        # still needs one ALU op so that the output buffer shows the value (ADD 0)
+        info["copy"] = None if root.source.same_as(dst) else root
+        if info["copy"] is None and not ops:
+            ops = [SpineOp(AluOp.ADD, imm=0)]
         lanes = lanes_of(self.cfg, "acc")
         info["lanes"] = lanes
         info["nl"] = _lane_split(info["ext"], lanes, what)
         info["f_dst"] = compile_expr(leaf.indices[0])
         info["f_leaf"] = compile_expr(root.indices[0])
+        steps = alu_steps(ops, self.cfg.alu_imm_bits)
+        if info["copy"] is not None:
+            steps = [AluStep(AluOp.MUL, imm=0), AluStep(AluOp.ADD, tile=root)] + steps
         info["steps"] = [(s, None if s.tile is None else (s.tile.source, compile_expr(s.tile.indices[0])))
-                         for s in alu_steps(ops, self.cfg.alu_imm_bits)]
+                         for s in steps]
         info["dst"] = dst
         info["layer"] = self._layer(dst)
         info["what"] = what
@@ -318,9 +324,10 @@ class ProgramEmitter:
         outer = tuple(ext[:len(ext) - info["nl"]])
         shape = outer + (lanes,)
         D = eval_on_nest(info["f_dst"], env, ext).reshape(shape)
-        L = eval_on_nest(info["f_leaf"], env, ext).reshape(shape)
-        if not np.array_equal(D, L):
-            raise LoweringError(f"{what}: result is not written where its input is read")
+        if info["copy"] is None:
+            L = eval_on_nest(info["f_leaf"], env, ext).reshape(shape)
+            if not np.array_equal(D, L):
+                raise LoweringError(f"{what}: result is not written where its input is read")
         base = self._onchip(info["dst"])
         d = base + _elements(D, lanes, what)
         cfg = self.cfg

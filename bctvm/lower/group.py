@@ -26,7 +26,7 @@ import numpy as np
 from boards import BoardConfig
 from bctvm.errors import BadInputError
 from schedules.block_conv2d import group_compute
-from schedules.knobs import ScheduleKnobs
+from schedules.knobs import BufferFitError, ScheduleKnobs
 from schedules.layer import LayerSpec
 from schedules.layout import pack_activation, pack_channel_vector, pack_weight, unpack_activation
 from schedules.schedule import scheduled_module
@@ -118,11 +118,14 @@ def _layout(cfg: BoardConfig, specs, mode: str, residual_source: str) -> DramLay
 
 
 def compile_group(cfg: BoardConfig, specs, mode: str = "fused", knobs=None,
-                  residual_source: str = "external", name: str = "g") -> CompiledGroup:
+                  residual_source: str = "external", name: str = "g",
+                  input_on_chip: bool | None = None) -> CompiledGroup:
     """VTA programs of a chain of block-conv layers (see the module docstring).
 
     knobs: a ScheduleKnobs for the fused program, or (layerwise) a list with one per layer;
-    None resolves defaults that fit the board."""
+    None resolves defaults that fit the board. input_on_chip (fused, residual from the group
+    input): keep the input block in the accumulator so it is read from DRAM once; None = when
+    it fits."""
     specs = tuple(specs)
     if mode not in MODES:
         raise BadInputError(f"mode must be one of {MODES}, got {mode!r}")
@@ -133,9 +136,19 @@ def compile_group(cfg: BoardConfig, specs, mode: str = "fused", knobs=None,
     programs: list[VtaProgram] = []
     used: list = []
     if mode == "fused" or len(specs) == 1:
-        group = group_compute(cfg, specs, residual_source)
         k = knobs[0] if isinstance(knobs, (list, tuple)) and not isinstance(knobs, ScheduleKnobs) else knobs
-        mod, resolved = scheduled_module(group, k)
+        mod = resolved = None
+        if (input_on_chip is not False and residual_source == "input" and len(specs) > 1
+                and specs[-1].residual_shift is not None and cfg.onchip_reuse):
+            try:
+                group = group_compute(cfg, specs, residual_source, input_on_chip=True)
+                mod, resolved = scheduled_module(group, k)
+            except BufferFitError:
+                if input_on_chip:
+                    raise
+        if mod is None:
+            group = group_compute(cfg, specs, residual_source)
+            mod, resolved = scheduled_module(group, k)
         params = {"data": "data", "out": "out"}
         programs.append(build_program(cfg, mod, layout, params, name=name))
         used.append(resolved)

@@ -65,9 +65,10 @@ def test_fused_keeps_intermediates_on_chip(runs):
     assert c["onchip_reuse_bytes"] >= 2 * block_bytes
     assert any(i.memory_type == MemType.OUT_INP for i in cg.programs[0].instructions
                if hasattr(i, "memory_type"))
-    # only the group input (+ its reuse as the residual), weights, output and micro-ops
+    # only the group input (kept on chip for the residual too), weights, output and micro-ops
     reg = cg.layout.regions
-    assert run.dram_bytes["input"] == 2 * reg["data"].nbytes
+    assert cg.knobs[0].input_on_chip
+    assert run.dram_bytes["input"] == reg["data"].nbytes
     assert run.dram_bytes["output"] == reg["out"].nbytes
 
 
@@ -98,3 +99,26 @@ def test_fused_replicate_padding_on_chip():
 def test_fused_needs_onchip_reuse():
     with pytest.raises(BadInputError, match="onchip_reuse"):
         compile_group(load_board("pynq"), _chain(), mode="fused", residual_source="input")
+
+
+@pytest.mark.parametrize("residual_shift", [0, 2])
+def test_group_input_kept_on_chip_is_read_once(residual_shift):
+    """Fused ResNet block whose input stays in the accumulator: one ACC_8BIT read of the input
+    feeds the first layer (through the output buffer, OUT_INP) and the residual add."""
+    a = LayerSpec("a", 64, 64, 16, 16, (8, 8), shift=11, relu=True)
+    b = LayerSpec("b", 64, 64, 16, 16, (8, 8), shift=11, residual_shift=residual_shift, relu=True)
+    rng = np.random.default_rng(3)
+    x = rng.integers(-128, 128, (1, 64, 16, 16)).astype(np.int8)
+    layers = [dict(weight=random_layer_data(s, seed=20 + i)[1],
+                   bias=random_layer_data(s, seed=20 + i)[2]) for i, s in enumerate((a, b))]
+    ref = ref_spec(ref_spec(x, layers[0]["weight"], layers[0]["bias"], a),
+                   layers[1]["weight"], layers[1]["bias"], b, residual=x)
+    cg = compile_group(ZCU, [a, b], mode="fused", residual_source="input", input_on_chip=True)
+    assert cg.knobs[0].input_on_chip
+    run = run_group(cg, cg.image(x, layers))
+    assert np.array_equal(run.output, ref)
+    reg = cg.layout.regions
+    assert run.dram_bytes["input"] == reg["data"].nbytes
+    lower_bound = reg["data"].nbytes + reg["out"].nbytes + sum(
+        r.nbytes for r in reg.values() if r.kind == "weights")
+    assert run.dram_bytes["total"] <= 1.05 * lower_bound

@@ -72,3 +72,17 @@ def test_layer_traffic_is_input_weights_output_once():
     assert run.dram_bytes["input"] == reg["data"].nbytes
     assert run.dram_bytes["output"] == reg["out"].nbytes
     assert run.dram_bytes["weights"] == reg["l0_weight"].nbytes + reg["l0_bias"].nbytes
+
+
+def test_small_micro_op_buffer_is_refilled():
+    """A board whose micro-op buffer holds 64 micro-ops: kernels are reloaded when it fills."""
+    import dataclasses
+
+    cfg = dataclasses.replace(load_board("pynq"), name="pynq-uop64", log_uop_buff_size=8)
+    spec = LayerSpec("u", 48, 64, 16, 16, (8, 8), shift=12)
+    cg = compile_group(cfg, [spec])
+    x, w, b, _, _ = random_layer_data(spec)
+    run = run_group(cg, cg.image(x, [dict(weight=w, bias=b)]))
+    assert np.array_equal(run.output, ref_spec(x, w, b, spec))
+    stats = cg.programs[0].stats
+    assert stats["uop_loads"] > 1 and stats["micro_ops"] > cfg.uop_depth
