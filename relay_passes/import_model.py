@@ -31,7 +31,7 @@ from torch import fx
 from tvm import relax
 from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
 
-from bctvm.errors import BadInputError, UnsupportedOpError
+from bctvm.errors import BadInputError, BctvmError, UnsupportedOpError
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
 
@@ -198,6 +198,8 @@ class ImportModel:
             model = model.eval()
             try:
                 ep = torch.export.export(model, (x,))
+            except BctvmError:
+                raise  # the model's own error (a block that does not divide, ...)
             except Exception as err:  # noqa: BLE001 - export errors are user-model errors
                 first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
                 raise UnsupportedOpError(f"torch.export failed for {name}: {first}") from None

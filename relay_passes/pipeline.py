@@ -92,29 +92,41 @@ def calibrate_for(imported: ImportedModel, calib_inputs=None, calib: int = 1, se
 
 def run_pipeline(source, *, board: BoardConfig | str = "pynq", qnet=None, calib_inputs=None,
                  calib: int = 1, example_input=None, stem: str = "auto", stop_after: str = None,
-                 verify: bool = False, progress: bool = True, seed: int = 0,
+                 verify=False, progress: bool = True, seed: int = 0, policy: str = "graph",
                  **model_kw) -> PipelineResult:
     """Run the passes on a model source (see import_model.load_source for `source`).
 
     `qnet`: a QuantizedNet to use as is; otherwise one calibration on `calib_inputs` (or
-    `calib` random images). `stop_after`: a pass name of PASS_ORDER."""
+    `calib` random images). `stop_after`: a pass name of PASS_ORDER. `verify`: True (every
+    stage) or a collection of pass names to check on the Relax VM. `policy`: the grouping
+    policy of PlanFusedGroups ("graph" or "chain")."""
     if stop_after is not None and stop_after not in PASS_ORDER:
         raise BadInputError(f"unknown pass '{stop_after}' (passes: {', '.join(PASS_ORDER)})")
     cfg = load_board(board)
     last = PASS_ORDER.index(stop_after) + 1 if stop_after else len(PASS_ORDER)
     steps = tqdm(total=last, desc="passes", disable=not progress, leave=False)
+    try:
+        return _run(source, cfg, steps, qnet, calib_inputs, calib, example_input, stem,
+                    stop_after, verify, seed, policy, model_kw)
+    finally:
+        steps.close()  # clears the bar, also before an error message
+
+
+def _run(source, cfg, steps, qnet, calib_inputs, calib, example_input, stem, stop_after,
+         verify, seed, policy, model_kw) -> PipelineResult:
     steps.set_postfix_str("ImportModel")
     imported = ImportModel()(source, example_input, **model_kw)
     result = PipelineResult(imported=imported, qnet=qnet, board=cfg)
     result.stages["ImportModel"] = imported.mod
     steps.update()
     mod = imported.mod
-    checker = _Checker(imported) if verify else None
-    if checker:
+    wanted = set(PASS_ORDER) if verify is True else set(verify or ())
+    checker = _Checker(imported) if wanted else None
+    if checker and "ImportModel" in wanted:
         checker.check("ImportModel", mod)
     factories = [LegalizeBlockConv, BindParams, FoldBN, lambda: Quantize(result.qnet),
                  lambda: PackLayout(cfg, stem=stem),
-                 lambda: PlanFusedGroups(cfg, model=imported.name), Partition]
+                 lambda: PlanFusedGroups(cfg, model=imported.name, policy=policy), Partition]
     for name, factory in zip(PASS_ORDER[1:], factories):
         if stop_after and list(result.stages)[-1] == stop_after:
             break
@@ -130,10 +142,9 @@ def run_pipeline(source, *, board: BoardConfig | str = "pynq", qnet=None, calib_
         result.stages[p.name] = mod
         if p.name == "PlanFusedGroups":
             result.plan = p.plan
-        if checker:
+        if checker and p.name in wanted:
             checker.check(p.name, mod)
         steps.update()
-    steps.close()
     return result
 
 
@@ -209,11 +220,12 @@ def zoo_kwargs(source, block_size=None, block_type=None, padding_mode=None) -> d
 
 def plan_text(source, *, board="pynq", block_size=None, block_type=None, padding_mode=None,
               input_shape=(1, 3, 224, 224), calib: int = 1, stem: str = "auto",
-              verbose: bool = False, json_path=None, progress: bool = True) -> str:
+              policy: str = "graph", verbose: bool = False, json_path=None,
+              progress: bool = True) -> str:
     """What `bctvm plan` / `bctvm compile --plan` print (optionally writing the plan JSON)."""
     kw = zoo_kwargs(source, block_size, block_type, padding_mode)
     plan = plan_model(source, board=board, input_shape=tuple(input_shape), calib=calib,
-                      stem=stem, progress=progress, **kw)
+                      stem=stem, policy=policy, progress=progress, **kw)
     if json_path:
         from pathlib import Path
 

@@ -12,6 +12,11 @@ Grouping (greedy, in graph order). A layer joins the open group when the board h
 it takes from a layer of the group has that grid too (same blocks: the handover stays on
 chip), and the group's per-block working set still fits every buffer. Otherwise the group
 closes and the layer opens the next one. Without `onchip_reuse` every layer is its own group.
+An input a layer takes from outside the group must exist before the group starts (so the
+group runs as one call). Policy "graph" (default) allows branches inside a group (a ResNet
+downsample next to the conv it feeds); policy "chain" keeps groups to linear chains of convs,
+each reading the previous one's output, residuals from DRAM or the group input (the shape
+schedules.compile_group takes today).
 A 2x2/2 max-pool (inside a conv or standalone) keeps the grid when the blocks have even
 sides; ReLU and adds keep the grid of their input; any other pool works on the whole map
 (grid 1x1). A layer's grid is (H/bh, W/bw) of its input map for its block (bh, bw).
@@ -64,6 +69,7 @@ from dataclasses import asdict, dataclass, field
 import tvm
 from tvm import relax
 
+from bctvm.errors import BadInputError
 from boards import BoardConfig, load_board
 
 from . import ops
@@ -71,6 +77,7 @@ from .base import BctvmPass
 from .graph import bindings, users
 
 PLAN_ATTR = "bctvm.fused_plan"
+POLICIES = ("graph", "chain")
 BUFFERS = ("inp", "wgt", "acc", "out", "uop")
 
 
@@ -426,13 +433,29 @@ def _joinable(group: list[LayerInfo], layer: LayerInfo, tensors) -> bool:
     return True
 
 
+def _chain_joinable(group: list[LayerInfo], layer: LayerInfo, tensors) -> bool:
+    """policy "chain": convs only, each reading the previous layer's output; a residual
+    comes from DRAM or is the group's input."""
+    if layer.kind != "conv" or group[-1].kind != "conv":
+        return False
+    if tensors[layer.inputs[0]].producer != group[-1].name:
+        return False
+    if layer.residual:
+        res = tensors[layer.inputs[-1]]
+        names = {g.name for g in group}
+        if res.producer in names:
+            return False
+    return True
+
+
 def make_groups(layers: list[LayerInfo], tensors: dict[str, TensorInfo],
-                board: BoardConfig) -> list[list[LayerInfo]]:
+                board: BoardConfig, policy: str = "graph") -> list[list[LayerInfo]]:
     """Greedy grouping in graph order (see the module docstring)."""
     cap = capacity(board)
     groups: list[list[LayerInfo]] = []
     for layer in layers:
-        if groups and board.onchip_reuse and _joinable(groups[-1], layer, tensors):
+        if groups and board.onchip_reuse and _joinable(groups[-1], layer, tensors) and \
+                (policy == "graph" or _chain_joinable(groups[-1], layer, tensors)):
             fp, _ = group_footprint(groups[-1] + [layer], tensors, board)
             if not fp.over(cap):
                 groups[-1].append(layer)
@@ -470,9 +493,13 @@ def _dram(group: list[LayerInfo], tensors, board: BoardConfig, resident: bool,
 class PlanFusedGroups(BctvmPass):
     """Plan fused groups for a board; the plan is stored in the module (see docstring)."""
 
-    def __init__(self, board: BoardConfig | str = "pynq", model: str = ""):
+    def __init__(self, board: BoardConfig | str = "pynq", model: str = "",
+                 policy: str = "graph"):
         self.board = load_board(board)
         self.model = model
+        if policy not in POLICIES:
+            raise BadInputError(f"grouping policy '{policy}' (choose {', '.join(POLICIES)})")
+        self.policy = policy
         self.plan: FusedPlan | None = None
 
     def transform_module(self, mod: tvm.IRModule, ctx=None) -> tvm.IRModule:
@@ -484,7 +511,7 @@ class PlanFusedGroups(BctvmPass):
         layers, tensors, host = collect(func)
         cap = capacity(b)
         groups = []
-        for i, members in enumerate(make_groups(layers, tensors, b)):
+        for i, members in enumerate(make_groups(layers, tensors, b, self.policy)):
             fp, resident = group_footprint(members, tensors, b)
             inputs, outputs, dram = _dram(members, tensors, b, resident, members[0].grid)
             spills = [f"{buf} {getattr(fp, buf)}>{getattr(cap, buf)}" for buf in fp.over(cap)]

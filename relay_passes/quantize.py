@@ -154,6 +154,8 @@ class Quantize(BctvmPass):
 
     def _integer_consumer(self, name, value, m) -> bool:
         """Does an integer layer of the net consume this op's inputs (not the host head)?"""
+        if not isinstance(value, relax.Call):
+            return False
         ins = [m.tensor[a] for a in value.args if isinstance(a, relax.Var) and a in m.tensor]
         for layer in self.qnet.layers:
             if layer.kind != "conv" and sorted(layer.inputs) == sorted(ins) and \

@@ -145,3 +145,13 @@ def test_block_resnet18_f28_224_plans():
     assert len(pynq.groups) == len(pynq.layers) == 19  # stock VTA: one layer per group
     assert zcu.groups[0].layers[0] == "layer1.0.conv1" and len(zcu.groups) < 19
     assert all(g.fits for g in zcu.groups)
+
+
+def test_chain_policy_keeps_linear_conv_chains(tmp_path):
+    """B adds A's output as its residual: a branch inside the group, so "chain" splits."""
+    board = board_file(tmp_path, onchip_reuse=True)
+    mod = PackLayout(board)(two_conv_module())
+    planned = PlanFusedGroups(board, policy="chain")(mod)
+    assert [g.layers for g in plan_of(planned).groups] == [["A"], ["B"]]
+    with pytest.raises(Exception, match="grouping policy 'tree'"):
+        PlanFusedGroups(board, policy="tree")

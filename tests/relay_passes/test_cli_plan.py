@@ -1,0 +1,79 @@
+"""`bctvm plan` / `bctvm compile --plan`: the plan table, and one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+import cli
+
+NETS = '''
+import torch
+from torch import nn
+from bctvm.models import BlockConv2d
+
+class Net(nn.Module):
+    def __init__(self, act):
+        super().__init__()
+        self.a = BlockConv2d(3, 16, 3, 4, padding=1)
+        self.b = BlockConv2d(16, 16, 3, 4, stride=2, padding=1)
+        self.act = act
+
+    def forward(self, x):
+        return self.b(self.act(self.a(x)))
+
+def good():
+    return Net(torch.relu)
+
+def sigmoid():
+    return Net(torch.sigmoid)
+'''
+
+
+def run_cli(monkeypatch, *args) -> int:
+    monkeypatch.setattr(sys, "argv", ["bctvm", *map(str, args)])
+    try:
+        cli.main()
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    return 0
+
+
+@pytest.fixture
+def nets(tmp_path):
+    path = tmp_path / "nets.py"
+    path.write_text(NETS)
+    return path
+
+
+@pytest.mark.parametrize("command", [["plan"], ["compile", "--plan"]])
+def test_plan_prints_the_table(monkeypatch, capsys, nets, command):
+    code = run_cli(monkeypatch, *command, f"{nets}:good", "--board", "zcu102",
+                   "--input-shape", "1,3,16,16", "--stem", "vta", "-v")
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("Fused-group plan: good input 1x3x16x16 on zcu102")
+    assert "onchip_reuse on: 1 groups, 2 VTA layers" in lines[0]
+    assert lines[2].split()[:4] == ["grp", "grid", "n", "layers"]
+    assert lines[3].split()[:5] == ["0", "4x4", "2", "a", ".."]
+    assert any(line.strip().startswith("b ") and "pool" in line for line in lines)
+    assert "estimated DRAM per inference" in out
+
+
+def test_unsupported_op_is_exit_2_with_one_line(monkeypatch, capsys, nets):
+    code = run_cli(monkeypatch, "plan", f"{nets}:sigmoid", "--input-shape", "1,3,16,16")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("error:") and "sigmoid" in err[-1]
+
+
+def test_bad_options_are_exit_2(monkeypatch, capsys, nets):
+    assert run_cli(monkeypatch, "plan", f"{nets}:good", "--block-size", "8") == 2
+    assert "apply to zoo models only" in capsys.readouterr().err
+    assert run_cli(monkeypatch, "compile", "block_resnet18") == 2
+    assert "only --plan" in capsys.readouterr().err
+    assert run_cli(monkeypatch, "plan", "block_resnet18", "--block-size", "5",
+                   "--input-shape", "1,3,32,32") == 2
+    assert "does not divide" in capsys.readouterr().err

@@ -1,0 +1,50 @@
+"""The whole pass pipeline on every zoo model at a small input: the float module equals
+PyTorch after FoldBN, the partitioned module reproduces IntegerReference's boundary tensor bit
+for bit (run_pipeline's verification raises ValidationMismatch otherwise)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bctvm.errors import BadInputError
+from relay_passes.partition import vta_groups
+from relay_passes.pipeline import PASS_ORDER, run_pipeline
+
+from .conftest import randomize_bn
+
+CASES = [  # model, board, block settings, input side
+    ("block_resnet18", "zcu102", dict(block_size=8), 32),
+    ("block_resnet34", "pynq", dict(block_size=2, type="hierarchical", padding_mode="replicate"), 32),
+    ("block_resnet50", "ultra96", dict(block_size=8), 32),
+    ("block_vgg16", "zcu102", dict(block_size=8, padding_mode="reflect"), 32),
+    ("block_vgg16_bn", "pynq", dict(block_size=16), 32),
+    ("block_mobilenet", "zcu102", dict(block_size=8, padding_mode="replicate"), 32),
+]
+
+
+@pytest.mark.parametrize("name,board,kw,side", CASES, ids=[c[0] for c in CASES])
+def test_zoo_model_through_all_passes(name, board, kw, side):
+    from bctvm.models import get_model
+
+    torch.manual_seed(0)
+    model = randomize_bn(get_model(name, num_classes=10, **kw), negative=True)
+    x = torch.randn(1, 3, side, side)
+    result = run_pipeline(model, example_input=x, board=board, calib=2, progress=False,
+                          verify=("FoldBN", "Partition"))
+    assert list(result.stages) == list(PASS_ORDER)
+    plan = result.plan
+    assert plan.board == board and sum(len(g.layers) for g in plan.groups) == len(plan.layers)
+    assert len(vta_groups(result.mod)) == len(plan.groups)
+    if not plan.onchip_reuse:
+        assert all(len(g.layers) == 1 for g in plan.groups)
+
+
+def test_pt2_needs_a_quantized_net(tmp_path):
+    from bctvm.models import get_model
+
+    model = get_model("block_resnet18", block_size=8, num_classes=10).eval()
+    ep = torch.export.export(model, (torch.randn(1, 3, 32, 32),))
+    torch.export.save(ep, str(tmp_path / "r18.pt2"))
+    with pytest.raises(BadInputError, match="calibration needs the nn.Module"):
+        run_pipeline(str(tmp_path / "r18.pt2"), progress=False)
