@@ -225,13 +225,13 @@ def sim_selftest_cmd(
 
 
 def _plan_options(model, board, block_size, type, padding, input_shape, calib, stem, verbose,
-                  json_out) -> str:
+                  json_out, groups="graph") -> str:
     from bctvm.models.zoo import parse_input_shape
     from relay_passes.pipeline import plan_text
 
     return plan_text(model, board=board, block_size=block_size, block_type=type,
                      padding_mode=padding, input_shape=parse_input_shape(input_shape),
-                     calib=calib, stem=stem, verbose=verbose, json_path=json_out)
+                     calib=calib, stem=stem, policy=groups, verbose=verbose, json_path=json_out)
 
 
 @app.command("plan")
@@ -244,12 +244,13 @@ def plan_cmd(
     input_shape: str = typer.Option("1,3,224,224", help="N,C,H,W"),
     calib: int = typer.Option(1, help="random calibration images (fixed seed)"),
     stem: str = typer.Option("auto", help="3-channel stem on: auto | vta | host"),
+    groups: str = typer.Option("graph", help="grouping: graph (branches) | chain (linear)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="one line per layer"),
     json_out: str = typer.Option(None, "--json", help="also write the plan as JSON"),
 ) -> None:
     """Print the fused-group plan: groups, layers, per-block footprint vs capacity, spills."""
     typer.echo(_plan_options(model, board, block_size, type, padding, input_shape, calib, stem,
-                             verbose, json_out))
+                             verbose, json_out, groups))
 
 
 @app.command("compile")
