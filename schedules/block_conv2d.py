@@ -2,7 +2,9 @@
 
 Layouts (b = BATCH, c = BLOCK_IN, o = BLOCK_OUT of the board; see schedules/layout.py):
     data      (N/b, Ci/c, H, W, b, c)          int8   DRAM, packed NCHW{b}n{c}c
-    weight    (Co/o, Ci/c, kh, kw, o, c)       int8   DRAM, packed OIHW{o}o{c}i
+    weight    (Co/o, Ci/c/G', kh, kw, o, c)    int8   DRAM, packed OIHW{o}o{c}i (G' packed
+                                                      groups: output tile t reads input
+                                                      tiles (t // (Co/o/G')) * Ci/c/G' + r)
     bias/sign (Co/o, b, o)                      int32  DRAM, one accumulator element per tile
     residual  (N/b, Co/o, Ho, Wo, b, o)         int8   DRAM (read with ACC_8BIT loads)
     out       (N/b, Co/o, Ho, Wo, b, o)         int8   DRAM
@@ -118,16 +120,19 @@ def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_
     nb = spec.batch // cfg.batch
     bt, bi_l, bo_l = cfg.batch, cfg.block_in, cfg.block_out
     cit, cot = spec.ci_tiles(cfg), spec.co_tiles(cfg)
+    gp = spec.packed_groups(cfg)
+    tig, cot_g = cit // gp, cot // gp
     nbh, nbw = spec.grid
     bh, bw = spec.block
     kh, kw = spec.kernel
+    dh, dw = spec.dilation
     pt, pl, _, _ = spec.padding
     prow, pcol = spec.padded_block
     ch, cw = spec.conv_block
     oh, ow = spec.out_block
     mode = spec.padding_mode
 
-    weight = te.placeholder((cot, cit, kh, kw, bo_l, bi_l), "int8", name=f"{tag}_weight")
+    weight = te.placeholder((cot, tig, kh, kw, bo_l, bi_l), "int8", name=f"{tag}_weight")
     bias = te.placeholder((cot, bt, bo_l), "int32", name=f"{tag}_bias")
     sign = te.placeholder((cot, bt, bo_l), "int32", name=f"{tag}_sign") if spec.sign else None
 
@@ -141,14 +146,15 @@ def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_
         return source(n, c, bi, bj, fix(y, bh), fix(x, bw), b, ci)
 
     pad = te.compute((nb, nbh, nbw, cit, prow, pcol, bt, bi_l), pad_fn, name=f"{tag}_pad")
-    ric = te.reduce_axis((0, cit), f"{tag}_ric")
+    ric = te.reduce_axis((0, tig), f"{tag}_ric")
     rky = te.reduce_axis((0, kh), f"{tag}_rky")
     rkx = te.reduce_axis((0, kw), f"{tag}_rkx")
     rci = te.reduce_axis((0, bi_l), f"{tag}_rci")
 
     def mac(n, bi, bj, y, x, co, b, o):
+        it = ric if gp == 1 else (co // cot_g) * tig + ric  # grouped: this tile's input tiles
         return te.sum(
-            pad[n, bi, bj, ric, y + rky, x + rkx, b, rci].astype("int32")
+            pad[n, bi, bj, it, y + rky * dh, x + rkx * dw, b, rci].astype("int32")
             * weight[co, ric, rky, rkx, o, rci].astype("int32"),
             axis=[ric, rky, rkx, rci])
 

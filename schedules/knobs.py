@@ -64,7 +64,7 @@ def _resident(cfg: BoardConfig, spec: LayerSpec) -> tuple[int, int]:
     """(weight elements, accumulator elements of bias/sign tiles) a resident layer keeps."""
     kh, kw = spec.kernel
     cot = spec.co_tiles(cfg)
-    return cot * spec.ci_tiles(cfg) * kh * kw, cot * (1 + (1 if spec.sign else 0))
+    return cot * spec.ci_tiles_per_group(cfg) * kh * kw, cot * (1 + (1 if spec.sign else 0))
 
 
 def layer_footprint(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: int,
@@ -79,13 +79,13 @@ def layer_footprint(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: 
     f = 2 if spec.pool else 1
     if last and sub_rows < oh:
         conv_rows = sub_rows * f
-        in_rows = conv_rows + kh - 1
+        in_rows = conv_rows + spec.dilation[0] * (kh - 1)
     else:
         conv_rows, in_rows, sub_rows = ch, prow, oh
     res_w, res_v = _resident(cfg, spec)
     vectors = res_v // cot
     inp = cit * in_rows * pcol * vthreads
-    wgt = res_w if resident else oc_chunk * cit * kh * kw * vthreads
+    wgt = res_w if resident else oc_chunk * spec.ci_tiles_per_group(cfg) * kh * kw * vthreads
     residual = spec.residual_shift is not None
     if last:
         per_chunk = conv_rows * cw + (0 if resident else vectors) + (sub_rows * ow if residual else 0)
@@ -164,7 +164,7 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
     knobs = knobs or ScheduleKnobs()
     _validate(cfg, specs, knobs)
     depth = _depths(cfg)
-    all_wgt = sum(s.co_tiles(cfg) * s.ci_tiles(cfg) * s.kernel[0] * s.kernel[1] for s in specs)
+    all_wgt = sum(_resident(cfg, s)[0] for s in specs)
     resident = knobs.weights_resident
     if resident is None:
         resident = all_wgt <= depth["wgt"]

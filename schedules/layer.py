@@ -1,7 +1,8 @@
 """LayerSpec: one integer block-conv layer as the VTA schedules see it (shapes, block, epilogue).
 
 Units: channels and pixels are counts; `block` is the *input* block (bh, bw) in pixels;
-`padding` is (top, left, bottom, right) pixels, applied to every block on its own.
+`padding` is (top, left, bottom, right) pixels, applied to every block on its own; `groups`
+as nn.Conv2d (weights O x C/groups x kh x kw), `dilation` (dh, dw).
 The integer arithmetic (the project contract, docs/quantization.md):
 
     acc = blockconv(x_q, w_q) + b_q          int32, wraps like hardware
@@ -45,6 +46,8 @@ class LayerSpec:
     sign: bool = False
     residual_shift: int | None = None  # None: no residual input
     batch: int = 1
+    groups: int = 1  # grouped conv (groups == channels: depthwise)
+    dilation: tuple[int, int] = (1, 1)
     meta: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self):
@@ -54,6 +57,7 @@ class LayerSpec:
         object.__setattr__(self, "padding", pad)
         object.__setattr__(self, "block", tuple(int(b) for b in self.block))
         object.__setattr__(self, "kernel", tuple(int(k) for k in self.kernel))
+        object.__setattr__(self, "dilation", tuple(int(d) for d in self.dilation))
 
     # ---- derived geometry -------------------------------------------------------------------
     @property
@@ -71,7 +75,8 @@ class LayerSpec:
     def conv_block(self) -> tuple[int, int]:
         """(rows, cols) of one block's convolution output (before the pool)."""
         ph, pw = self.padded_block
-        return ph - self.kernel[0] + 1, pw - self.kernel[1] + 1
+        (kh, kw), (dh, dw) = self.kernel, self.dilation
+        return ph - dh * (kh - 1), pw - dw * (kw - 1)
 
     @property
     def out_block(self) -> tuple[int, int]:
@@ -91,12 +96,23 @@ class LayerSpec:
     def co_tiles(self, cfg: BoardConfig) -> int:
         return _ceil_div(self.out_channels, cfg.block_out)
 
+    def packed_groups(self, cfg: BoardConfig) -> int:
+        """G': independent (input-tile range, output-tile range) pairs of the packed weight
+        (schedules.layout.packed_groups; 1 for a dense conv, the tile count for depthwise)."""
+        from .layout import packed_groups
+
+        return packed_groups(self.out_channels, self.in_channels, self.groups, cfg)
+
+    def ci_tiles_per_group(self, cfg: BoardConfig) -> int:
+        """Input tiles one output tile reads (the packed weight's second dimension)."""
+        return self.ci_tiles(cfg) // self.packed_groups(cfg)
+
     def macs(self) -> int:
-        """Useful multiply-accumulates (unpadded channels)."""
+        """Useful multiply-accumulates (unpadded channels, per group)."""
         nbh, nbw = self.grid
         ch, cw = self.conv_block
-        return (self.batch * nbh * nbw * ch * cw * self.out_channels * self.in_channels
-                * self.kernel[0] * self.kernel[1])
+        return (self.batch * nbh * nbw * ch * cw * self.out_channels
+                * (self.in_channels // self.groups) * self.kernel[0] * self.kernel[1])
 
     def where(self) -> str:
         return f"layer '{self.name}'"
@@ -116,8 +132,12 @@ class LayerSpec:
         if bh <= 0 or bw <= 0 or self.height % bh or self.width % bw:
             raise BlockShapeError(
                 f"{w}: block {bh}x{bw} does not divide the {self.height}x{self.width} map")
-        if min(self.kernel) <= 0 or min(self.padding) < 0:
-            raise BadInputError(f"{w}: kernel {self.kernel} / padding {self.padding} invalid")
+        if min(self.kernel) <= 0 or min(self.padding) < 0 or min(self.dilation) <= 0:
+            raise BadInputError(f"{w}: kernel {self.kernel} / padding {self.padding} / "
+                                f"dilation {self.dilation} invalid")
+        if self.groups <= 0 or self.in_channels % self.groups or self.out_channels % self.groups:
+            raise BadInputError(f"{w}: groups {self.groups} must divide {self.in_channels} "
+                                f"input and {self.out_channels} output channels")
         ch, cw = self.conv_block
         if ch < 1 or cw < 1:
             raise BlockShapeError(f"{w}: padded block {self.padded_block} is smaller than the "

@@ -1,7 +1,8 @@
 """NumPy packing between NCHW/OIHW and the VTA tile layouts of a board (DRAM images).
 
 - activations: NCHW int8 -> (N/b, C/c, H, W, b, c) ("NCHW{b}n{c}c"), channels zero-padded;
-- weights: OIHW int8 -> (O/o, I/i, kh, kw, o, i) ("OIHW{o}o{i}i");
+- weights: OIHW int8 -> (O/o, I/i/G', kh, kw, o, i) ("OIHW{o}o{i}i"; grouped convs keep per
+  output tile only the G'-th share of input tiles it reads);
 - per-channel int32 vectors (bias, sign): (O,) -> (O/o, b, o), repeated over the batch lanes
   so that one tile is one accumulator element.
 b, c, o, i are BATCH, BLOCK_IN, BLOCK_OUT, BLOCK_IN of the board.
@@ -41,16 +42,51 @@ def unpack_activation(xp: np.ndarray, channels: int) -> np.ndarray:
     return np.ascontiguousarray(x[:, :channels])
 
 
-def pack_weight(w: np.ndarray, cfg: BoardConfig) -> np.ndarray:
-    """OIHW -> (O/o, I/i, kh, kw, o, i), zero-padded to whole tiles."""
+def _group_mask(out_ch: int, in_ch: int, groups: int) -> np.ndarray:
+    og, cg = out_ch // groups, in_ch // groups
+    return (np.arange(out_ch)[:, None] // og) == (np.arange(in_ch)[None, :] // cg)
+
+
+def packed_groups(out_ch: int, in_ch: int, groups: int, cfg: BoardConfig) -> int:
+    """G': the largest number of equal (output-tile range, input-tile range) pairs such that
+    every output tile reads only input tiles of its own pair (1 for a dense conv). The same
+    rule as relay_passes.pack_layout (tests/schedules check they agree)."""
+    bo, bi = cfg.block_out, cfg.block_in
+    to, ti = _tiles(out_ch, bo), _tiles(in_ch, bi)
+    if groups == 1:
+        return 1
+    mask = np.zeros((to * bo, ti * bi), dtype=bool)
+    mask[:out_ch, :in_ch] = _group_mask(out_ch, in_ch, groups)
+    used = mask.reshape(to, bo, ti, bi).any(axis=(1, 3))
+    best = 1
+    for d in range(1, min(to, ti) + 1):
+        if to % d or ti % d:
+            continue
+        own = (np.arange(to)[:, None] // (to // d)) == (np.arange(ti)[None, :] // (ti // d))
+        if not (used & ~own).any():
+            best = d
+    return best
+
+
+def pack_weight(w: np.ndarray, cfg: BoardConfig, groups: int = 1) -> np.ndarray:
+    """OIHW (grouped: O x C/groups x kh x kw) -> (O/o, I/i/G', kh, kw, o, i): the
+    block-diagonal full weight, zero-padded to whole tiles, keeping for output tile t only the
+    input tiles of its packed group (G' = packed_groups)."""
     if w.ndim != 4:
         raise BadInputError(f"pack_weight expects OIHW, got shape {w.shape}")
-    o, i, kh, kw = w.shape
+    o, cg, kh, kw = w.shape
+    c = cg * groups
     bo, bi = cfg.block_out, cfg.block_in
-    ot, it = _tiles(o, bo), _tiles(i, bi)
-    wp = np.zeros((ot * bo, it * bi, kh, kw), dtype=w.dtype)
-    wp[:o, :i] = w
-    return np.ascontiguousarray(wp.reshape(ot, bo, it, bi, kh, kw).transpose(0, 2, 4, 5, 1, 3))
+    ot, it = _tiles(o, bo), _tiles(c, bi)
+    full = np.zeros((ot * bo, it * bi, kh, kw), dtype=w.dtype)
+    og = o // groups
+    for g in range(groups):
+        full[g * og:(g + 1) * og, g * cg:(g + 1) * cg] = w[g * og:(g + 1) * og]
+    tiles = full.reshape(ot, bo, it, bi, kh, kw).transpose(0, 2, 4, 5, 1, 3)
+    gp = packed_groups(o, c, groups, cfg)
+    tig = it // gp
+    out = np.stack([tiles[t, (t // (ot // gp)) * tig:(t // (ot // gp) + 1) * tig] for t in range(ot)])
+    return np.ascontiguousarray(out)
 
 
 def pack_channel_vector(v: np.ndarray, cfg: BoardConfig, fill: int = 0) -> np.ndarray:

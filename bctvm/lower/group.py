@@ -68,7 +68,7 @@ class CompiledGroup:
             raise BadInputError(f"group input must be int8 {want}, got {x.dtype} {tuple(x.shape)}")
         arrays = {"data": pack_activation(x, cfg)}
         for i, (spec, p) in enumerate(zip(self.specs, layers)):
-            arrays[f"l{i}_weight"] = pack_weight(np.asarray(p["weight"], np.int8), cfg)
+            arrays[f"l{i}_weight"] = pack_weight(np.asarray(p["weight"], np.int8), cfg, spec.groups)
             arrays[f"l{i}_bias"] = pack_channel_vector(np.asarray(p["bias"], np.int32), cfg)
             if spec.sign:
                 arrays[f"l{i}_sign"] = pack_channel_vector(np.asarray(p["sign"], np.int32), cfg, 1)
@@ -89,7 +89,8 @@ def _param_shapes(cfg: BoardConfig, spec: LayerSpec) -> dict:
     oh, ow = spec.out_size
     vec = (spec.co_tiles(cfg), cfg.batch, cfg.block_out)
     return {
-        "weight": ((spec.co_tiles(cfg), spec.ci_tiles(cfg), *spec.kernel, cfg.block_out, cfg.block_in), "int8"),
+        "weight": ((spec.co_tiles(cfg), spec.ci_tiles_per_group(cfg), *spec.kernel,
+                    cfg.block_out, cfg.block_in), "int8"),
         "bias": (vec, "int32"),
         "sign": (vec, "int32"),
         "residual": ((nb, spec.co_tiles(cfg), oh, ow, cfg.batch, cfg.block_out), "int8"),

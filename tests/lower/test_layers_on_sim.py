@@ -33,9 +33,14 @@ CASES = {
         ScheduleKnobs((LayerKnobs(oc_chunk=2, sub_rows=2, rows_outer=False),), 1, False)),
     "wide_rounding_shift": (LayerSpec("sh18", 16, 16, 8, 8, (8, 8), shift=18), None,
                             dict(b_max=1 << 24)),
+    "depthwise": (LayerSpec("dw", 64, 64, 16, 16, (8, 8), groups=64, shift=8, relu=True), None),
+    "grouped_reflect_odd": (LayerSpec("g2", 40, 40, 8, 8, (8, 8), groups=2, shift=10,
+                                      padding_mode="reflect"), None),
+    "dilated": (LayerSpec("dil", 32, 32, 16, 16, (8, 8), dilation=(2, 2), padding=(2, 2),
+                          shift=11), None),
 }
 ZCU_CASES = ["conv3x3_multiblock_odd_channels", "conv1x1", "stride2_pool_sign_residual",
-             "replicate"]
+             "replicate", "depthwise"]
 PARAMS = [("pynq", n) for n in CASES] + [("zcu102", n) for n in ZCU_CASES]
 
 
@@ -52,9 +57,10 @@ def test_layer_bit_exact_on_simulator(board, case):
     assert len(np.unique(ref)) > 4
     c = run.counters[0]
     assert c["instructions"]["GEMM"] > 0 and c["instructions"]["FINISH"] == 1
-    # the MACs the GEMM core did cover the layer (channels padded to the block width)
+    # the MACs the GEMM core did cover the layer (channels padded to the block width; a
+    # grouped conv only multiplies the input tiles of its packed group)
     padded_macs = (spec.batch * spec.out_size[0] * (2 if spec.pool else 1)
-                   * spec.out_size[1] * (2 if spec.pool else 1) * spec.ci_tiles(cfg)
+                   * spec.out_size[1] * (2 if spec.pool else 1) * spec.ci_tiles_per_group(cfg)
                    * cfg.block_in * spec.co_tiles(cfg) * cfg.block_out
                    * spec.kernel[0] * spec.kernel[1])
     assert c["macs"] == padded_macs

@@ -28,12 +28,14 @@ def align(v: np.ndarray, s: int) -> np.ndarray:
     return wrap32(v << s) if s >= 0 else round_shift(v, -s)
 
 
-def conv_acc(x, w, b, block, padding, mode):
-    """int32 block conv + bias (before the pool)."""
+def conv_acc(x, w, b, block, padding, mode, groups=1, dilation=(1, 1)):
+    """int32 block conv + bias (before the pool); w is O x C/groups x kh x kw."""
     bh, bw = block
     t, l, bo, r = padding
+    dh, dw = dilation
     n, c, h, wd = x.shape
-    o, _, kh, kw = w.shape
+    o, cg, kh, kw = w.shape
+    og = o // groups
     xi = x.astype(np.int64)
     wi = w.astype(np.int64)
     rows = []
@@ -42,12 +44,14 @@ def conv_acc(x, w, b, block, padding, mode):
         for j in range(wd // bw):
             blk = xi[:, :, i * bh:(i + 1) * bh, j * bw:(j + 1) * bw]
             blk = np.pad(blk, ((0, 0), (0, 0), (t, bo), (l, r)), mode=NP_PAD[mode])
-            oh, ow = blk.shape[2] - kh + 1, blk.shape[3] - kw + 1
+            oh, ow = blk.shape[2] - dh * (kh - 1), blk.shape[3] - dw * (kw - 1)
             acc = np.zeros((n, o, oh, ow), dtype=np.int64)
-            for ky in range(kh):
-                for kx in range(kw):
-                    acc += np.einsum("nchw,oc->nohw", blk[:, :, ky:ky + oh, kx:kx + ow],
-                                     wi[:, :, ky, kx])
+            for g in range(groups):
+                for ky in range(kh):
+                    for kx in range(kw):
+                        patch = blk[:, g * cg:(g + 1) * cg, ky * dh:ky * dh + oh, kx * dw:kx * dw + ow]
+                        acc[:, g * og:(g + 1) * og] += np.einsum(
+                            "nchw,oc->nohw", patch, wi[g * og:(g + 1) * og, :, ky, kx])
             cols.append(acc)
         rows.append(np.concatenate(cols, axis=3))
     acc = wrap32(np.concatenate(rows, axis=2))
@@ -55,12 +59,12 @@ def conv_acc(x, w, b, block, padding, mode):
 
 
 def ref_layer(x, w, b, *, block, padding=(1, 1, 1, 1), mode="constant", pool=False, relu=False,
-              shift=0, sign=None, residual=None, residual_shift=None):
+              shift=0, sign=None, residual=None, residual_shift=None, groups=1, dilation=(1, 1)):
     """int8 NCHW output of one layer by the contract (acc -> pool -> sign -> residual ->
     requant -> clip)."""
     if len(padding) == 2:
         padding = (padding[0], padding[1], padding[0], padding[1])
-    acc = conv_acc(x, w, b, block, padding, mode)
+    acc = conv_acc(x, w, b, block, padding, mode, groups, dilation)
     if pool:
         n, c, h, wd = acc.shape
         acc = acc.reshape(n, c, h // 2, 2, wd // 2, 2).max(axis=(3, 5))
@@ -79,7 +83,8 @@ def ref_spec(x, w, b, spec, sign=None, residual=None):
                      pool=spec.pool, relu=spec.relu, shift=spec.shift,
                      sign=sign if spec.sign else None,
                      residual=residual if spec.residual_shift is not None else None,
-                     residual_shift=spec.residual_shift)
+                     residual_shift=spec.residual_shift, groups=spec.groups,
+                     dilation=spec.dilation)
 
 
 def random_layer_data(spec, seed=0, x_max=127, w_max=127, b_max=1 << 14):
@@ -88,7 +93,8 @@ def random_layer_data(spec, seed=0, x_max=127, w_max=127, b_max=1 << 14):
     rng = np.random.default_rng(seed)
     x = rng.integers(-x_max - 1, x_max + 1, (spec.batch, spec.in_channels, spec.height, spec.width),
                      dtype=np.int64).astype(np.int8)
-    w = rng.integers(-w_max - 1, w_max + 1, (spec.out_channels, spec.in_channels, *spec.kernel),
+    w = rng.integers(-w_max - 1, w_max + 1,
+                     (spec.out_channels, spec.in_channels // spec.groups, *spec.kernel),
                      dtype=np.int64).astype(np.int8)
     b = rng.integers(-b_max + 1, b_max, spec.out_channels).astype(np.int32)
     sign = rng.choice([-1, 1], spec.out_channels).astype(np.int32)

@@ -101,3 +101,30 @@ def test_chain_must_continue_the_block_grid():
     b = LayerSpec("b", 16, 16, 8, 8, (4, 4))
     with pytest.raises(BlockShapeError, match="'b'"):
         group_compute(load_board("zcu102"), [a, b])
+
+
+@pytest.mark.parametrize("o, c, groups", [(64, 64, 64), (128, 64, 4), (40, 40, 2), (32, 48, 1),
+                                          (96, 48, 3)])
+def test_grouped_packing_agrees_with_the_graph_passes(o, c, groups):
+    """schedules.layout packs grouped weights exactly as relay_passes.pack_layout does."""
+    from relay_passes.pack_layout import pack_weight as graph_pack_weight
+    from relay_passes.pack_layout import packed_groups_for
+
+    from schedules.layout import packed_groups
+
+    for cfg in (PYNQ, load_board("zcu102")):
+        w = np.random.default_rng(0).integers(-128, 128, (o, c // groups, 3, 3)).astype(np.int8)
+        ref, gp = graph_pack_weight(w, groups, cfg.block_out, cfg.block_in)
+        assert packed_groups(o, c, groups, cfg) == gp == packed_groups_for(
+            o, c, groups, cfg.block_out, cfg.block_in)
+        assert np.array_equal(pack_weight(w, cfg, groups), ref)
+
+
+def test_depthwise_dilated_compute_matches_reference():
+    spec = LayerSpec("dwd", 32, 32, 8, 8, (8, 8), groups=32, dilation=(2, 2), padding=(2, 2),
+                     shift=6)
+    x, w, b, s, r = random_layer_data(spec)
+    arrays = [pack_activation(x, PYNQ), pack_weight(w, PYNQ, spec.groups),
+              pack_channel_vector(b, PYNQ)]
+    got = unpack_activation(_run_llvm(layer_compute(PYNQ, spec), arrays), 32)
+    assert np.array_equal(got, ref_spec(x, w, b, spec))
