@@ -224,19 +224,58 @@ def check_chain(cfg: BoardConfig, specs) -> None:
                 f"{a.where()} (output {a.out_size[0]}x{a.out_size[1]}, block {a.out_block})")
 
 
-def group_compute(cfg: BoardConfig, specs, residual_source: str = "external",
+def resolve_residuals(specs, residual_source) -> list:
+    """Where each layer's residual comes from: None (no residual), "external" (its own DRAM
+    tensor `<tag>_residual`), "input" (the group input) or the index k of an earlier layer of
+    the group (that layer's output block). `residual_source` is one of those per layer, or the
+    string "external" (every residual external) or "input" (the last layer's residual is the
+    group input, the others external)."""
+    specs = tuple(specs)
+    n = len(specs)
+    if isinstance(residual_source, str):
+        if residual_source not in ("external", "input"):
+            raise BadInputError(f"residual_source must be 'external', 'input' or a list, got "
+                                f"{residual_source!r}")
+        src = [("input" if residual_source == "input" and i == n - 1 else "external")
+               if s.residual_shift is not None else None for i, s in enumerate(specs)]
+    else:
+        src = list(residual_source)
+        if len(src) != n:
+            raise BadInputError(f"residual_source has {len(src)} entries for {n} layers")
+    s0 = specs[0]
+    for i, (spec, r) in enumerate(zip(specs, src)):
+        if (r is None) != (spec.residual_shift is None):
+            raise BadInputError(f"{spec.where()}: residual source {r!r} does not match "
+                                f"residual_shift {spec.residual_shift}")
+        if r is None or r == "external":
+            continue
+        if r == "input":
+            ok = ((s0.in_channels, s0.height, s0.width, s0.block)
+                  == (spec.out_channels, *spec.out_size, spec.out_block))
+        elif isinstance(r, int) and not isinstance(r, bool) and 0 <= r < i:
+            k = specs[r]
+            ok = ((k.out_channels, k.out_size, k.out_block)
+                  == (spec.out_channels, spec.out_size, spec.out_block))
+        else:
+            raise BadInputError(f"{spec.where()}: residual source {r!r} is not 'external', "
+                                f"'input' or an earlier layer index")
+        if not ok:
+            raise BadInputError(f"{spec.where()}: residual from {r!r} has a different shape "
+                                f"or block")
+    return src
+
+
+def group_compute(cfg: BoardConfig, specs, residual_source="external",
                   input_on_chip: bool = False) -> GroupStages:
     """TE stages of a chain of layers run block by block.
 
-    residual_source: "external" (a layer with a residual reads its own DRAM tensor
-    `<tag>_residual`) or "input" (the residual of the *last* layer is the group's input, as in
-    a ResNet basic block; shapes must agree). input_on_chip: keep the input block in the
+    residual_source: see resolve_residuals ("external", "input", or per layer None /
+    "external" / "input" / earlier layer index). input_on_chip: keep the input block in the
     accumulator for the whole group (see GroupStages; needs BLOCK_IN == BLOCK_OUT and
     onchip_reuse)."""
     specs = tuple(specs)
     check_chain(cfg, specs)
-    if residual_source not in ("external", "input"):
-        raise BadInputError(f"residual_source must be 'external' or 'input', got {residual_source!r}")
+    residuals = resolve_residuals(specs, residual_source)
     s0 = specs[0]
     data = te.placeholder((s0.batch // cfg.batch, s0.ci_tiles(cfg), s0.height, s0.width,
                            cfg.batch, cfg.block_in), "int8", name="data")
@@ -276,21 +315,19 @@ def group_compute(cfg: BoardConfig, specs, residual_source: str = "external",
             def source(n, c, bi, bj, r, s, b, ci, _e=prev.epi):
                 return _e[n, bi, bj, c, r, s, b, ci].astype("int8")
         res_t = None
-        if spec.residual_shift is not None:
-            if residual_source == "input" and i == len(specs) - 1:
-                if (s0.in_channels, s0.height, s0.width) != (spec.out_channels, *spec.out_size):
-                    raise BadInputError(f"{spec.where()}: residual from the group input needs "
-                                        f"matching shapes")
-                res_t = data_out if data_out is not None else data
-            else:
-                oh, ow = spec.out_size
-                res_t = te.placeholder((spec.batch // cfg.batch, spec.co_tiles(cfg), oh, ow,
-                                        cfg.batch, cfg.block_out), "int8", name=f"{tag}_residual")
+        if residuals[i] == "input":
+            res_t = data_out if data_out is not None else data
+        elif isinstance(residuals[i], int):
+            res_t = layers[residuals[i]].epi  # int32, blocked, still on chip
+        elif residuals[i] == "external":
+            oh, ow = spec.out_size
+            res_t = te.placeholder((spec.batch // cfg.batch, spec.co_tiles(cfg), oh, ow,
+                                    cfg.batch, cfg.block_out), "int8", name=f"{tag}_residual")
         ls = _layer_stages(cfg, spec, tag, source, res_t)
         params += [ls.weight, ls.bias]
         if ls.sign is not None:
             params.append(ls.sign)
-        if res_t is not None and res_t is not data and res_t is not data_out:
+        if residuals[i] == "external":
             params.append(res_t)
         layers.append(ls)
         prev = ls

@@ -25,7 +25,7 @@ import numpy as np
 
 from boards import BoardConfig
 from bctvm.errors import BadInputError
-from schedules.block_conv2d import group_compute
+from schedules.block_conv2d import group_compute, resolve_residuals
 from schedules.knobs import BufferFitError, ScheduleKnobs
 from schedules.layer import LayerSpec
 from schedules.layout import pack_activation, pack_channel_vector, pack_weight, unpack_activation
@@ -98,7 +98,7 @@ def _param_shapes(cfg: BoardConfig, spec: LayerSpec) -> dict:
     }
 
 
-def _layout(cfg: BoardConfig, specs, mode: str, residual_source: str) -> DramLayout:
+def _layout(cfg: BoardConfig, specs, mode: str, residuals: list) -> DramLayout:
     lay = DramLayout(cfg)
     s0 = specs[0]
     lay.add("data", "input", (s0.batch // cfg.batch, s0.ci_tiles(cfg), s0.height, s0.width,
@@ -110,7 +110,7 @@ def _layout(cfg: BoardConfig, specs, mode: str, residual_source: str) -> DramLay
         lay.add(f"l{i}_bias", "weights", *sh["bias"])
         if spec.sign:
             lay.add(f"l{i}_sign", "weights", *sh["sign"])
-        if spec.residual_shift is not None and not (residual_source == "input" and i == last):
+        if residuals[i] == "external":
             lay.add(f"l{i}_residual", "input", *sh["residual"])
         if mode == "layerwise" and i < last:
             lay.add(f"fm{i}", "feature_maps", *sh["out"])
@@ -119,28 +119,31 @@ def _layout(cfg: BoardConfig, specs, mode: str, residual_source: str) -> DramLay
 
 
 def compile_group(cfg: BoardConfig, specs, mode: str = "fused", knobs=None,
-                  residual_source: str = "external", name: str = "g",
+                  residual_source="external", name: str = "g",
                   input_on_chip: bool | None = None) -> CompiledGroup:
     """VTA programs of a chain of block-conv layers (see the module docstring).
 
     knobs: a ScheduleKnobs for the fused program, or (layerwise) a list with one per layer;
-    None resolves defaults that fit the board. input_on_chip (fused, residual from the group
-    input): keep the input block in the accumulator so it is read from DRAM once; None = when
-    it fits."""
+    None resolves defaults that fit the board. residual_source: "external", "input" (the last
+    layer adds the group input) or per layer None / "external" / "input" / an earlier layer's
+    index (schedules.block_conv2d.resolve_residuals). input_on_chip (fused, a residual from
+    the group input): keep the input block in the accumulator so it is read from DRAM once;
+    None = when it fits."""
     specs = tuple(specs)
     if mode not in MODES:
         raise BadInputError(f"mode must be one of {MODES}, got {mode!r}")
     if mode == "fused" and len(specs) > 1 and not cfg.onchip_reuse:
         raise BadInputError(f"group {name}: fused mode keeps blocks on chip and needs a board with "
                             f"onchip_reuse; board '{cfg.name}' has none (use mode='layerwise')")
-    layout = _layout(cfg, specs, mode, residual_source)
+    residuals = resolve_residuals(specs, residual_source)
+    layout = _layout(cfg, specs, mode, residuals)
     programs: list[VtaProgram] = []
     used: list = []
     if mode == "fused" or len(specs) == 1:
         k = knobs[0] if isinstance(knobs, (list, tuple)) and not isinstance(knobs, ScheduleKnobs) else knobs
         mod = resolved = None
-        if (input_on_chip is not False and residual_source == "input" and len(specs) > 1
-                and specs[-1].residual_shift is not None and cfg.onchip_reuse):
+        if (input_on_chip is not False and "input" in residuals and len(specs) > 1
+                and cfg.onchip_reuse):
             try:
                 group = group_compute(cfg, specs, residual_source, input_on_chip=True)
                 mod, resolved = scheduled_module(group, k)
@@ -159,11 +162,12 @@ def compile_group(cfg: BoardConfig, specs, mode: str = "fused", knobs=None,
             group = group_compute(cfg, [spec], "external")
             k = knobs[i] if isinstance(knobs, (list, tuple)) else knobs
             mod, resolved = scheduled_module(group, k)
+            r = residuals[i]
             params = {
                 "data": "data" if i == 0 else f"fm{i - 1}",
                 "out": "out" if i == last else f"fm{i}",
                 "l0_weight": f"l{i}_weight", "l0_bias": f"l{i}_bias", "l0_sign": f"l{i}_sign",
-                "l0_residual": ("data" if residual_source == "input" and i == last
+                "l0_residual": ("data" if r == "input" else f"fm{r}" if isinstance(r, int)
                                 else f"l{i}_residual"),
             }
             programs.append(build_program(cfg, mod, layout, params, name=f"{name}.l{i}"))
