@@ -3,7 +3,8 @@
 Matches:  `main` with the "params" attribute (values of the trailing parameters) and
           "num_input" (how many leading parameters are user inputs), as ImportModel makes it.
 Produces: `main(x)` with every parameter replaced by a constant; "bctvm.param_fqn" (only
-          LegalizeBlockConv needs it) is dropped, other attributes are kept. A module without "params" is returned unchanged.
+          LegalizeBlockConv needs it) is dropped, other attributes are kept. A module
+          without "params" is returned unchanged.
 Requires: nothing else.
 """
 

@@ -90,8 +90,9 @@ class Partition(BctvmPass):
 
         rebuild(func, handle, builder=bb, skip=SKIP)
         out = bb.get()
+        taken = {x.name_hint for x in out.get_global_vars()}
         for gv, f in mod.functions.items():
-            if gv.name_hint != "main" and gv.name_hint not in [x.name_hint for x in out.get_global_vars()]:
+            if gv.name_hint != "main" and gv.name_hint not in taken:
                 out[gv] = f
         attrs = {k: mod.attrs[k] for k in mod.attrs.keys()} if mod.attrs is not None else {}
         for k, v in attrs.items():

@@ -182,10 +182,12 @@ class _Checker:
             out = self.run(mod, self.x)
             for got, want in zip(out, self.float_ref):
                 tol = 1e-4 * max(1.0, float(np.abs(want).max()))
-                if got.shape != want.shape or not np.allclose(got, want, rtol=1e-4, atol=tol):
-                    raise ValidationMismatch(
-                        f"after {stage}: output differs from PyTorch by "
-                        f"{float(np.abs(got - want).max()) if got.shape == want.shape else 'shape'}")
+                if got.shape != want.shape:
+                    raise ValidationMismatch(f"after {stage}: output shape {got.shape} differs "
+                                             f"from PyTorch's {want.shape}")
+                if not np.allclose(got, want, rtol=1e-4, atol=tol):
+                    raise ValidationMismatch(f"after {stage}: output differs from PyTorch by "
+                                             f"{float(np.abs(got - want).max())}")
             return
         if stage == "PlanFusedGroups":
             return  # the IR is unchanged

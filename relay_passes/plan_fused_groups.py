@@ -20,6 +20,12 @@ schedules.compile_group takes today).
 A 2x2/2 max-pool (inside a conv or standalone) keeps the grid when the blocks have even
 sides; ReLU and adds keep the grid of their input; any other pool works on the whole map
 (grid 1x1). A layer's grid is (H/bh, W/bw) of its input map for its block (bh, bw).
+Tensors made on the host (the packed network input, a host stem's output) are DRAM inputs
+and can be loaded on any grid.
+
+This is the planning model; schedules/knobs.py has the schedule's own fit check with its
+knobs (output-channel chunks, row sub-tiles, double buffering), and the lowering's SRAM
+allocator is the exact one. A group this plan accepts may still need sub-tiling there.
 
 Footprint model (per block; units are buffer ELEMENTS of the board: inp = BATCH x BLOCK_IN
 int8, wgt = BLOCK_OUT x BLOCK_IN int8, acc = BATCH x BLOCK_OUT int32, out = BATCH x
@@ -49,7 +55,8 @@ inside a layer one output-channel tile after the other:
 - uop: the micro-op kernels of all layers stay resident: conv Tig x kh x kw GEMM micro-ops
   (spatial loops in the GEMM iteration fields) + ALU: bias 1, sign 1, pool 3, residual 3
   (identity GEMM, align, add), requantize 2 (1 for a left shift, 0 for none), clip 2;
-  pool 1 + (kh kw - 1); add 2 + 2 + 1 + 2 + 2; relu 2. uop = sum over the group's layers.
+  pool 1 identity GEMM + (kh kw - 1) MAX; add 2 identity GEMMs + 2 aligns + 1 ADD +
+  requantize + 2 clip; relu 1 identity GEMM + 1 MAX. uop = sum over the group's layers.
 A group fits when each footprint is <= the buffer depth (BoardConfig *_depth). A single
 layer that does not fit on its own still forms a group, with `spills` naming the buffers
 it overflows: its schedule must split the block into row strips through DRAM.

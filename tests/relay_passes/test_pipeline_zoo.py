@@ -15,7 +15,8 @@ from .conftest import randomize_bn
 
 CASES = [  # model, board, block settings, input side
     ("block_resnet18", "zcu102", dict(block_size=8), 32),
-    ("block_resnet34", "pynq", dict(block_size=2, type="hierarchical", padding_mode="replicate"), 32),
+    ("block_resnet34", "pynq",
+     dict(block_size=2, type="hierarchical", padding_mode="replicate"), 32),
     ("block_resnet50", "ultra96", dict(block_size=8), 32),
     ("block_vgg16", "zcu102", dict(block_size=8, padding_mode="reflect"), 32),
     ("block_vgg16_bn", "pynq", dict(block_size=16), 32),
@@ -48,3 +49,28 @@ def test_pt2_needs_a_quantized_net(tmp_path):
     torch.export.save(ep, str(tmp_path / "r18.pt2"))
     with pytest.raises(BadInputError, match="calibration needs the nn.Module"):
         run_pipeline(str(tmp_path / "r18.pt2"), progress=False)
+
+
+ZOO = ["block_resnet18", "block_resnet34", "block_resnet50", "block_vgg16", "block_vgg16_bn",
+       "block_mobilenet"]
+
+
+def test_every_zoo_model_plans_at_224():
+    """Import -> ... -> PlanFusedGroups at 224x224 with the default block sizes (no VM run)."""
+    from relay_passes.pipeline import plan_model
+
+    for name in ZOO:
+        plan = plan_model(name, board="zcu102", num_classes=10, progress=False)
+        assert plan.input_shape == (1, 3, 224, 224)
+        assert sum(len(g.layers) for g in plan.groups) == len(plan.layers) > 10, name
+        assert plan.host_layers[0] in ("conv1", "features.0", "features.0.0"), name
+
+
+@pytest.mark.slow
+def test_block_resnet18_224_bit_exact():
+    from bctvm.models import get_model
+
+    torch.manual_seed(0)
+    model = randomize_bn(get_model("block_resnet18", num_classes=10))
+    run_pipeline(model, example_input=torch.randn(1, 3, 224, 224), board="zcu102",
+                 progress=False, verify=("Partition",))

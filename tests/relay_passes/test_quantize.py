@@ -51,3 +51,21 @@ def test_graph_and_net_must_agree(quantized):
     other = randomize_bn(SmallNet(block=2))  # same layers, other block size
     with pytest.raises(BadInputError, match="layer 'stem': block is"):
         Quantize(qnet)(float_module(other, x))
+
+
+def test_pipeline_verification_catches_a_wrong_shift(quantized):
+    """The per-stage check is not vacuous: one layer requantized by one more bit differs."""
+    import copy
+
+    from bctvm.errors import ValidationMismatch
+    from relay_passes.import_model import import_model
+    from relay_passes.pipeline import _Checker
+
+    model, qnet, x, fmod, qmod = quantized
+    bad = copy.deepcopy(qnet)
+    bad.layer("c1").shift += 1
+    checker = _Checker(import_model(model, x))
+    checker.set_qnet(qnet)
+    checker.check("Quantize", qmod)  # the right numbers pass
+    with pytest.raises(ValidationMismatch, match="boundary tensor differs"):
+        checker.check("Quantize", Quantize(bad)(fmod))
