@@ -74,3 +74,33 @@ def test_block_resnet18_224_bit_exact():
     model = randomize_bn(get_model("block_resnet18", num_classes=10))
     run_pipeline(model, example_input=torch.randn(1, 3, 224, 224), board="zcu102",
                  progress=False, verify=("Partition",))
+
+
+class UserNet(torch.nn.Module):
+    """A user model of supported ops: a plain strided nn.Conv2d stem, a reflect-padded block
+    conv with a residual, a stride-2 1x1 block conv, mean + linear + softmax on the host."""
+
+    def __init__(self):
+        from bctvm.models import BlockConv2d
+
+        super().__init__()
+        nn = torch.nn
+        self.c0, self.b0 = nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16)
+        self.c1 = BlockConv2d(16, 16, 3, 4, padding=1, padding_mode="reflect")
+        self.b1 = nn.BatchNorm2d(16)
+        self.c2 = BlockConv2d(16, 32, 1, 4, stride=2)
+        self.fc = nn.Linear(32, 4)
+
+    def forward(self, x):
+        x = torch.relu(self.b0(self.c0(x)))
+        y = torch.relu(self.b1(self.c1(x)) + x)
+        y = torch.relu(self.c2(y))
+        return torch.softmax(self.fc(y.mean((2, 3))), 1)
+
+
+def test_user_model_verified_after_every_pass():
+    torch.manual_seed(0)
+    model = randomize_bn(UserNet())
+    result = run_pipeline(model, example_input=torch.randn(1, 3, 16, 16), board="zcu102",
+                          stem="vta", progress=False, verify=True)
+    assert [g.layers for g in result.plan.groups] == [["c0"], ["c1", "c2"]]
