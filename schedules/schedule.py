@@ -34,22 +34,24 @@ def _block(sch, tensor):
     return sch.get_sblock(tensor.op.name)
 
 
-def _place_layer(sch, ls: LayerStages, caches: dict, anchor, p_anchor, resident: bool) -> None:
-    """compute_at every producer of a layer's epilogue (consumers first)."""
+def _place_layer(sch, ls: LayerStages, caches: dict, anchor, p_anchor, w_anchor,
+                 resident: bool) -> None:
+    """compute_at every producer of a layer's epilogue (consumers first); per-chunk weights,
+    bias and sign tiles at the output-channel chunk loop `w_anchor`."""
     at = dict(preserve_unit_loops=True)
     for t in (ls.res_aligned, ls.res32):
         if t is not None:
             sch.compute_at(_block(sch, t), anchor, **at)
     if "sign" in caches and not resident:
-        sch.compute_at(caches["sign"], anchor, **at)
+        sch.compute_at(caches["sign"], w_anchor, **at)
     if ls.biased is not None:
         sch.compute_at(_block(sch, ls.biased), anchor, **at)
     if not resident:
-        sch.compute_at(caches["bias"], anchor, **at)
+        sch.compute_at(caches["bias"], w_anchor, **at)
     sch.compute_at(_block(sch, ls.conv), anchor, **at)
     sch.compute_at(_block(sch, ls.pad), p_anchor, **at)
     if not resident:
-        sch.compute_at(caches["weight"], anchor, **at)
+        sch.compute_at(caches["weight"], w_anchor, **at)
 
 
 def _tensorize_gemm(sch, ls: LayerStages, batch: int, gemm: str, reset: str) -> None:
@@ -106,14 +108,14 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
     sub = lk.sub_rows < oh
     if sub:
         ho, hi = sch.split(hy, [None, lk.sub_rows])
-        outer = [ho, co_o] if lk.rows_outer else [co_o, ho]
+        outer = [ho, co_o] if lk.rows_outer is not False else [co_o, ho]
         sch.reorder(n, bi, bj, *outer, co_i, hi, wx, b, o)
         anchor, p_anchor = outer[1], ho
     else:
         sch.reorder(n, bi, bj, co_o, co_i, hy, wx, b, o)
         anchor, p_anchor = co_o, bj
     sch.compute_at(_block(sch, last.epi), anchor, preserve_unit_loops=True)
-    _place_layer(sch, last, caches[-1], anchor, p_anchor, knobs.weights_resident)
+    _place_layer(sch, last, caches[-1], anchor, p_anchor, co_o, knobs.weights_resident)
 
     # earlier layers: whole output block at the block loop, chunked inside their own loops
     for i in range(len(layers) - 2, -1, -1):
@@ -124,7 +126,7 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
         e_co = e_loops[3]
         chunk = knobs.layer(i).oc_chunk
         e_anchor = sch.split(e_co, [None, chunk])[0]
-        _place_layer(sch, ls, caches[i], e_anchor, bj, knobs.weights_resident)
+        _place_layer(sch, ls, caches[i], e_anchor, bj, e_anchor, knobs.weights_resident)
 
     # the group input kept on chip: loaded per block before the first layer needs it
     for t in (group.data_out, group.data_acc):

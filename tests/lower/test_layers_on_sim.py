@@ -92,3 +92,27 @@ def test_small_micro_op_buffer_is_refilled():
     assert np.array_equal(run.output, ref_spec(x, w, b, spec))
     stats = cg.programs[0].stats
     assert stats["uop_loads"] > 1 and stats["micro_ops"] > cfg.uop_depth
+
+
+def test_knob_choice_follows_the_traffic_estimate():
+    """A layer whose weights do not fit the pynq weight buffer: the default knobs stream each
+    output-channel chunk's weights once per block (chunks outside row sub-tiles); the measured
+    input + weight bytes equal the estimate and beat the other loop order."""
+    from schedules.knobs import estimate_dram_bytes, resolve_knobs
+
+    cfg = load_board("pynq")
+    spec = LayerSpec("deep", 512, 512, 7, 7, (7, 7), shift=14)
+    k = resolve_knobs(cfg, [spec])
+    lk = k.layers[0]
+    assert not k.weights_resident and lk.sub_rows < 7 and lk.rows_outer is False
+    x, w, b, _, _ = random_layer_data(spec)
+    measured = {}
+    for order in (False, True):
+        knobs = ScheduleKnobs((LayerKnobs(lk.oc_chunk, lk.sub_rows, order),), k.vthreads, False)
+        cg = compile_group(cfg, [spec], knobs=knobs)
+        run = run_group(cg, cg.image(x, [dict(weight=w, bias=b)]))
+        assert np.array_equal(run.output, ref_spec(x, w, b, spec))
+        measured[order] = run.dram_bytes["input"] + run.dram_bytes["weights"]
+        assert measured[order] == estimate_dram_bytes(cfg, spec, lk.oc_chunk, lk.sub_rows,
+                                                      order, False)
+    assert measured[False] < measured[True]
