@@ -31,7 +31,6 @@ from schedules.layer import LayerSpec
 from schedules.layout import pack_activation, pack_channel_vector, pack_weight, unpack_activation
 from schedules.schedule import scheduled_module
 
-from .emit import param_kind
 from .pipeline import build_program
 from .program import DramLayout, VtaProgram
 

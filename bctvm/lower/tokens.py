@@ -54,46 +54,39 @@ _FLAGS = {
 }
 
 
-def _overlap(a, b) -> bool:
-    return a[0] == b[0] and a[1] < b[2] and b[1] < a[2]
-
-
-def _conflict(i: Emitted, j: Emitted) -> bool:
-    for w in i.writes:
-        if any(_overlap(w, r) for r in j.reads) or any(_overlap(w, x) for x in j.writes):
-            return True
-    return any(_overlap(r, w) for r in i.reads for w in j.writes)
-
-
 def insert_tokens(prog: list[Emitted]) -> list:
     """Instructions of `prog` with dependency flags set (see the module docstring)."""
     flags = [dict() for _ in prog]
-    by_module: dict[str, list[int]] = {LOAD: [], COMPUTE: [], STORE: []}
+    last_of: dict[str, int] = {LOAD: -1, COMPUTE: -1, STORE: -1}
+    # per module and buffer: [(index, lo, hi, writes)] in program order
+    hist: dict[str, dict[str, list]] = {LOAD: {}, COMPUTE: {}, STORE: {}}
     synced: dict[tuple, int] = {k: -1 for k in _FLAGS}
     for j, e in enumerate(prog):
         is_finish = isinstance(e.insn, isa.Finish)
+        touched = [(b, lo, hi, False) for b, lo, hi in e.reads] + \
+                  [(b, lo, hi, True) for b, lo, hi in e.writes]
         for src in (LOAD, COMPUTE, STORE):
             key = (src, e.module)
             if key not in _FLAGS:
                 continue
-            hist = by_module[src]
-            need = -1
-            if is_finish:
-                need = hist[-1] if hist else -1
-            else:
-                lo = synced[key]
-                for i in reversed(hist):
-                    if i <= lo:
-                        break
-                    if _conflict(prog[i], e):
-                        need = i
-                        break
-            if need > synced[key]:
+            floor = synced[key]
+            need = last_of[src] if is_finish else -1
+            if not is_finish:
+                for b, lo, hi, w in touched:
+                    for i, ilo, ihi, iw in reversed(hist[src].get(b, ())):
+                        if i <= max(floor, need):
+                            break
+                        if (w or iw) and ilo < hi and lo < ihi:
+                            need = i
+                            break
+            if need > floor:
                 push, pop = _FLAGS[key]
                 if flags[need].get(push):
                     raise LoweringError(f"token scheme: instruction {need} pushes twice ({push})")
                 flags[need][push] = True
                 flags[j][pop] = True
                 synced[key] = need
-        by_module[e.module].append(j)
+        for b, lo, hi, w in touched:
+            hist[e.module].setdefault(b, []).append((j, lo, hi, w))
+        last_of[e.module] = j
     return [e.insn.replace(**f) if f else e.insn for e, f in zip(prog, flags)]
