@@ -19,7 +19,9 @@ each reading the previous one's output, residuals from DRAM or the group input (
 schedules.compile_group takes today).
 A 2x2/2 max-pool (inside a conv or standalone) keeps the grid when the blocks have even
 sides; ReLU and adds keep the grid of their input; any other pool works on the whole map
-(grid 1x1). A layer's grid is (H/bh, W/bw) of its input map for its block (bh, bw).
+(grid 1x1). A layer's grid is (H/bh, W/bw) of its input map for its block (bh, bw); a 1x1
+conv without padding (MobileNet's pointwise convs) computes the same on any grid and takes its
+input's grid.
 Tensors made on the host (the packed network input, a host stem's output) are DRAM inputs
 and can be loaded on any grid.
 
@@ -280,10 +282,14 @@ def _conv_layer(name, call, var, tensors) -> LayerInfo:
     nb, ti, h, w = ds[0], ds[1], ds[2], ds[3]
     to, tig, kh, kw, bo, bi = ws
     bh, bw = a["block"]
-    grid = (h // bh, w // bw)
     pt, pl, pb, pr = a["padding"]
     dh, dw = a["dilation"]
     sh, sw = a.get("strides", (1, 1))
+    src = tensors[call.args[0]].grid
+    if (kh, kw) == (1, 1) and not any(a["padding"]) and (sh, sw) == (1, 1) and src and \
+            h % src[0] == 0 and w % src[1] == 0:
+        bh, bw = h // src[0], w // src[1]  # a 1x1 conv without padding: any grid gives the
+    grid = (h // bh, w // bw)              # same result, so it follows its input's grid
     ch = (bh + pt + pb - dh * (kh - 1) - 1) // sh + 1
     cw = (bw + pl + pr - dw * (kw - 1) - 1) // sw + 1
     oh, ow = (ch // 2, cw // 2) if a["pool"] else (ch, cw)

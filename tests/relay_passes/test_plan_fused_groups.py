@@ -12,8 +12,9 @@ from relay_passes.pack_layout import PackLayout
 from relay_passes.plan_fused_groups import Footprint, FusedPlan, PlanFusedGroups, plan_of
 
 
-def two_conv_module():
+def two_conv_module(b_kernel=1, b_block=(4, 4)):
     """x (1x20x8x8) -> A: 3x3 conv 20->40, block 4, sign, relu -> B: 1x1 conv 40->40 + A."""
+    b_pad = (b_kernel // 2,) * 4
     rng = np.random.default_rng(0)
     x = relax.Var("x", relax.TensorType((1, 20, 8, 8), "float32"))
     bb = relax.BlockBuilder()
@@ -27,9 +28,10 @@ def two_conv_module():
                 dilation=(1, 1), groups=1, pool=False, has_sign=True, shift=8, relu=True,
                 layer="A"))
             b = bb.emit(ops.qblock_conv2d(
-                a, ops.const(rng.integers(-9, 9, (40, 40, 1, 1)).astype(np.int8)),
+                a, ops.const(rng.integers(-9, 9, (40, 40, b_kernel, b_kernel)).astype(np.int8)),
                 ops.const(np.zeros(40, np.int32)), ops.const(np.ones(40, np.int32)), a,
-                block=(4, 4), padding=(0, 0, 0, 0), padding_mode="constant", kernel=(1, 1),
+                block=b_block, padding=b_pad, padding_mode="constant",
+                kernel=(b_kernel, b_kernel),
                 dilation=(1, 1), groups=1, pool=False, has_sign=False, shift=-1, relu=False,
                 residual_shift=1, layer="B"))
             gv = bb.emit_output(ops.dequantize(b, exponent=3))
@@ -105,17 +107,27 @@ def test_onchip_reuse_fuses_and_buffers_split_groups(tmp_path):
     assert plan.groups[1].spills == ["acc 33>32"] and not plan.groups[0].spills
 
 
-def test_grid_changes_close_groups(quantized):
-    """SmallNet on zcu102: c1, c2, dw, relu, add share a 2x2 grid of 4x4 blocks; the plain
-    1x1 conv works on the whole 8x8 map (grid 1x1) and opens a new group."""
+def test_grid_changes_close_groups(tmp_path):
+    """A 3x3 conv on one 8x8 block (grid 1x1) cannot take A's 4x4 blocks (grid 2x2) on chip;
+    a 1x1 conv without padding computes the same on any grid and follows A's."""
+    board = board_file(tmp_path, onchip_reuse=True)
+    plan = plan_for(two_conv_module(b_kernel=3, b_block=(8, 8)), board)
+    assert [(g.layers, g.grid) for g in plan.groups] == [(["A"], (2, 2)), (["B"], (1, 1))]
+    plan = plan_for(two_conv_module(b_kernel=1, b_block=(8, 8)), board)
+    assert [(g.layers, g.grid) for g in plan.groups] == [(["A", "B"], (2, 2))]
+    assert plan.layers["B"].block == (4, 4)
+
+
+def test_small_net_groups_on_zcu102(quantized):
+    """SmallNet: the 3-channel stem and its pool stay on the host; everything else shares
+    the 2x2 grid of 4x4 blocks (the plain 1x1 grouped conv follows it) and fits one group."""
     _, qnet, _, _, qmod = quantized
     plan = plan_for(qmod, "zcu102")
     assert plan.host_layers == ["stem", "pool"]
-    assert len(plan.groups) == 2
-    first, second = plan.groups
-    assert first.layers[:3] == ["c1", "c2", "dw"] and len(first.layers) == 5
-    assert first.grid == (2, 2) and second.layers == ["pw"] and second.grid == (1, 1)
-    assert {plan.layers[n].kind for n in first.layers[3:]} == {"relu", "add"}
+    (g,) = plan.groups
+    assert g.layers[:3] == ["c1", "c2", "dw"] and g.layers[-1] == "pw" and g.grid == (2, 2)
+    assert {plan.layers[n].kind for n in g.layers[3:5]} == {"relu", "add"}
+    assert g.dram_bytes["feature_maps"] == 0
     assert plan.onchip_reuse and plan.board_key == load_board("zcu102").key
 
 
