@@ -68,6 +68,7 @@ class GroupStages:
     params: list = field(default_factory=list)
     data_acc: te.Tensor | None = None
     data_out: te.Tensor | None = None
+    residuals: list = field(default_factory=list)  # per layer (resolve_residuals)
 
     def prim_func(self) -> tirx.PrimFunc:
         return te.create_prim_func(self.params + [self.output])
@@ -340,7 +341,7 @@ def group_compute(cfg: BoardConfig, specs, residual_source="external",
          cfg.block_out),
         lambda n, co, h, w, b, o: epi[n, h // oh, w // ow, co, h % oh, w % ow, b, o].astype("int8"),
         name="out")
-    return GroupStages(cfg, specs, data, layers, output, params, data_acc, data_out)
+    return GroupStages(cfg, specs, data, layers, output, params, data_acc, data_out, residuals)
 
 
 def layer_compute(cfg: BoardConfig, spec: LayerSpec) -> GroupStages:

@@ -51,6 +51,8 @@ class ScheduleKnobs:
     vthreads: int = 2
     weights_resident: bool | None = None
     input_on_chip: bool = False  # group input block kept in the accumulator (fused residual)
+    chunked_handover: bool = True  # inner layers hand each finished chunk to the next layer
+    kept_outputs: tuple = ()  # inner layers whose output a later layer adds (set by the group)
 
     def layer(self, i: int) -> LayerKnobs:
         return self.layers[i] if i < len(self.layers) else LayerKnobs()
@@ -68,9 +70,12 @@ def _resident(cfg: BoardConfig, spec: LayerSpec) -> tuple[int, int]:
 
 
 def layer_footprint(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: int,
-                    vthreads: int, resident: bool, last: bool = True) -> dict[str, int]:
+                    vthreads: int, resident: bool, last: bool = True,
+                    whole_output: bool = False, whole_input: bool = False) -> dict[str, int]:
     """Elements of inp/wgt/acc one layer needs (see the module docstring). `last=False`: an
-    inner layer of a fused group, whose whole output block stays in the accumulator."""
+    inner layer of a fused group, which hands each finished output chunk to the next layer;
+    `whole_output`: its whole output block stays in the accumulator (no chunked hand-over, or
+    a later layer adds it as a residual)."""
     kh, kw = spec.kernel
     cit, cot = spec.ci_tiles(cfg), spec.co_tiles(cfg)
     prow, pcol = spec.padded_block
@@ -79,7 +84,7 @@ def layer_footprint(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: 
     f = 2 if spec.pool else 1
     if last and sub_rows < oh:
         conv_rows = sub_rows * f
-        in_rows = conv_rows + spec.dilation[0] * (kh - 1)
+        in_rows = prow if whole_input else conv_rows + spec.dilation[0] * (kh - 1)
     else:
         conv_rows, in_rows, sub_rows = ch, prow, oh
     res_w, res_v = _resident(cfg, spec)
@@ -87,10 +92,9 @@ def layer_footprint(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: 
     inp = cit * in_rows * pcol * vthreads
     wgt = res_w if resident else oc_chunk * spec.ci_tiles_per_group(cfg) * kh * kw * vthreads
     residual = spec.residual_shift is not None
-    if last:
-        per_chunk = conv_rows * cw + (0 if resident else vectors) + (sub_rows * ow if residual else 0)
-        acc = oc_chunk * per_chunk * vthreads
-    else:
+    per_chunk = conv_rows * cw + (0 if resident else vectors) + (sub_rows * ow if residual else 0)
+    acc = oc_chunk * per_chunk * vthreads
+    if not last and whole_output:
         acc = (cot * ch * cw + (oc_chunk * oh * ow if residual else 0)
                + (0 if resident else oc_chunk * vectors)) * vthreads
     acc += res_v if resident else 0
@@ -98,23 +102,40 @@ def layer_footprint(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: 
 
 
 def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, int]:
-    """Peak elements per buffer of a group: one layer computes at a time (the previous
-    layer's output block is dead once copied into the input buffer), resident weights and
-    bias/sign tiles of all layers stay."""
+    """Peak elements per buffer of a group. Layers compute one after the other; while layer i
+    computes, the next layer's padded input fills chunk by chunk (chunked hand-over), so the
+    input buffer holds both; an output kept for a later residual stays whole in the
+    accumulator; resident weights and bias/sign tiles of all layers stay."""
     resident = bool(knobs.weights_resident)
-    peak = {"inp": 0, "wgt": 0, "acc": 0}
+    n = len(specs)
+    fps = []
     keep = {"wgt": 0, "acc": 0}
     for i, spec in enumerate(specs):
         k = knobs.layer(i)
-        fp = layer_footprint(cfg, spec, k.oc_chunk or spec.co_tiles(cfg),
-                             k.sub_rows or spec.out_block[0], knobs.vthreads, resident,
-                             last=(i == len(specs) - 1))
+        kept = i in knobs.kept_outputs
+        whole = kept or not knobs.chunked_handover
+        fps.append(layer_footprint(cfg, spec, k.oc_chunk or spec.co_tiles(cfg),
+                                   k.sub_rows or spec.out_block[0], knobs.vthreads, resident,
+                                   last=(i == n - 1), whole_output=whole, whole_input=i > 0))
         res_w, res_v = _resident(cfg, spec) if resident else (0, 0)
         keep["wgt"] += res_w
         keep["acc"] += res_v
-        peak["inp"] = max(peak["inp"], fp["inp"])
+        if kept:
+            ch, cw = spec.conv_block
+            keep["acc"] += spec.co_tiles(cfg) * ch * cw * knobs.vthreads
+    peak = {"inp": 0, "wgt": 0, "acc": 0}
+    for i, (spec, fp) in enumerate(zip(specs, fps)):
+        res_w, res_v = _resident(cfg, spec) if resident else (0, 0)
+        nxt = 0
+        if knobs.chunked_handover and i + 1 < n:
+            nxt = fps[i + 1]["inp"]
+        peak["inp"] = max(peak["inp"], fp["inp"] + nxt)
         peak["wgt"] = max(peak["wgt"], fp["wgt"] - res_w)
-        peak["acc"] = max(peak["acc"], fp["acc"] - res_v)
+        acc = fp["acc"] - res_v
+        if i in knobs.kept_outputs:
+            ch, cw = spec.conv_block
+            acc -= spec.co_tiles(cfg) * ch * cw * knobs.vthreads  # counted in keep
+        peak["acc"] = max(peak["acc"], acc)
     if knobs.input_on_chip:
         s0 = specs[0]
         keep["acc"] += s0.ci_tiles(cfg) * s0.block[0] * s0.block[1] * knobs.vthreads
@@ -188,7 +209,7 @@ def estimate_dram_bytes(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_ro
 
 
 def _layer_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bool,
-                      first: bool):
+                      first: bool, whole: bool = False):
     """Fitting (oc_chunk, sub_rows, rows_outer) of one layer, best (least DRAM, then largest
     tiles) first."""
     depth = _depths(cfg)
@@ -199,7 +220,8 @@ def _layer_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: b
     out = []
     for r in rows:
         for c in chunks:
-            fp = layer_footprint(cfg, spec, c, r, vt, resident, last)
+            fp = layer_footprint(cfg, spec, c, r, vt, resident, last, whole_output=whole,
+                                 whole_input=not first)
             if any(fp[b] > depth[b] for b in fp):
                 continue
             for ro in (orders if r < oh else [True]):
@@ -229,8 +251,9 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
         layers, cost = [], 0
         for i, spec in enumerate(specs):
             k = knobs.layer(i)
+            whole = i in knobs.kept_outputs or not knobs.chunked_handover
             cands, best = _layer_candidates(cfg, spec, k, vt, resident,
-                                            last=i == len(specs) - 1, first=i == 0)
+                                            last=i == len(specs) - 1, first=i == 0, whole=whole)
             if not cands:
                 layers = None
                 break
@@ -239,7 +262,8 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
             cost += best
         if layers is None:
             continue
-        resolved = ScheduleKnobs(tuple(layers), vt, resident, knobs.input_on_chip)
+        resolved = ScheduleKnobs(tuple(layers), vt, resident, knobs.input_on_chip,
+                                 knobs.chunked_handover, knobs.kept_outputs)
         try:
             check_fit(cfg, specs, resolved)
             found.append((cost, resolved))
@@ -252,6 +276,7 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
     if last_err is not None:
         raise last_err
     fallback = ScheduleKnobs(tuple(LayerKnobs(1, 1 if i == len(specs) - 1 else None)
-                                   for i in range(len(specs))), 1, resident, knobs.input_on_chip)
+                                   for i in range(len(specs))), 1, resident, knobs.input_on_chip,
+                             knobs.chunked_handover, knobs.kept_outputs)
     check_fit(cfg, specs, fallback)
     return fallback

@@ -3,9 +3,10 @@
 Loop structure (outer to inner), for a group of layers l0..lL on one block grid:
 
     for n, bi, bj:                                   # blocks
-        [l0..lL-1: whole output block in the accumulator, kept on chip]
-            pad_i      <- DMA (DRAM or, for i > 0, the output buffer: OUT_INP)
-            for co_o:  bias/sign tiles <- DMA; GEMM reset; GEMM; ALU epilogue
+        [l0..lL-1: pad_0 <- DMA from DRAM]
+            for co_o:  bias/sign tiles <- DMA; GEMM reset; GEMM; ALU epilogue;
+                       pad_(i+1)[chunk] <- OUT_INP (chunked hand-over: one chunk of the
+                       output in the accumulator at a time)
         lL:
         for (ho, co_o) or (co_o, ho):                # row sub-tiles x output-channel chunks
             pad_L      <- DMA (at the block loop, or per row sub-tile with its halo)
@@ -110,7 +111,8 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
         ho, hi = sch.split(hy, [None, lk.sub_rows])
         outer = [ho, co_o] if lk.rows_outer is not False else [co_o, ho]
         sch.reorder(n, bi, bj, *outer, co_i, hi, wx, b, o)
-        anchor, p_anchor = outer[1], ho
+        # a fused last layer's input is made on chip by the previous layer: whole block
+        anchor, p_anchor = outer[1], (ho if len(layers) == 1 else bj)
     else:
         sch.reorder(n, bi, bj, co_o, co_i, hy, wx, b, o)
         anchor, p_anchor = co_o, bj
@@ -127,6 +129,13 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
         chunk = knobs.layer(i).oc_chunk
         e_anchor = sch.split(e_co, [None, chunk])[0]
         _place_layer(sch, ls, caches[i], e_anchor, bj, e_anchor, knobs.weights_resident)
+        if knobs.chunked_handover:
+            # copy each finished chunk into the next layer's padded input right away: split
+            # the copy's channel loop like this layer's chunks and merge the two chunk loops
+            pb = _block(sch, layers[i + 1].pad)
+            p_co = sch.get_loops(pb)[-len(layers[i + 1].pad.shape):][3]
+            p_chunk = sch.split(p_co, [None, chunk])[0]
+            sch.merge(e_anchor, p_chunk)
 
     # the group input kept on chip: loaded per block before the first layer needs it
     for t in (group.data_out, group.data_acc):
@@ -143,7 +152,9 @@ def scheduled_module(group: GroupStages, knobs: ScheduleKnobs | None = None):
     cfg = group.cfg
     from dataclasses import replace
 
-    knobs = replace(knobs or ScheduleKnobs(), input_on_chip=group.data_out is not None)
+    kept = tuple(sorted({r for r in group.residuals if isinstance(r, int)}))
+    knobs = replace(knobs or ScheduleKnobs(), input_on_chip=group.data_out is not None,
+                    kept_outputs=kept)
     resolved = resolve_knobs(cfg, group.specs, knobs)
     sch = schedule_group(group, resolved)
     func = sch.mod["main"]

@@ -122,3 +122,56 @@ def test_group_input_kept_on_chip_is_read_once(residual_shift):
     lower_bound = reg["data"].nbytes + reg["out"].nbytes + sum(
         r.nbytes for r in reg.values() if r.kind == "weights")
     assert run.dram_bytes["total"] <= 1.05 * lower_bound
+
+
+@pytest.mark.parametrize("handover", [True, False])
+def test_chunked_handover_with_pool_sign_edges_and_inner_residual(handover):
+    """Inner stride-2 layer with sign and replicate padding, a reflect-padded layer whose
+    output a later layer adds (kept whole on chip), a row-sub-tiled last layer: each finished
+    output chunk goes to the next layer's input right away (or the whole block, without
+    chunked hand-over); bit-exact both ways."""
+    p = LayerSpec("p", 32, 64, 16, 16, (8, 8), shift=11, pool=True, sign=True,
+                  padding_mode="replicate")
+    q = LayerSpec("q", 64, 64, 8, 8, (4, 4), shift=10, relu=True, padding_mode="reflect")
+    r = LayerSpec("r", 64, 64, 8, 8, (4, 4), shift=10, residual_shift=-1)
+    from schedules import LayerKnobs, ScheduleKnobs
+
+    knobs = ScheduleKnobs((LayerKnobs(1), LayerKnobs(1), LayerKnobs(1, 2)), 2,
+                          chunked_handover=handover)
+    cg = compile_group(ZCU, [p, q, r], mode="fused", residual_source=[None, None, 1],
+                       knobs=knobs)
+    assert cg.knobs[0].kept_outputs == (1,)
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, (1, 32, 16, 16)).astype(np.int8)
+    layers = []
+    for i, s in enumerate((p, q, r)):
+        _, w, b, sg, _ = random_layer_data(s, seed=40 + i)
+        layers.append(dict(weight=w, bias=b, sign=sg))
+    y1 = ref_spec(x, layers[0]["weight"], layers[0]["bias"], p, layers[0]["sign"])
+    y2 = ref_spec(y1, layers[1]["weight"], layers[1]["bias"], q)
+    y3 = ref_spec(y2, layers[2]["weight"], layers[2]["bias"], r, residual=y2)
+    run = run_group(cg, cg.image(x, layers))
+    assert np.array_equal(run.output, y3)
+    assert run.dram_bytes["feature_maps"] == 0
+
+
+def test_wide_single_block_resnet_stage_fuses_with_chunked_handover():
+    """Two 3x3 128->128 layers on one 28x28 block (ResNet-18 layer2 shape): the inner layer's
+    output block (4 x 784 accumulator tiles) would not fit zcu102's accumulator at once; chunk
+    by chunk it does."""
+    from schedules.knobs import group_footprint
+
+    a = LayerSpec("l2a", 128, 128, 28, 28, (28, 28), shift=12, relu=True)
+    b = LayerSpec("l2b", 128, 128, 28, 28, (28, 28), shift=12, residual_shift=1, relu=True)
+    cg = compile_group(ZCU, [a, b], mode="fused", residual_source="input")
+    k = cg.knobs[0]
+    assert k.chunked_handover and group_footprint(ZCU, [a, b], k)["acc"] <= ZCU.acc_depth
+    assert a.co_tiles(ZCU) * 28 * 28 > ZCU.acc_depth
+    rng = np.random.default_rng(2)
+    x = rng.integers(-128, 128, (1, 128, 28, 28)).astype(np.int8)
+    layers = [dict(weight=random_layer_data(s, seed=60 + i)[1],
+                   bias=random_layer_data(s, seed=60 + i)[2]) for i, s in enumerate((a, b))]
+    ref = ref_spec(ref_spec(x, layers[0]["weight"], layers[0]["bias"], a),
+                   layers[1]["weight"], layers[1]["bias"], b, residual=x)
+    run = run_group(cg, cg.image(x, layers))
+    assert np.array_equal(run.output, ref) and run.dram_bytes["feature_maps"] == 0
