@@ -1,15 +1,10 @@
-"""Quant tests: import helpers.py from here, and run torch on one thread.
+"""Quant tests: run torch on one thread.
 
 The nets here are small; on the shared 2-core machine one intra-op thread is 2-3x faster in
 wall time than two (measured: test_zoo.py 74 s -> 29 s under load)."""
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(autouse=True)

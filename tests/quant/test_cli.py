@@ -11,7 +11,7 @@ from bctvm.quant import QuantizedNet
 from bctvm.train.checkpoint import ArchSpec, save_checkpoint
 from bctvm.train.data import export_image_folder
 
-from helpers import randomize_bn
+from .helpers import randomize_bn
 
 
 def bctvm(*args) -> tuple[int, str, str]:

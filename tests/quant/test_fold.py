@@ -9,7 +9,7 @@ from bctvm.errors import UnsupportedOpError
 from bctvm.models import BlockConv2d, block_conv2d
 from bctvm.quant import IntegerReference, calibrate, fold_conv_bn
 
-from helpers import randomize_bn
+from .helpers import randomize_bn
 
 
 def _conv_bn(stride: int, seed: int = 0) -> nn.Sequential:

@@ -9,7 +9,7 @@ from bctvm.errors import UnsupportedOpError
 from bctvm.models import BlockConv2d, get_model
 from bctvm.quant import QConv, agreement, calibrate, capture
 
-from helpers import randomize_bn
+from .helpers import randomize_bn
 
 X = torch.randn(2, 3, 8, 8)
 

@@ -12,7 +12,7 @@ from bctvm.errors import BadInputError
 from bctvm.models import BlockConv2d
 from bctvm.quant import IntegerReference, QAdd, QConv, QMaxPool, QRelu, calibrate
 
-from helpers import TwoLayer, randomize_bn
+from .helpers import TwoLayer, randomize_bn
 
 NP_MODES = {"constant": "constant", "replicate": "edge", "reflect": "reflect"}
 

@@ -11,7 +11,7 @@ from bctvm.errors import ProgramFormatError
 from bctvm.models import get_model
 from bctvm.quant import IntegerReference, QuantizedNet, calibrate, load_qnet
 
-from helpers import TwoLayer, randomize_bn
+from .helpers import TwoLayer, randomize_bn
 
 
 def _assert_same(a: QuantizedNet, b: QuantizedNet) -> None:

@@ -15,7 +15,7 @@ from torch import nn
 from bctvm.models import ZOO, BlockConv2d, get_model
 from bctvm.quant import IntegerReference, QConv, calibrate, float_tensors
 
-from helpers import randomize_bn
+from .helpers import randomize_bn
 
 CASES = [(name, "fixed", 8) for name in sorted(ZOO)] + [("block_resnet18", "hierarchical", 2)]
 
