@@ -16,7 +16,8 @@ from .config import BoardConfig, Timing
 _HERE = Path(__file__).resolve().parent
 DEFAULT_BOARD = "pynq"
 
-__all__ = ["BoardConfig", "Timing", "load_board", "list_boards", "DEFAULT_BOARD"]
+__all__ = ["BoardConfig", "Timing", "load_board", "list_boards", "board_to_dict",
+           "board_from_dict", "DEFAULT_BOARD"]
 
 
 def list_boards() -> list[str]:
@@ -63,3 +64,18 @@ def load_board(name_or_path: str | Path | BoardConfig = DEFAULT_BOARD) -> BoardC
     except tomllib.TOMLDecodeError as err:
         raise BoardConfigError(f"{p}: not valid TOML: {err}") from None
     return _from_dict(data, str(p))
+
+
+def board_to_dict(cfg: BoardConfig) -> dict:
+    """The raw fields of a board (what its TOML file holds), e.g. to embed in an artifact."""
+    from dataclasses import asdict
+
+    return asdict(cfg)
+
+
+def board_from_dict(data: dict, origin: str = "board dict") -> BoardConfig:
+    """A validated BoardConfig from board_to_dict's output (or a TOML file's tables)."""
+    if not isinstance(data, dict):
+        raise BoardConfigError(f"{origin}: a board must be a table of fields")
+    return _from_dict(data, origin)
+

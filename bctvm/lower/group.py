@@ -57,22 +57,27 @@ class CompiledGroup:
 
     def image(self, x: np.ndarray, layers: list) -> np.ndarray:
         """DRAM image holding the NCHW int8 input `x`, every layer's packed parameters, the
-        residual inputs and the programs' micro-ops."""
+        residual inputs and the programs' micro-ops. x=None and layers without "residual"
+        leave those regions zero (an artifact's template image, filled at run time)."""
         cfg = self.cfg
         if len(layers) != len(self.specs):
             raise BadInputError(f"{len(layers)} layer parameter sets for {len(self.specs)} layers")
         s0 = self.specs[0]
         want = (s0.batch, s0.in_channels, s0.height, s0.width)
-        if tuple(x.shape) != want or x.dtype != np.int8:
-            raise BadInputError(f"group input must be int8 {want}, got {x.dtype} {tuple(x.shape)}")
-        arrays = {"data": pack_activation(x, cfg)}
+        arrays = {}
+        if x is not None:
+            if tuple(x.shape) != want or x.dtype != np.int8:
+                raise BadInputError(f"group input must be int8 {want}, got {x.dtype} "
+                                    f"{tuple(x.shape)}")
+            arrays["data"] = pack_activation(x, cfg)
         for i, (spec, p) in enumerate(zip(self.specs, layers)):
             arrays[f"l{i}_weight"] = pack_weight(np.asarray(p["weight"], np.int8), cfg, spec.groups)
             arrays[f"l{i}_bias"] = pack_channel_vector(np.asarray(p["bias"], np.int32), cfg)
             if spec.sign:
                 arrays[f"l{i}_sign"] = pack_channel_vector(np.asarray(p["sign"], np.int32), cfg, 1)
             rname = f"l{i}_residual"
-            if spec.residual_shift is not None and rname in self.layout.regions:
+            if (spec.residual_shift is not None and rname in self.layout.regions
+                    and p.get("residual") is not None):
                 arrays[rname] = pack_activation(np.asarray(p["residual"], np.int8), cfg, cfg.block_out)
         for prog in self.programs:
             arrays.update(prog.static_arrays())

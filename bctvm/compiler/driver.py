@@ -1,0 +1,247 @@
+"""The compile driver: a model -> a self-contained artifact directory for a board.
+
+    summary = compile_model("block_resnet18", out_dir="build/r18", board="zcu102",
+                            mode="fused", input_shape=(1, 3, 64, 64), block_size=16)
+
+Steps (one way: model -> graph passes -> schedules -> VTA programs -> artifact):
+1. relay_passes up to PlanFusedGroups (import, legalize, fold BN, one calibration, quantize,
+   pack, plan);
+2. segment the plan into VTA programs (segment.py) and compile each with the schedules and
+   the "bctvm" TIR pipeline (bctvm.lower.compile_group), ahead of time; a segment whose
+   program does not fit the board's buffers is split in two (the schedule's fit check is
+   authoritative), a single layer that cannot fit is an error naming it and the buffer;
+3. Partition with the segments as groups, turn each group call into an external call
+   (host_module.py) and build the host side for llvm (`export_library`);
+4. write the artifact (bctvm.runtime.artifact documents the files).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tvm
+from tqdm import tqdm
+
+import bctvm
+from bctvm.errors import BadInputError
+from bctvm.lower.group import CompiledGroup, compile_group
+from boards import BoardConfig, board_to_dict, load_board
+from relay_passes.partition import Partition, vta_groups
+from relay_passes.pipeline import run_pipeline, zoo_kwargs
+from relay_passes.plan_fused_groups import PLAN_ATTR, FusedGroup, FusedPlan
+from schedules.from_quant import params_from_qconv, spec_from_qconv
+from schedules.knobs import BufferFitError
+
+from .host_module import dispatch_groups, group_signature
+from .segment import Segment, host_layers, segment_plan, split_segment
+
+ARTIFACT_FORMAT = "bctvm-artifact"
+ARTIFACT_VERSION = 1
+
+
+@dataclass
+class CompiledSegment:
+    seg: Segment
+    cg: CompiledGroup
+    seconds: float
+
+
+def compile_segments(cfg: BoardConfig, segments: list[Segment], plan: FusedPlan, qnet,
+                     mode: str, batch: int, progress: bool = True) -> list[CompiledSegment]:
+    """Compile every segment; split those that do not fit (see module docstring)."""
+    qlayers = {layer.name: layer for layer in qnet.layers}
+    todo = list(segments)[::-1]
+    done: list[CompiledSegment] = []
+    bar = tqdm(total=sum(len(s.layers) for s in segments), desc="VTA programs", unit="layer",
+               disable=not progress, leave=False)
+    try:
+        while todo:
+            seg = todo.pop()
+            name = f"g{len(done)}"
+            bar.set_postfix_str(f"{seg.layers[0]}" + (f" +{len(seg.layers) - 1}"
+                                                      if len(seg.layers) > 1 else ""))
+            t0 = time.perf_counter()
+            specs = [spec_from_qconv(qlayers[n], batch=batch) for n in seg.layers]
+            try:
+                cg = compile_group(cfg, specs, mode="fused" if len(specs) > 1 else mode,
+                                   residual_source=list(seg.residuals), name=name)
+            except BufferFitError as err:
+                if len(seg.layers) == 1:
+                    raise BufferFitError(f"group {name} (layer {seg.layers[0]}) does not fit "
+                                         f"board '{cfg.name}': {err}") from None
+                a, b = split_segment(seg, plan, len(seg.layers) // 2)
+                todo += [b, a]
+                continue
+            done.append(CompiledSegment(seg, cg, time.perf_counter() - t0))
+            bar.update(len(seg.layers))
+    finally:
+        bar.close()
+    return done
+
+
+def segments_plan(plan: FusedPlan, compiled: list[CompiledSegment]) -> FusedPlan:
+    """A copy of the plan whose groups are the compiled segments (Partition's input)."""
+    groups = []
+    by_index = {g.index: g for g in plan.groups}
+    for i, c in enumerate(compiled):
+        src = by_index[c.seg.plan_group]
+        groups.append(FusedGroup(index=i, layers=list(c.seg.layers), grid=tuple(c.seg.grid),
+                                 footprint=src.footprint, weights_resident=src.weights_resident,
+                                 inputs=c.seg.inputs, outputs=[c.seg.output]))
+    d = plan.to_dict()
+    d["groups"] = [g.__dict__ for g in groups]
+    return FusedPlan.from_dict(json.loads(json.dumps(d, default=_jsonable)))
+
+
+def _jsonable(v):
+    if hasattr(v, "__dict__"):
+        return v.__dict__
+    raise TypeError(type(v).__name__)
+
+
+def tensor_kinds(plan: FusedPlan, compiled: list[CompiledSegment]) -> dict[str, str]:
+    """Model-level kind of every tensor a VTA program reads or writes: "input" (made on the
+    host before the first VTA program), "output" (the last program's output), else
+    "feature_maps" (a group boundary through DRAM)."""
+    first = min(plan.layers[c.seg.layers[0]].position for c in compiled)
+    kinds = {}
+    for c in compiled:
+        for t in c.seg.inputs:
+            info = plan.tensors[t]
+            kinds[t] = "input" if info.producer is None and info.position < first \
+                else "feature_maps"
+        kinds[c.seg.output] = "feature_maps"
+    kinds[compiled[-1].seg.output] = "output"
+    return kinds
+
+
+def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_size=None,
+                  block_type=None, padding_mode=None, input_shape=(1, 3, 224, 224),
+                  calib: int = 1, stem: str = "auto", opt_level: int = 2,
+                  progress: bool = True) -> dict:
+    """Compile `source` (zoo name, .pt2 file, file.py:factory or nn.Module) into `out_dir`;
+    returns the manifest (also written as manifest.json)."""
+    cfg = load_board(board)
+    out = Path(out_dir)
+    kw = zoo_kwargs(source, block_size, block_type, padding_mode)
+    t_start = time.perf_counter()
+    result = run_pipeline(source, board=cfg, input_shape=tuple(input_shape), calib=calib,
+                          stem=stem, stop_after="PlanFusedGroups", progress=progress, **kw)
+    plan, qnet, imported = result.plan, result.qnet, result.imported
+    segments = segment_plan(plan, qnet, mode)
+    if not segments:
+        raise BadInputError(f"{imported.name}: no layer of the model runs on VTA (board "
+                            f"'{cfg.name}'); nothing to compile")
+    batch = int(imported.example_input.shape[0])
+    t_pass = time.perf_counter()
+    compiled = compile_segments(cfg, segments, plan, qnet, mode, batch, progress)
+    t_vta = time.perf_counter()
+
+    seg_plan = segments_plan(plan, compiled)
+    planned = result.stages["PlanFusedGroups"].with_attr(PLAN_ATTR, seg_plan.to_json())
+    partitioned = Partition()(planned)
+    key = uuid.uuid4().hex[:12]
+    names = {gname: f"bctvm.vta.{key}.g{int(f.attrs['bctvm.vta_group'])}"
+             for gname, f in vta_groups(partitioned)}
+    host_mod = dispatch_groups(partitioned, names)
+    out.mkdir(parents=True, exist_ok=True)
+    target = tvm.target.Target({"kind": "llvm", "opt-level": int(opt_level)})
+    ex = tvm.compile(host_mod, target=target)
+    ex.export_library(str(out / "host.so"))
+    t_host = time.perf_counter()
+
+    kinds = tensor_kinds(plan, compiled)
+    groups = []
+    for i, c in enumerate(compiled):
+        groups.append(_write_group(out, i, c, partitioned, names, kinds, qnet, cfg))
+    _write_references(out, imported, qnet)
+    manifest = {
+        "format": ARTIFACT_FORMAT, "version": ARTIFACT_VERSION, "key": key,
+        "model": imported.name, "board": cfg.name, "board_config": board_to_dict(cfg),
+        "mode": mode,
+        "block": {"block_size": block_size, "type": block_type, "padding_mode": padding_mode,
+                  "stem": stem},
+        "input": {"name": "x", "shape": list(imported.input_shape), "dtype": "float32",
+                  "exponent": int(qnet.input_exponent)},
+        "boundary": {"shape": [int(batch), *qnet.boundary_shape],
+                     "exponent": int(qnet.boundary_exponent)},
+        "output": _output_signature(host_mod),
+        "host_library": "host.so", "qnet": "qnet", "float_model": "model.pt2",
+        "host_layers": list(plan.host_layers) + host_layers(plan, segments),
+        "groups": groups,
+        "versions": {"bctvm": bctvm.__version__, "tvm": tvm.__version__,
+                     "python": platform.python_version()},
+        "compile_seconds": {"passes": round(t_pass - t_start, 2),
+                            "vta_programs": round(t_vta - t_pass, 2),
+                            "host_library": round(t_host - t_vta, 2)},
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def _write_group(out: Path, i: int, c: CompiledSegment, mod, names, kinds, qnet, cfg) -> dict:
+    cg = c.cg
+    qlayers = {layer.name: layer for layer in qnet.layers}
+    params = [params_from_qconv(qlayers[n]) for n in c.seg.layers]
+    template = cg.image(None, params)
+    dram_file = f"g{i}.dram.bin"
+    template.tofile(out / dram_file)
+    programs = []
+    for k, prog in enumerate(cg.programs):
+        fname = f"g{i}.p{k}.bin"
+        (out / fname).write_bytes(prog.encode(cfg))
+        programs.append({"file": fname, "name": prog.name,
+                         "instructions": len(prog.instructions)})
+    # group function argument k -> the DRAM regions it fills
+    args = [["data"]]
+    for t in c.seg.inputs[1:]:
+        args.append([f"l{j}_residual" for j, r in enumerate(c.seg.residuals)
+                     if r == "external" and c.seg.external[_ext_index(c.seg, j)] == t])
+    gname = f"vta_group_{i}"
+    region_tensor = {"data": c.seg.data, "out": c.seg.output}
+    for j, r in enumerate(c.seg.residuals):
+        if r == "external":
+            region_tensor[f"l{j}_residual"] = c.seg.external[_ext_index(c.seg, j)]
+    regions = {}
+    for name, reg in cg.layout.regions.items():
+        t = region_tensor.get(name)
+        regions[name] = {"start": reg.start, "nbytes": reg.nbytes, "shape": list(reg.shape),
+                         "dtype": reg.dtype, "kind": kinds[t] if t else reg.kind}
+        if t:
+            regions[name]["tensor"] = t
+    return {
+        "name": f"g{i}", "function": names[gname], "layers": list(c.seg.layers),
+        "grid": list(c.seg.grid), "signature": group_signature(mod, gname),
+        "args": args, "programs": programs, "dram": dram_file, "dram_bytes": int(template.size),
+        "regions": regions,
+        "macs": int(sum(s.macs() for s in cg.specs)),
+        "compile_seconds": round(c.seconds, 2),
+    }
+
+
+def _ext_index(seg: Segment, layer_index: int) -> int:
+    """Index into seg.external of layer `layer_index`'s external residual."""
+    return sum(1 for r in seg.residuals[:layer_index] if r == "external")
+
+
+def _output_signature(host_mod) -> list:
+    ret = host_mod["main"].ret_ty
+    fields = ret.fields if hasattr(ret, "fields") else [ret]
+    return [{"shape": [int(s) for s in f.shape], "dtype": str(f.dtype)} for f in fields[:-1]]
+
+
+def _write_references(out: Path, imported, qnet) -> None:
+    """The calibrated QuantizedNet (integer reference) and the float program (model.pt2)."""
+    import torch
+
+    from bctvm.quant.serialize import save_qnet
+
+    save_qnet(qnet, out / "qnet")
+    torch.export.save(imported.exported, str(out / "model.pt2"))
+    np.save(out / "example_input.npy", imported.example_input.detach().numpy())

@@ -1,0 +1,134 @@
+"""Split the fused-group plan into VTA programs the schedules can compile.
+
+A plan group (relay_passes.PlanFusedGroups) is any set of layers that share a block grid and
+fit the planning model. One VTA program (bctvm.lower.compile_group) runs a *segment*: a chain
+of stride-1 block convs where each layer reads the previous one's output, whose only output
+leaving the segment is the last layer's, and whose residuals come from the segment input, an
+earlier layer of the segment, or DRAM ("external", a tensor computed before the segment).
+
+    segs = segment_plan(plan, qnet, mode)          # [Segment] in graph order
+    host = host_layers(plan, segs)                  # VTA-side layers that run on the host
+
+Rules, in order:
+1. Only convs (QConv, stride 1) run on VTA; a standalone max-pool / add / relu of the plan stays
+   on the host (its packed TE definition is compiled for llvm), and so does a strided plain
+   nn.Conv2d. Each such layer closes the current segment.
+2. mode "layerwise", or a board without onchip_reuse: one layer per segment.
+3. mode "fused": a conv joins the open segment when it is in the same plan group and its data
+   input is the segment's last output.
+4. A segment is cut after any layer whose output is also read outside the segment.
+The schedule's fit check is authoritative: compile_segments (driver.py) splits a segment in
+two when its program does not fit the board's buffers (schedules.BufferFitError).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bctvm.errors import BadInputError
+
+MODES = ("fused", "layerwise")
+
+
+@dataclass
+class Segment:
+    """One VTA program: a chain of conv layers (plan/qnet layer names) and its tensors."""
+
+    layers: list[str]
+    plan_group: int  # index of the plan group it came from
+    grid: tuple[int, int]
+    data: str = ""  # plan tensor name of the first layer's input
+    residuals: list = field(default_factory=list)  # per layer: None|"input"|int|"external"
+    external: list[str] = field(default_factory=list)  # tensor per "external" residual, in order
+
+    @property
+    def output(self) -> str:
+        """Plan tensor name of the segment's output (the last layer's)."""
+        return self.layers[-1]
+
+    @property
+    def inputs(self) -> list[str]:
+        """Plan tensors the program reads from DRAM: the data input, then external residuals."""
+        seen = [self.data]
+        for t in self.external:
+            if t not in seen:
+                seen.append(t)
+        return seen
+
+
+def _conv_on_vta(qlayer) -> bool:
+    return getattr(qlayer, "kind", "") == "conv" and tuple(qlayer.stride) == (1, 1)
+
+
+def _resolve(seg: Segment, plan) -> Segment:
+    """Fill data, per-layer residual sources and external tensors from the plan's tensors."""
+    info = [plan.layers[n] for n in seg.layers]
+    seg.data = info[0].inputs[0]
+    seg.residuals, seg.external = [], []
+    for j, li in enumerate(info):
+        if not li.residual:
+            seg.residuals.append(None)
+            continue
+        r = li.inputs[-1]
+        if r == seg.data:
+            seg.residuals.append("input")
+        elif r in seg.layers[:j]:
+            seg.residuals.append(seg.layers.index(r))
+        else:
+            seg.residuals.append("external")
+            seg.external.append(r)
+    return seg
+
+
+def _escapes(plan, layer: str, inside: list[str]) -> bool:
+    """True when `layer`'s output is read by anything outside `inside` (or by the host)."""
+    t = plan.tensors[layer]
+    return t.host_use or any(c not in inside for c in t.consumers)
+
+
+def split_segment(seg: Segment, plan, at: int) -> tuple[Segment, Segment]:
+    """The segment cut before layer index `at` (residual sources re-resolved)."""
+    a = Segment(seg.layers[:at], seg.plan_group, seg.grid)
+    b = Segment(seg.layers[at:], seg.plan_group, plan.layers[seg.layers[at]].grid)
+    return _resolve(a, plan), _resolve(b, plan)
+
+
+def segment_plan(plan, qnet, mode: str = "fused") -> list[Segment]:
+    """Segments of every plan group, in graph order (see the module docstring)."""
+    if mode not in MODES:
+        raise BadInputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    qlayers = {layer.name: layer for layer in qnet.layers}
+    fuse = mode == "fused" and plan.onchip_reuse
+    chains: list[Segment] = []
+    for g in plan.groups:
+        cur: Segment | None = None
+        for name in sorted(g.layers, key=lambda n: plan.layers[n].position):
+            q = qlayers.get(name)
+            if q is None or not _conv_on_vta(q):
+                cur = None
+                continue
+            li = plan.layers[name]
+            if (fuse and cur is not None and li.inputs[0] == cur.layers[-1]
+                    and li.grid == cur.grid):
+                cur.layers.append(name)
+            else:
+                cur = Segment([name], g.index, tuple(li.grid))
+                chains.append(cur)
+    out: list[Segment] = []
+    todo = chains[::-1]
+    while todo:  # cut until no segment has an inner output read outside it
+        seg = todo.pop()
+        cut = next((i + 1 for i in range(len(seg.layers) - 1)
+                    if _escapes(plan, seg.layers[i], seg.layers[i + 1:])), None)
+        if cut is None:
+            out.append(seg)
+        else:
+            todo.append(Segment(seg.layers[cut:], seg.plan_group, seg.grid))
+            todo.append(Segment(seg.layers[:cut], seg.plan_group, seg.grid))
+    return [_resolve(s, plan) for s in out]
+
+
+def host_layers(plan, segments: list[Segment]) -> list[str]:
+    """Packed layers of the plan that no segment runs (they run on the host, llvm)."""
+    on_vta = {n for s in segments for n in s.layers}
+    return [n for g in plan.groups for n in g.layers if n not in on_vta]

@@ -1,0 +1,137 @@
+"""Run an artifact: the host library on the Relax VM, each VTA group on a board.
+
+    runner = ModelRunner(load_artifact(dir), board=None)   # None: the simulator of the
+    res = runner.run(x)                                    # artifact's board
+    res.output, res.boundary, res.groups
+
+The host library calls group i as the packed function "bctvm.vta.<key>.g<i>" (destination
+passing: inputs..., output). The runner registers those names: copy the group's DRAM template,
+write each input tensor (packed int8, NCHW{b}n{c}c) into its regions, run the group's
+instruction streams in order on the board, read the output region. Nothing is generated at
+run time. Per group and call it records cycles and DRAM bytes by kind (the simulator's
+per-region counters, classified by the manifest).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from bctvm.errors import BadInputError
+
+from .artifact import Artifact
+from .board import Board, SimulatorBoard
+
+KINDS = ("weights", "input", "output", "feature_maps", "uops")
+
+
+@dataclass
+class GroupStats:
+    name: str
+    layers: list
+    cycles: int = 0
+    dram_bytes: dict = field(default_factory=dict)
+    macs: int = 0
+    calls: int = 0
+
+
+@dataclass
+class RunResult:
+    output: list  # float32 arrays, the model's outputs
+    boundary: np.ndarray  # int8 NCHW, the tensor entering the host head
+    groups: list  # GroupStats, in run order
+
+    @property
+    def cycles(self) -> int:
+        return sum(g.cycles for g in self.groups)
+
+
+class ModelRunner:
+    """Loads the host library and registers the artifact's VTA groups (module docstring)."""
+
+    def __init__(self, artifact: Artifact, board: Board | None = None):
+        self.art = artifact
+        self.board = board or SimulatorBoard(artifact.cfg)
+        if self.board.cfg.key != artifact.cfg.key:
+            raise BadInputError(f"artifact {artifact.path} was compiled for board "
+                                f"'{artifact.cfg.name}' ({artifact.cfg.key}); this board is "
+                                f"'{self.board.cfg.name}' ({self.board.cfg.key})")
+        self._stats: dict[str, GroupStats] = {}
+        self._groups = []
+        for g in artifact.groups:
+            self._groups.append(_GroupRunner(artifact, g, self.board, self._stats))
+            tvm.register_global_func(g["function"], self._groups[-1], override=True)
+        try:
+            lib = tvm.runtime.load_module(str(artifact.file(artifact.manifest["host_library"])))
+        except Exception as err:  # a truncated or foreign .so
+            raise BadInputError(f"artifact {artifact.path}: cannot load the host library "
+                                f"({str(err).splitlines()[0]})") from None
+        self.vm = relax.VirtualMachine(lib, tvm.cpu())
+
+    def check_input(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        want = self.art.input_shape()
+        if x.dtype != np.float32:
+            raise BadInputError(f"input must be float32 NCHW {want}, got {x.dtype}")
+        if tuple(x.shape) != want:
+            raise BadInputError(f"input must be float32 NCHW {want}, got shape {tuple(x.shape)}")
+        return np.ascontiguousarray(x)
+
+    def run(self, x) -> RunResult:
+        x = self.check_input(x)
+        self._stats.clear()
+        out = self.vm["main"](tvm.runtime.tensor(x))
+        fields = [out[i].numpy() for i in range(len(out))]
+        order = [self._stats[g["name"]] for g in self.art.groups if g["name"] in self._stats]
+        return RunResult(fields[:-1], fields[-1], order)
+
+
+class _GroupRunner:
+    """The packed function of one group: inputs..., output (destination passing)."""
+
+    def __init__(self, art: Artifact, group: dict, board: Board, stats: dict):
+        self.group = group
+        self.board = board
+        self.stats = stats
+        self.template = art.template(group)
+        self.programs = art.programs(group)
+        self.regions = art.regions(group)
+        self.kind = {n: r["kind"] for n, r in group["regions"].items()}
+
+    def _write(self, img: np.ndarray, region: str, arr: np.ndarray) -> None:
+        r = self.group["regions"][region]
+        a = np.ascontiguousarray(arr, dtype=r["dtype"])
+        if list(a.shape) != r["shape"]:
+            raise BadInputError(f"group {self.group['name']}: input for region '{region}' has "
+                                f"shape {list(a.shape)}, expected {r['shape']}")
+        img[r["start"]:r["start"] + r["nbytes"]] = a.view(np.uint8).reshape(-1)
+
+    def __call__(self, *args):
+        *inputs, out = args
+        g = self.group
+        img = self.template.copy()
+        for arg, regions in zip(inputs, g["args"]):
+            a = arg.numpy()
+            for region in regions:
+                self._write(img, region, a)
+        st = self.stats.setdefault(g["name"], GroupStats(g["name"], list(g["layers"])))
+        for prog in self.programs:
+            res = self.board.run(prog, img, self.regions)
+            img = res.dram
+            st.cycles += res.cycles
+            c = res.counters
+            by = st.dram_bytes
+            for direction in ("region_read_bytes", "region_write_bytes"):
+                for name, b in c.get(direction, {}).items():
+                    kind = "uops" if name.startswith("uops") else self.kind.get(name)
+                    if kind is not None:
+                        by[kind] = by.get(kind, 0) + int(b)
+            by["instructions"] = by.get("instructions", 0) + int(c.get("insn_bytes", 0))
+            st.macs += int(c.get("macs", 0))
+        st.calls += 1
+        r = g["regions"]["out"]
+        y = img[r["start"]:r["start"] + r["nbytes"]].view(r["dtype"]).reshape(r["shape"])
+        out.copyfrom(np.ascontiguousarray(y))

@@ -1,0 +1,133 @@
+"""The run report (JSON of ../shared/design.md) and its validation.
+
+    rep = build_report(art, result, x)      # dict; rep["validation"]["ok"] False = mismatch
+
+dram_bytes: bytes read + written by the VTA programs, by kind: weights (weights, biases,
+signs), input (the network input entering VTA), output (the last group's output),
+feature_maps (group boundaries through DRAM), uops, instructions; total.
+lower_bound_bytes = every weight region once + the network input + the network output
+(packed int8, channels padded to the board's block). cycles: sum over the VTA programs at the
+board clock (host ops not included). gemm_utilisation = MACs / (cycles x GEMM MACs per cycle).
+validation: the boundary tensor against the integer reference (bit-exact flag, max error in
+int8 steps) and the model output against the float PyTorch model (max error; top-1 agreement
+for classifier outputs of shape N x K).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .artifact import Artifact
+from .executor import KINDS, RunResult
+
+
+def lower_bound_bytes(art: Artifact) -> int:
+    """Every weight region once + each network input / output tensor once (bytes)."""
+    total = 0
+    io = {}
+    for g in art.groups:
+        for r in g["regions"].values():
+            if r["kind"] == "weights":
+                total += r["nbytes"]
+            elif r["kind"] in ("input", "output") and "tensor" in r:
+                io[r["tensor"]] = r["nbytes"]
+    return total + sum(io.values())
+
+
+def _bytes(d: dict) -> dict:
+    out = {k: int(d.get(k, 0)) for k in (*KINDS, "instructions")}
+    out["total"] = sum(out.values())
+    return out
+
+
+def validate(art: Artifact, result: RunResult, x: np.ndarray, float_model: bool = True) -> dict:
+    """Boundary vs the integer reference, output vs the float model (module docstring)."""
+    import torch
+
+    from bctvm.quant import IntegerReference
+    from bctvm.quant.serialize import load_qnet
+
+    qnet = load_qnet(art.file("qnet"))
+    ref = IntegerReference(qnet).run(x, keep_tensors=False)
+    got = result.boundary
+    if got.shape == ref.boundary.shape:
+        diff = np.abs(got.astype(np.int32) - ref.boundary.astype(np.int32))
+        max_err, bit_exact = int(diff.max()), bool((diff == 0).all())
+        mismatches = int((diff != 0).sum())
+    else:
+        max_err, bit_exact, mismatches = None, False, None
+    val = {"reference": "int8-torch", "bit_exact": bit_exact, "max_abs_err": max_err,
+           "mismatched_values": mismatches}
+    out = result.output[0] if result.output else None
+    if out is not None:
+        val["output_max_abs_err_vs_int8_reference"] = float(np.abs(out - ref.output).max())
+    pt2 = art.file(art.manifest.get("float_model", "model.pt2"))
+    if float_model and out is not None and pt2.is_file():
+        ep = torch.export.load(str(pt2))
+        with torch.no_grad():
+            f = ep.module()(torch.from_numpy(x))
+        f = (f[0] if isinstance(f, (tuple, list)) else f).numpy()
+        fm = {"max_abs_err": float(np.abs(out - f).max()),
+              "max_abs": float(np.abs(f).max())}
+        if out.ndim == 2 and out.shape[1] > 1:
+            fm["top1_agreement"] = float((out.argmax(1) == f.argmax(1)).mean())
+            fm["top1_agreement_int8_ref"] = float((ref.output.argmax(1) == f.argmax(1)).mean())
+        val["float_model"] = fm
+    val["ok"] = bit_exact
+    return val
+
+
+def build_report(art: Artifact, result: RunResult, x: np.ndarray, validate_run: bool = True,
+                 float_model: bool = True) -> dict:
+    cfg = art.cfg
+    m = art.manifest
+    total = {}
+    groups = []
+    for st in result.groups:
+        for k, v in st.dram_bytes.items():
+            total[k] = total.get(k, 0) + v
+        groups.append({"name": st.name, "layers": st.layers, "dram_bytes": _bytes(st.dram_bytes),
+                       "cycles": st.cycles, "macs": st.macs})
+    cycles = result.cycles
+    macs = sum(st.macs for st in result.groups)
+    per_cycle = cfg.batch * cfg.block_in * cfg.block_out
+    rep = {
+        "model": m["model"], "board": m["board"], "board_kind": "simulator", "mode": m["mode"],
+        "onchip_reuse": cfg.onchip_reuse, "block": m.get("block", {}),
+        "input_shape": m["input"]["shape"],
+        "dram_bytes": _bytes(total),
+        "lower_bound_bytes": lower_bound_bytes(art),
+        "cycles": int(cycles), "latency_ms": cycles / (cfg.clock_mhz * 1e3),
+        "clock_mhz": cfg.clock_mhz,
+        "macs": int(macs),
+        "gemm_utilisation": macs / (cycles * per_cycle) if cycles else 0.0,
+        "host_layers": m.get("host_layers", []),
+        "groups": groups,
+    }
+    rep["dram_vs_lower_bound"] = rep["dram_bytes"]["total"] / max(1, rep["lower_bound_bytes"])
+    if validate_run:
+        rep["validation"] = validate(art, result, x, float_model)
+    return rep
+
+
+def summary_text(rep: dict) -> str:
+    """A few human-readable lines of a report (the CLI prints them on stderr)."""
+    b = rep["dram_bytes"]
+    lines = [
+        f"{rep['model']} on {rep['board']} ({rep['mode']}): {len(rep['groups'])} VTA groups, "
+        f"{rep['cycles']:,} cycles = {rep['latency_ms']:.3f} ms at {rep['clock_mhz']:g} MHz, "
+        f"GEMM utilisation {rep['gemm_utilisation']:.2f}",
+        "DRAM bytes: " + ", ".join(f"{k} {v:,}" for k, v in b.items())
+        + f"  ({rep['dram_vs_lower_bound']:.2f}x the lower bound {rep['lower_bound_bytes']:,})",
+    ]
+    v = rep.get("validation")
+    if v:
+        line = (f"validation: bit-exact vs the integer reference: {v['bit_exact']} "
+                f"(max error {v['max_abs_err']})")
+        fm = v.get("float_model")
+        if fm:
+            line += f"; vs float model: max error {fm['max_abs_err']:.4g}"
+            if "top1_agreement" in fm:
+                line += f", top-1 agreement {fm['top1_agreement']:.2f}"
+        lines.append(line)
+    return "\n".join(lines)
