@@ -221,7 +221,18 @@ def sim_selftest_cmd(
     raise_on_mismatch(rep)
 
 
-# --- compiler: fused-group plan (relay_passes/pipeline.py) ----------------------------------
+# --- compiler: plan, compile, run (relay_passes/, bctvm/compiler, bctvm/runtime) ----------
+
+# options shared by `plan` and `compile` (one definition each)
+MODEL_ARG = typer.Argument(..., help="zoo name, file.pt2 or path/to/file.py:factory")
+BOARD_OPT = typer.Option("pynq", help="board name or .toml file")
+BLOCK_SIZE_OPT = typer.Option(None, help="zoo models: block size (default: the model's)")
+TYPE_OPT = typer.Option(None, "--type", help="zoo models: fixed | hierarchical")
+PADDING_OPT = typer.Option(None, help="zoo models: constant | replicate | reflect")
+INPUT_SHAPE_OPT = typer.Option("1,3,224,224", help="N,C,H,W")
+CALIB_OPT = typer.Option(1, help="random calibration images (fixed seed)")
+STEM_OPT = typer.Option("auto", help="3-channel stem on: auto | vta | host")
+VERBOSE_OPT = typer.Option(False, "--verbose", "-v", help="plan: one line per layer")
 
 
 def _plan_options(model, board, block_size, type, padding, input_shape, calib, stem, verbose,
@@ -236,16 +247,16 @@ def _plan_options(model, board, block_size, type, padding, input_shape, calib, s
 
 @app.command("plan")
 def plan_cmd(
-    model: str = typer.Argument(..., help="zoo name, file.pt2 or path/to/file.py:factory"),
-    board: str = typer.Option("pynq", help="board name or .toml file"),
-    block_size: int = typer.Option(None, help="zoo models: block size (default: the model's)"),
-    type: str = typer.Option(None, "--type", help="zoo models: fixed | hierarchical"),
-    padding: str = typer.Option(None, help="zoo models: constant | replicate | reflect"),
-    input_shape: str = typer.Option("1,3,224,224", help="N,C,H,W"),
-    calib: int = typer.Option(1, help="random calibration images (fixed seed)"),
-    stem: str = typer.Option("auto", help="3-channel stem on: auto | vta | host"),
+    model: str = MODEL_ARG,
+    board: str = BOARD_OPT,
+    block_size: int = BLOCK_SIZE_OPT,
+    type: str = TYPE_OPT,
+    padding: str = PADDING_OPT,
+    input_shape: str = INPUT_SHAPE_OPT,
+    calib: int = CALIB_OPT,
+    stem: str = STEM_OPT,
     groups: str = typer.Option("graph", help="grouping: graph (branches) | chain (linear)"),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="one line per layer"),
+    verbose: bool = VERBOSE_OPT,
     json_out: str = typer.Option(None, "--json", help="also write the plan as JSON"),
 ) -> None:
     """Print the fused-group plan: groups, layers, per-block footprint vs capacity, spills."""
@@ -255,25 +266,51 @@ def plan_cmd(
 
 @app.command("compile")
 def compile_cmd(
-    model: str = typer.Argument(..., help="zoo name, file.pt2 or path/to/file.py:factory"),
+    model: str = MODEL_ARG,
+    out: str = typer.Option(None, "--out", "-o", help="artifact directory to write"),
     plan: bool = typer.Option(False, "--plan", help="print the fused-group plan and stop"),
-    board: str = typer.Option("pynq", help="board name or .toml file"),
-    block_size: int = typer.Option(None, help="zoo models: block size (default: the model's)"),
-    type: str = typer.Option(None, "--type", help="zoo models: fixed | hierarchical"),
-    padding: str = typer.Option(None, help="zoo models: constant | replicate | reflect"),
-    input_shape: str = typer.Option("1,3,224,224", help="N,C,H,W"),
-    calib: int = typer.Option(1, help="random calibration images (fixed seed)"),
-    stem: str = typer.Option("auto", help="3-channel stem on: auto | vta | host"),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="with --plan: one line per layer"),
+    board: str = BOARD_OPT,
+    block_size: int = BLOCK_SIZE_OPT,
+    type: str = TYPE_OPT,
+    padding: str = PADDING_OPT,
+    input_shape: str = INPUT_SHAPE_OPT,
+    calib: int = CALIB_OPT,
+    stem: str = STEM_OPT,
+    mode: str = typer.Option("fused", help="fused (blocks stay on chip) | layerwise (stock VTA)"),
+    verbose: bool = VERBOSE_OPT,
 ) -> None:
-    """Compile a model for a board (`--plan`: print the fused-group plan only)."""
+    """Compile a model for a board into an artifact directory (`--plan`: print the plan only)."""
     from bctvm.errors import BadInputError
 
-    if not plan:
-        raise BadInputError("compile: only --plan is available so far (code generation for "
-                            "VTA lands with the schedules, issue 6)")
-    typer.echo(_plan_options(model, board, block_size, type, padding, input_shape, calib, stem,
-                             verbose, None))
+    if plan:
+        typer.echo(_plan_options(model, board, block_size, type, padding, input_shape, calib,
+                                 stem, verbose, None))
+        return
+    if not out:
+        raise BadInputError("compile: give the artifact directory with -o DIR (or --plan)")
+    from bctvm.compiler import compile_model
+    from bctvm.compiler.driver import describe
+    from bctvm.models.zoo import parse_input_shape
+
+    manifest = compile_model(model, out_dir=out, board=board, mode=mode, block_size=block_size,
+                             block_type=type, padding_mode=padding,
+                             input_shape=parse_input_shape(input_shape), calib=calib, stem=stem)
+    typer.echo(describe(manifest, out))
+
+
+@app.command("run")
+def run_cmd(
+    artifact: str = typer.Argument(..., help="artifact directory (bctvm compile -o DIR)"),
+    input: str = typer.Option(None, "--input", help="float32 NCHW .npy (default: random, seed 0)"),
+    output: str = typer.Option(None, "--output", help="write the float32 model output (.npy)"),
+    report: str = typer.Option(None, "--report", help="write the JSON report here"),
+    no_float: bool = typer.Option(False, "--no-float-check",
+                                  help="skip the comparison with the float PyTorch model"),
+) -> None:
+    """Run an artifact on the local simulator board, validate it and report (exit 1: mismatch)."""
+    from bctvm.runtime.cli_run import run_artifact
+
+    typer.echo(run_artifact(artifact, input, output, report, float_model=not no_float))
 
 
 def main() -> None:

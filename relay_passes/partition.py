@@ -20,6 +20,8 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
+from bctvm.errors import BadInputError
+
 from . import ops
 from .base import BctvmPass
 from .graph import bindings, rebuild, substitute
@@ -66,26 +68,48 @@ class Partition(BctvmPass):
             group_gv[g.index] = self._group_function(bb, g, plan, layer_var, value_of,
                                                      tensor_var)
 
-        first_of = {layer_var[g.layers[0]]: g for g in plan.groups}
-        members = {layer_var[n] for g in plan.groups for n in g.layers}
-        outputs: dict = {}  # old var of a group output -> new expr
+        member_of = {layer_var[n]: g for g in plan.groups for n in g.layers}
+        params = set(func.params)
+        pending: dict = {}  # group index -> group whose inputs are not all defined yet
+        emitted: set = set()
+
+        def ready(g, env) -> bool:
+            return all(tensor_var[t] in env or tensor_var[t] in params for t in g.inputs)
+
+        def emit_group(bb_, g, env) -> None:
+            args = [env.get(tensor_var[t], tensor_var[t]) for t in g.inputs]
+            call = bb_.emit(relax.Call(group_gv[g.index], args),
+                            name_hint=f"{GROUP_PREFIX}{g.index}")
+            outs = [layer_var[o] for o in g.outputs]
+            if len(outs) == 1:
+                env[outs[0]] = call
+            else:
+                for k, ov in enumerate(outs):
+                    env[ov] = bb_.emit(relax.TupleGetItem(call, k), name_hint=ov.name)
+            emitted.add(g.index)
 
         def handle(bb_, var, value, env):
-            if var in first_of:
-                g = first_of[var]
-                args = [env.get(tensor_var[t], tensor_var[t]) for t in g.inputs]
-                call = bb_.emit(relax.Call(group_gv[g.index], args),
-                                name_hint=f"{GROUP_PREFIX}{g.index}")
-                outs = [layer_var[o] for o in g.outputs]
-                if len(outs) == 1:
-                    env[outs[0]] = call
-                else:
-                    for k, ov in enumerate(outs):
-                        env[ov] = bb_.emit(relax.TupleGetItem(call, k),
-                                           name_hint=ov.name)
+            # a group is called at its first layer, or later once all its inputs exist
+            progress = True
+            while progress:  # one group's outputs may complete another's inputs
+                progress = False
+                for gi in list(pending):
+                    if ready(pending[gi], env):
+                        emit_group(bb_, pending.pop(gi), env)
+                        progress = True
+            if var in member_of:
+                g = member_of[var]
+                if g.index not in emitted and g.index not in pending:
+                    if ready(g, env):
+                        emit_group(bb_, g, env)
+                    else:
+                        pending[g.index] = g
                 return env[var] if var in env else SKIP
-            if var in members:
-                return env[var] if var in env else SKIP
+            waiting = [gi for gi, g in pending.items()
+                       if any(layer_var[o] in relax.analysis.free_vars(value) for o in g.outputs)]
+            if waiting:
+                raise BadInputError(f"group {waiting[0]}: an output is used before all of "
+                                    f"the group's inputs exist (binding {var.name})")
             return None
 
         rebuild(func, handle, builder=bb, skip=SKIP)

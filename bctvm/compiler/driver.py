@@ -17,6 +17,7 @@ Steps (one way: model -> graph passes -> schedules -> VTA programs -> artifact):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
@@ -52,6 +53,20 @@ class CompiledSegment:
     seconds: float
 
 
+def segment_specs(qconvs: list, batch: int) -> list:
+    """LayerSpecs of a segment's convs. A 1x1 conv without padding computes the same on any
+    block grid, so inside a segment it takes its input's blocks (MobileNet's pointwise convs
+    after a blocked depthwise conv)."""
+    specs = []
+    for q in qconvs:
+        spec = spec_from_qconv(q, batch=batch)
+        if specs and spec.kernel == (1, 1) and not any(spec.padding) and \
+                spec.block != specs[-1].out_block:
+            spec = dataclasses.replace(spec, block=specs[-1].out_block)
+        specs.append(spec)
+    return specs
+
+
 def compile_segments(cfg: BoardConfig, segments: list[Segment], plan: FusedPlan, qnet,
                      mode: str, batch: int, progress: bool = True) -> list[CompiledSegment]:
     """Compile every segment; split those that do not fit (see module docstring)."""
@@ -67,7 +82,7 @@ def compile_segments(cfg: BoardConfig, segments: list[Segment], plan: FusedPlan,
             bar.set_postfix_str(f"{seg.layers[0]}" + (f" +{len(seg.layers) - 1}"
                                                       if len(seg.layers) > 1 else ""))
             t0 = time.perf_counter()
-            specs = [spec_from_qconv(qlayers[n], batch=batch) for n in seg.layers]
+            specs = segment_specs([qlayers[n] for n in seg.layers], batch)
             try:
                 cg = compile_group(cfg, specs, mode="fused" if len(specs) > 1 else mode,
                                    residual_source=list(seg.residuals), name=name)
@@ -75,7 +90,7 @@ def compile_segments(cfg: BoardConfig, segments: list[Segment], plan: FusedPlan,
                 if len(seg.layers) == 1:
                     raise BufferFitError(f"group {name} (layer {seg.layers[0]}) does not fit "
                                          f"board '{cfg.name}': {err}") from None
-                a, b = split_segment(seg, plan, len(seg.layers) // 2)
+                a, b = split_segment(seg, plan)
                 todo += [b, a]
                 continue
             done.append(CompiledSegment(seg, cg, time.perf_counter() - t0))
@@ -245,3 +260,18 @@ def _write_references(out: Path, imported, qnet) -> None:
     save_qnet(qnet, out / "qnet")
     torch.export.save(imported.exported, str(out / "model.pt2"))
     np.save(out / "example_input.npy", imported.example_input.detach().numpy())
+
+
+def describe(manifest: dict, out_dir) -> str:
+    """What `bctvm compile -o DIR` prints: the groups and where the artifact is."""
+    m = manifest
+    lines = [f"{m['model']} -> {out_dir} for board {m['board']} ({m['mode']}): "
+             f"{len(m['groups'])} VTA groups, host layers: {', '.join(m['host_layers']) or '-'}"]
+    for g in m["groups"]:
+        n = sum(p["instructions"] for p in g["programs"])
+        lines.append(f"  {g['name']:<4} {len(g['layers'])} layer(s) {g['layers'][0]}"
+                     + (f" .. {g['layers'][-1]}" if len(g["layers"]) > 1 else "")
+                     + f"  grid {g['grid'][0]}x{g['grid'][1]}  {n} instructions")
+    cs = m["compile_seconds"]
+    lines.append("compile seconds: " + ", ".join(f"{k} {v}" for k, v in cs.items()))
+    return "\n".join(lines)

@@ -86,8 +86,19 @@ def _escapes(plan, layer: str, inside: list[str]) -> bool:
     return t.host_use or any(c not in inside for c in t.consumers)
 
 
-def split_segment(seg: Segment, plan, at: int) -> tuple[Segment, Segment]:
-    """The segment cut before layer index `at` (residual sources re-resolved)."""
+def cut_points(seg: Segment, plan) -> list[int]:
+    """Indices k (0 < k < len) where the segment can be cut in two: no output of layers
+    [0, k-1) is read outside layers [.., k) (the first part's only output is layer k-1's)."""
+    return [k for k in range(1, len(seg.layers))
+            if not any(_escapes(plan, seg.layers[i], seg.layers[i + 1:k]) for i in range(k - 1))]
+
+
+def split_segment(seg: Segment, plan, at: int | None = None) -> tuple[Segment, Segment]:
+    """The segment cut before layer index `at` (default: the valid cut nearest the middle);
+    residual sources re-resolved."""
+    if at is None:
+        cuts = cut_points(seg, plan)
+        at = min(cuts, key=lambda k: (abs(2 * k - len(seg.layers)), k))
     a = Segment(seg.layers[:at], seg.plan_group, seg.grid)
     b = Segment(seg.layers[at:], seg.plan_group, plan.layers[seg.layers[at]].grid)
     return _resolve(a, plan), _resolve(b, plan)

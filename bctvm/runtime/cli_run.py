@@ -1,0 +1,58 @@
+"""`bctvm run DIR`: load an artifact, run it on the simulator board, validate, report.
+
+Returns the summary text; writes --output (float32 .npy) and --report (JSON) first, then
+raises ValidationMismatch (exit 1) when the boundary tensor is not bit-exact with the integer
+reference. A missing / unreadable / wrong-shape or wrong-dtype input is a BadInputError.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from bctvm.errors import BadInputError, ValidationMismatch
+
+from .artifact import load_artifact
+from .executor import ModelRunner
+from .report import build_report, summary_text
+
+
+def load_input(path, shape) -> np.ndarray:
+    """float32 NCHW array from a .npy file (or random N(0,1) with seed 0 when path is None)."""
+    if path is None:
+        return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    p = Path(path)
+    if not p.is_file():
+        raise BadInputError(f"--input {p}: no such file")
+    try:
+        x = np.load(p, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise BadInputError(f"--input {p}: not a .npy array ({err})") from None
+    if x.dtype != np.float32:
+        raise BadInputError(f"--input {p}: dtype {x.dtype}, expected float32 NCHW {tuple(shape)}")
+    if tuple(x.shape) != tuple(shape):
+        raise BadInputError(f"--input {p}: shape {tuple(x.shape)}, expected float32 NCHW "
+                            f"{tuple(shape)}")
+    return x
+
+
+def run_artifact(path, input_path=None, output_path=None, report_path=None,
+                 float_model: bool = True) -> str:
+    art = load_artifact(path)
+    x = load_input(input_path, art.input_shape())
+    runner = ModelRunner(art)
+    result = runner.run(x)
+    rep = build_report(art, result, x, float_model=float_model)
+    if output_path:
+        np.save(output_path, result.output[0].astype(np.float32))
+    if report_path:
+        Path(report_path).write_text(json.dumps(rep, indent=1))
+    text = summary_text(rep)
+    v = rep["validation"]
+    if not v["ok"]:
+        raise ValidationMismatch(
+            f"{art.path}: VTA result differs from the integer reference "
+            f"({v['mismatched_values']} values, max error {v['max_abs_err']})")
+    return text

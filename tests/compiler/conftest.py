@@ -1,0 +1,41 @@
+"""Compiler tests: compile models once per module and run the artifacts on the simulator."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+USER_MODELS = Path(__file__).with_name("user_models.py")
+
+
+def run_cli(monkeypatch, *args) -> int:
+    """Run the bctvm console entry with `args`; returns the exit code."""
+    import cli
+
+    monkeypatch.setattr(sys, "argv", ["bctvm", *map(str, args)])
+    try:
+        cli.main()
+    except SystemExit as stop:
+        return int(stop.code or 0)
+    return 0
+
+
+def compile_and_run(out_dir, source, *, board, mode="fused", size=32, seed=0, **kw):
+    """(manifest, report, RunResult) of `source` compiled into out_dir and run once."""
+    from bctvm.compiler import compile_model
+    from bctvm.runtime import ModelRunner, build_report, load_artifact
+
+    manifest = compile_model(source, out_dir=out_dir, board=board, mode=mode,
+                             input_shape=(1, 3, size, size), progress=False, **kw)
+    art = load_artifact(out_dir)
+    x = np.random.default_rng(seed).standard_normal((1, 3, size, size)).astype(np.float32)
+    result = ModelRunner(art).run(x)
+    return manifest, build_report(art, result, x), result
+
+
+@pytest.fixture(scope="session")
+def user_models() -> Path:
+    return USER_MODELS
