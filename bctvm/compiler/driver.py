@@ -40,7 +40,7 @@ from schedules.from_quant import params_from_qconv, spec_from_qconv
 from schedules.knobs import BufferFitError
 
 from .host_module import dispatch_groups, group_signature
-from .segment import Segment, host_layers, segment_plan, split_segment
+from .segment import MODES, Segment, host_layers, segment_plan, split_segment
 
 ARTIFACT_FORMAT = "bctvm-artifact"
 ARTIFACT_VERSION = 1
@@ -142,6 +142,8 @@ def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_s
                   progress: bool = True) -> dict:
     """Compile `source` (zoo name, .pt2 file, file.py:factory or nn.Module) into `out_dir`;
     returns the manifest (also written as manifest.json)."""
+    if mode not in MODES:
+        raise BadInputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     cfg = load_board(board)
     out = Path(out_dir)
     kw = zoo_kwargs(source, block_size, block_type, padding_mode)

@@ -26,9 +26,11 @@ def _bn(c: int, seed: int) -> nn.BatchNorm2d:
 class ResDwNet(nn.Module):
     """conv -> [conv -> conv + shortcut] -> stride-2 conv -> depthwise -> pointwise -> head."""
 
-    def __init__(self, block: int = 8, padding_mode: str = "constant", classes: int = 7):
+    def __init__(self, block: int = 8, padding_mode: str = "constant", classes: int = 7,
+                 block_type: str = "fixed"):
         super().__init__()
-        kw = dict(padding=1, padding_mode=padding_mode, bias=False)
+        kw = dict(padding=1, padding_mode=padding_mode, bias=False, type=block_type)
+        dw_block = block if block_type == "hierarchical" else block // 2
         self.c0 = BlockConv2d(3, 24, 3, block, **kw)
         self.b0 = _bn(24, 0)
         self.c1 = BlockConv2d(24, 24, 3, block, **kw)
@@ -37,7 +39,7 @@ class ResDwNet(nn.Module):
         self.b2 = _bn(24, 2)
         self.down = BlockConv2d(24, 40, 3, block, stride=2, **kw)
         self.b3 = _bn(40, 3)
-        self.dw = BlockConv2d(40, 40, 3, block // 2, groups=40, **kw)
+        self.dw = BlockConv2d(40, 40, 3, dw_block, groups=40, **kw)
         self.b4 = _bn(40, 4)
         self.pw = nn.Conv2d(40, 48, 1, bias=True)
         self.relu = nn.ReLU()
@@ -67,3 +69,10 @@ def strided_plain() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU(),
                          BlockConv2d(16, 16, 3, 8, padding=1), nn.ReLU()).eval()
+
+
+
+def resdw_hierarchical() -> nn.Module:
+    """The same net with hierarchical blocking: 2x2 blocks per map in every block conv."""
+    torch.manual_seed(0)
+    return ResDwNet(block=2, block_type="hierarchical").eval()
