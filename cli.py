@@ -277,6 +277,8 @@ def compile_cmd(
     calib: int = CALIB_OPT,
     stem: str = STEM_OPT,
     mode: str = typer.Option("fused", help="fused (blocks stay on chip) | layerwise (stock VTA)"),
+    qnet: str = typer.Option(None, "--qnet", help="a saved QuantizedNet (bctvm quantize -o) "
+                             "instead of calibrating; needed for .pt2 models"),
     verbose: bool = VERBOSE_OPT,
 ) -> None:
     """Compile a model for a board into an artifact directory (`--plan`: print the plan only)."""
@@ -294,7 +296,8 @@ def compile_cmd(
 
     manifest = compile_model(model, out_dir=out, board=board, mode=mode, block_size=block_size,
                              block_type=type, padding_mode=padding,
-                             input_shape=parse_input_shape(input_shape), calib=calib, stem=stem)
+                             input_shape=parse_input_shape(input_shape), calib=calib, stem=stem,
+                             qnet=qnet)
     typer.echo(describe(manifest, out))
 
 

@@ -84,7 +84,7 @@ def calibrate_for(imported: ImportedModel, calib_inputs=None, calib: int = 1, se
     if model is None:
         raise BadInputError(
             f"{imported.name}: calibration needs the nn.Module (a .pt2 file has none); "
-            f"give a zoo name, file.py:factory, or a saved QuantizedNet")
+            f"give a zoo name, file.py:factory, or a saved QuantizedNet (compile --qnet)")
     if calib_inputs is None:
         calib_inputs = calibration_images(tuple(imported.example_input.shape[1:]), calib, seed)
     return calibrate(model, calib_inputs, progress=False)

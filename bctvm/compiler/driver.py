@@ -138,24 +138,31 @@ def tensor_kinds(plan: FusedPlan, compiled: list[CompiledSegment]) -> dict[str, 
 
 def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_size=None,
                   block_type=None, padding_mode=None, input_shape=(1, 3, 224, 224),
-                  calib: int = 1, stem: str = "auto", opt_level: int = 2,
+                  calib: int = 1, stem: str = "auto", qnet=None, opt_level: int = 2,
                   progress: bool = True) -> dict:
     """Compile `source` (zoo name, .pt2 file, file.py:factory or nn.Module) into `out_dir`;
-    returns the manifest (also written as manifest.json)."""
+    returns the manifest (also written as manifest.json). `qnet`: a QuantizedNet or the path
+    of a saved one (bctvm.quant.save_qnet) to use instead of calibrating (a .pt2 model has
+    no nn.Module to calibrate)."""
     if mode not in MODES:
         raise BadInputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     cfg = load_board(board)
     out = Path(out_dir)
     kw = zoo_kwargs(source, block_size, block_type, padding_mode)
     t_start = time.perf_counter()
+    if qnet is not None and not hasattr(qnet, "layers"):
+        from bctvm.quant.serialize import load_qnet
+
+        qnet = load_qnet(qnet)
     result = run_pipeline(source, board=cfg, input_shape=tuple(input_shape), calib=calib,
-                          stem=stem, stop_after="PlanFusedGroups", progress=progress, **kw)
+                          stem=stem, qnet=qnet, stop_after="PlanFusedGroups",
+                          progress=progress, **kw)
     plan, qnet, imported = result.plan, result.qnet, result.imported
-    segments = segment_plan(plan, qnet, mode)
+    batch = int(imported.example_input.shape[0])
+    segments = segment_plan(plan, qnet, mode, batch, cfg)
     if not segments:
         raise BadInputError(f"{imported.name}: no layer of the model runs on VTA (board "
                             f"'{cfg.name}'); nothing to compile")
-    batch = int(imported.example_input.shape[0])
     t_pass = time.perf_counter()
     compiled = compile_segments(cfg, segments, plan, qnet, mode, batch, progress)
     t_vta = time.perf_counter()

@@ -10,9 +10,10 @@ earlier layer of the segment, or DRAM ("external", a tensor computed before the 
     host = host_layers(plan, segs)                  # VTA-side layers that run on the host
 
 Rules, in order:
-1. Only convs (QConv, stride 1) run on VTA; a standalone max-pool / add / relu of the plan stays
-   on the host (its packed TE definition is compiled for llvm), and so does a strided plain
-   nn.Conv2d. Each such layer closes the current segment.
+1. Only convs (QConv, stride 1, accepted by LayerSpec.validate) run on VTA; a standalone
+   max-pool / add / relu of the plan stays on the host (its packed TE definition is compiled
+   for llvm), and so do a strided plain nn.Conv2d and a stride-2 block conv whose per-block
+   output has an odd side. Each such layer closes the current segment.
 2. mode "layerwise", or a board without onchip_reuse: one layer per segment.
 3. mode "fused": a conv joins the open segment when it is in the same plan group and its data
    input is the segment's last output.
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bctvm.errors import BadInputError
+from bctvm.errors import BadInputError, UnsupportedOpError
 
 MODES = ("fused", "layerwise")
 
@@ -56,8 +57,18 @@ class Segment:
         return seen
 
 
-def _conv_on_vta(qlayer) -> bool:
-    return getattr(qlayer, "kind", "") == "conv" and tuple(qlayer.stride) == (1, 1)
+def _conv_on_vta(qlayer, cfg, batch: int) -> bool:
+    """A QConv VTA can run: stride 1 and a LayerSpec the board accepts (a pool over a block
+    with an odd side, e.g., runs on the host, where the pool may cross blocks)."""
+    from schedules.from_quant import spec_from_qconv
+
+    if getattr(qlayer, "kind", "") != "conv":
+        return False
+    try:
+        spec_from_qconv(qlayer, batch=batch).validate(cfg)
+    except UnsupportedOpError:
+        return False
+    return True
 
 
 def _resolve(seg: Segment, plan) -> Segment:
@@ -104,10 +115,14 @@ def split_segment(seg: Segment, plan, at: int | None = None) -> tuple[Segment, S
     return _resolve(a, plan), _resolve(b, plan)
 
 
-def segment_plan(plan, qnet, mode: str = "fused") -> list[Segment]:
-    """Segments of every plan group, in graph order (see the module docstring)."""
+def segment_plan(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None) -> list[Segment]:
+    """Segments of every plan group, in graph order (see the module docstring); `cfg` is the
+    plan's board (loaded by name when None)."""
+    from boards import load_board
+
     if mode not in MODES:
         raise BadInputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    cfg = cfg or load_board(plan.board)
     qlayers = {layer.name: layer for layer in qnet.layers}
     fuse = mode == "fused" and plan.onchip_reuse
     chains: list[Segment] = []
@@ -115,7 +130,7 @@ def segment_plan(plan, qnet, mode: str = "fused") -> list[Segment]:
         cur: Segment | None = None
         for name in sorted(g.layers, key=lambda n: plan.layers[n].position):
             q = qlayers.get(name)
-            if q is None or not _conv_on_vta(q):
+            if q is None or not _conv_on_vta(q, cfg, batch):
                 cur = None
                 continue
             li = plan.layers[name]

@@ -127,3 +127,12 @@ def test_resnet18_224(tmp_path, board, mode):
     manifest, rep, _ = compile_and_run(tmp_path, "block_resnet18", board=board, mode=mode,
                                        size=224)
     _check_report(rep, manifest)
+
+
+def test_pool_across_block_edges_runs_on_the_host(tmp_path):
+    manifest, rep, _ = compile_and_run(tmp_path, f"{USER_MODELS}:odd_pool", board="zcu102",
+                                       size=20, stem="vta")
+    _check_report(rep, manifest)
+    assert "4" in manifest["host_layers"]  # the stride-2 conv with 5x5 blocks
+    assert [g["layers"] for g in manifest["groups"]] == [["0", "2"], ["6"]]
+    assert rep["dram_bytes"]["feature_maps"] > 0  # through the host between the groups

@@ -76,3 +76,13 @@ def resdw_hierarchical() -> nn.Module:
     """The same net with hierarchical blocking: 2x2 blocks per map in every block conv."""
     torch.manual_seed(0)
     return ResDwNet(block=2, block_type="hierarchical").eval()
+
+
+def odd_pool() -> nn.Module:
+    """A stride-2 block conv whose 5x5 blocks pool across block edges (runs on the host)
+    between two convs VTA runs; input 1x3x20x20."""
+    torch.manual_seed(0)
+    return nn.Sequential(BlockConv2d(3, 16, 3, 10, padding=1), nn.ReLU(),
+                         BlockConv2d(16, 16, 3, 10, padding=1), nn.ReLU(),
+                         BlockConv2d(16, 16, 3, 5, stride=2, padding=1), nn.ReLU(),
+                         BlockConv2d(16, 16, 3, 5, padding=1), nn.ReLU()).eval()
