@@ -126,9 +126,9 @@ class _GroupRunner:
             by = st.dram_bytes
             for direction in ("region_read_bytes", "region_write_bytes"):
                 for name, b in c.get(direction, {}).items():
-                    kind = "uops" if name.startswith("uops") else self.kind.get(name)
-                    if kind is not None:
-                        by[kind] = by.get(kind, 0) + int(b)
+                    # bytes outside every named region are "other" (a lowering bug if any)
+                    kind = "uops" if name.startswith("uops") else self.kind.get(name, "other")
+                    by[kind] = by.get(kind, 0) + int(b)
             by["instructions"] = by.get("instructions", 0) + int(c.get("insn_bytes", 0))
             st.macs += int(c.get("macs", 0))
         st.calls += 1

@@ -36,6 +36,8 @@ def lower_bound_bytes(art: Artifact) -> int:
 
 def _bytes(d: dict) -> dict:
     out = {k: int(d.get(k, 0)) for k in (*KINDS, "instructions")}
+    if d.get("other"):
+        out["other"] = int(d["other"])  # outside every named region: never expected
     out["total"] = sum(out.values())
     return out
 

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.cli_runner import run_cli  # noqa: F401 (used by the tests here)
+
 USER_MODELS = Path(__file__).with_name("user_models.py")
-
-
-def run_cli(monkeypatch, *args) -> int:
-    """Run the bctvm console entry with `args`; returns the exit code."""
-    import cli
-
-    monkeypatch.setattr(sys, "argv", ["bctvm", *map(str, args)])
-    try:
-        cli.main()
-    except SystemExit as stop:
-        return int(stop.code or 0)
-    return 0
 
 
 def compile_and_run(out_dir, source, *, board, mode="fused", size=32, seed=0, **kw):

@@ -17,6 +17,7 @@ def _check_report(rep, manifest):
     assert v["bit_exact"] and v["max_abs_err"] == 0 and v["ok"], v
     assert v["output_max_abs_err_vs_int8_reference"] < 1e-4
     b = rep["dram_bytes"]
+    assert "other" not in b  # every DRAM byte moved belongs to a named region
     assert b["total"] == sum(b[k] for k in KINDS)
     assert b["weights"] > 0 and b["input"] > 0 and b["output"] > 0 and b["instructions"] > 0
     assert rep["cycles"] == sum(g["cycles"] for g in rep["groups"]) > 0

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
-import cli
+from tests.cli_runner import run_cli
 
 NETS = '''
 import torch
@@ -31,13 +29,6 @@ def sigmoid():
 '''
 
 
-def run_cli(monkeypatch, *args) -> int:
-    monkeypatch.setattr(sys, "argv", ["bctvm", *map(str, args)])
-    try:
-        cli.main()
-    except SystemExit as stop:
-        return int(stop.code or 0)
-    return 0
 
 
 @pytest.fixture
@@ -73,7 +64,7 @@ def test_bad_options_are_exit_2(monkeypatch, capsys, nets):
     assert run_cli(monkeypatch, "plan", f"{nets}:good", "--block-size", "8") == 2
     assert "apply to zoo models only" in capsys.readouterr().err
     assert run_cli(monkeypatch, "compile", "block_resnet18") == 2
-    assert "only --plan" in capsys.readouterr().err
+    assert "-o DIR" in capsys.readouterr().err
     assert run_cli(monkeypatch, "plan", "block_resnet18", "--block-size", "5",
                    "--input-shape", "1,3,32,32") == 2
     assert "does not divide" in capsys.readouterr().err
