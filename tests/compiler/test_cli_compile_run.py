@@ -127,6 +127,12 @@ import torch
 from torch import nn
 from bctvm.models import BlockConv2d
 
+def wide():
+    # 512 input channels over a whole 32x32 map: three input rows need 3 x 34 x 32 tiles
+    return nn.Sequential(BlockConv2d(3, 512, 3, 0, padding=1), nn.ReLU(),
+                         BlockConv2d(512, 16, 3, 0, padding=1))
+
+
 def sigmoid():
     return nn.Sequential(BlockConv2d(3, 16, 3, 8, padding=1), nn.Sigmoid(),
                          BlockConv2d(16, 16, 3, 8, padding=1))
@@ -139,6 +145,9 @@ def test_compile_errors_exit_2(tmp_path, monkeypatch, capsys):
     _expect_exit2(monkeypatch, capsys, ["compile", SRC, "--input-shape", "1,3,32,32"], "-o DIR")
     _expect_exit2(monkeypatch, capsys, ["compile", f"{nets}:sigmoid", "--input-shape",
                                         "1,3,32,32", "-o", tmp_path / "a"], "igmoid")
+    _expect_exit2(monkeypatch, capsys, ["compile", f"{nets}:wide", "--input-shape", "1,3,32,32",
+                                        "-o", tmp_path / "w"],
+                  "group g0", "layer 2", "inp buffer", "'pynq'")
     _expect_exit2(monkeypatch, capsys, ["compile", "block_resnet18", "--input-shape",
                                         "1,3,40,40", "--block-size", "16", "-o", tmp_path / "b"],
                   "does not divide")
