@@ -6,6 +6,8 @@ Layouts (b = BATCH, c = BLOCK_IN, o = BLOCK_OUT of the board; see schedules/layo
                                                       groups: output tile t reads input
                                                       tiles (t // (Co/o/G')) * Ci/c/G' + r)
     bias/sign (Co/o, b, o)                      int32  DRAM, one accumulator element per tile
+                                                      (bias: b + LayerSpec.bias_offset, the
+                                                      folded rounding, layout.pack_bias)
     residual  (N/b, Co/o, Ho, Wo, b, o)         int8   DRAM (read with ACC_8BIT loads)
     out       (N/b, Co/o, Ho, Wo, b, o)         int8   DRAM
 Intermediate stages live in *blocked* coordinates (n, bi, bj, ...) so that a schedule can loop
@@ -200,6 +202,8 @@ def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_
         if res32 is not None:
             rr = res_aligned if res_aligned is not None else res32
             v = v + rr[n, bi, bj, co, y, x, b, o]
+        if spec.rounding_in_bias:  # 2^(sh-1) is in the bias data (layout.pack_bias)
+            return _clip(tirx.shift_right(v, _c32(spec.shift)), spec.relu)
         return _clip(round_shift(v, spec.shift), spec.relu)
 
     epi = te.compute((nb, nbh, nbw, cot, oh, ow, bt, bo_l), epi_fn, name=f"{tag}_epi")

@@ -11,6 +11,11 @@ The integer arithmetic (the project contract, docs/quantization.md):
     if residual:  acc = acc + align(r_q, s)  align(v, s) = v << s (s >= 0), round_shift(v, -s)
     acc = round_shift(acc, shift)            (acc + (1 << (sh-1))) >> sh, or << -sh
     y = clip(acc, 0 if relu else -128, 127) -> int8
+
+Rounding folded into the bias (`rounding_in_bias`): without pool and sign and with shift > 0,
+conv + b + residual + 2^(sh-1) is the same wrapping int32 sum as conv + (b + 2^(sh-1)) +
+residual, so the programs receive b + `bias_offset` (schedules.layout.pack_bias) and the
+epilogue only shifts. Not with pool or sign: max and multiply do not commute with the add.
 """
 
 from __future__ import annotations
@@ -83,6 +88,17 @@ class LayerSpec:
         """(rows, cols) of one block of the layer's output (after the pool)."""
         ch, cw = self.conv_block
         return (ch // 2, cw // 2) if self.pool else (ch, cw)
+
+    @property
+    def rounding_in_bias(self) -> bool:
+        """True when the requant rounding constant 2^(shift-1) is added to the bias data
+        instead of by an ALU step (shift > 0, no pool, no sign; see the module docstring)."""
+        return self.shift > 0 and not self.pool and not self.sign
+
+    @property
+    def bias_offset(self) -> int:
+        """What pack_bias adds to every bias entry (int32 wrap): 2^(shift-1) or 0."""
+        return 1 << (self.shift - 1) if self.rounding_in_bias else 0
 
     @property
     def out_size(self) -> tuple[int, int]:

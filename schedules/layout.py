@@ -4,7 +4,8 @@
 - weights: OIHW int8 -> (O/o, I/i/G', kh, kw, o, i) ("OIHW{o}o{i}i"; grouped convs keep per
   output tile only the G'-th share of input tiles it reads);
 - per-channel int32 vectors (bias, sign): (O,) -> (O/o, b, o), repeated over the batch lanes
-  so that one tile is one accumulator element.
+  so that one tile is one accumulator element; a layer's bias always through `pack_bias`,
+  which adds the layer's folded rounding constant (LayerSpec.bias_offset).
 b, c, o, i are BATCH, BLOCK_IN, BLOCK_OUT, BLOCK_IN of the board.
 """
 
@@ -98,3 +99,22 @@ def pack_channel_vector(v: np.ndarray, cfg: BoardConfig, fill: int = 0) -> np.nd
     vp[: v.size] = v
     return np.ascontiguousarray(
         np.broadcast_to(vp.reshape(ot, 1, bo), (ot, cfg.batch, bo)).astype(np.int32))
+
+
+def wrap_int32(v) -> np.ndarray:
+    """int64 values wrapped to int32 (two's complement, like the accumulator)."""
+    v = np.asarray(v, dtype=np.int64)
+    return (((v + (1 << 31)) % (1 << 32)) - (1 << 31)).astype(np.int32)
+
+
+def bias_for_program(bias: np.ndarray, spec) -> np.ndarray:
+    """(O,) int32 bias as the programs (and the TE compute) use it: b + spec.bias_offset,
+    wrapped to int32 (the requant rounding constant folded in, LayerSpec.rounding_in_bias)."""
+    b = np.asarray(bias).reshape(-1).astype(np.int64)
+    return wrap_int32(b + spec.bias_offset)
+
+
+def pack_bias(bias: np.ndarray, spec, cfg: BoardConfig) -> np.ndarray:
+    """A layer's (O,) int32 bias -> (O/o, BATCH, o) int32 with its rounding constant folded in
+    (bias_for_program); padded channels stay 0. The one way to pack a bias for a program."""
+    return pack_channel_vector(bias_for_program(bias, spec), cfg)

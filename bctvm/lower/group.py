@@ -14,7 +14,8 @@ This is what the compile driver calls per fused group:
   kind feature_maps) and is read back by the next program.
 DRAM region names: "data" (group input), "l<i>_weight|bias|sign|residual", "fm<i>", "out",
 "uops:<program>". `layers[i]` is a dict with "weight" (OIHW int8), "bias" (int32 [Co]),
-optional "sign" (int32 +-1 [Co]) and "residual" (NCHW int8) in NCHW terms; packing is done here.
+optional "sign" (int32 +-1 [Co]) and "residual" (NCHW int8) in NCHW terms; packing is done here
+(biases with their folded rounding constant, schedules.layout.pack_bias).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from bctvm.errors import BadInputError
 from schedules.block_conv2d import group_compute, resolve_residuals
 from schedules.knobs import BufferFitError, ScheduleKnobs
 from schedules.layer import LayerSpec
-from schedules.layout import pack_activation, pack_channel_vector, pack_weight, unpack_activation
+from schedules.layout import (pack_activation, pack_bias, pack_channel_vector, pack_weight,
+                              unpack_activation)
 from schedules.schedule import scheduled_module
 
 from .pipeline import build_program
@@ -72,7 +74,7 @@ class CompiledGroup:
             arrays["data"] = pack_activation(x, cfg)
         for i, (spec, p) in enumerate(zip(self.specs, layers)):
             arrays[f"l{i}_weight"] = pack_weight(np.asarray(p["weight"], np.int8), cfg, spec.groups)
-            arrays[f"l{i}_bias"] = pack_channel_vector(np.asarray(p["bias"], np.int32), cfg)
+            arrays[f"l{i}_bias"] = pack_bias(np.asarray(p["bias"], np.int32), spec, cfg)
             if spec.sign:
                 arrays[f"l{i}_sign"] = pack_channel_vector(np.asarray(p["sign"], np.int32), cfg, 1)
             rname = f"l{i}_residual"

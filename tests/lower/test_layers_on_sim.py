@@ -116,3 +116,25 @@ def test_knob_choice_follows_the_traffic_estimate():
         assert measured[order] == estimate_dram_bytes(cfg, spec, lk.oc_chunk, lk.sub_rows,
                                                       order, False)
     assert measured[False] < measured[True]
+
+
+@pytest.mark.parametrize("board", ["pynq", "zcu102"])
+def test_folded_rounding_saves_an_alu_step_and_wraps(board):
+    """shift > 0 without pool/sign: the rounding constant is in the bias data (int32 wrap),
+    the epilogue has no immediate ADD; biases at the int32 edge stay bit-exact."""
+    from bctvm import isa
+    from bctvm.isa import AluOp
+
+    cfg = load_board(board)
+    spec = LayerSpec("edge", 32, 32, 8, 8, (4, 4), shift=12, residual_shift=1, relu=True)
+    assert spec.rounding_in_bias
+    x, w, b, s, r = random_layer_data(spec, seed=9, w_max=3)
+    b[:8] = 2**31 - (1 << 11) + np.arange(-4, 4) * 1000
+    cg = compile_group(cfg, [spec])
+    run = run_group(cg, cg.image(x, [dict(weight=w, bias=b, residual=r)]))
+    ref = ref_spec(x, w, b, spec, s, r)
+    assert np.array_equal(run.output, ref)
+    assert (ref[:, :8] == 127).any() and (ref[:, :8] == 0).any()
+    alus = [(i.alu_opcode, i.use_imm) for i in cg.programs[0].instructions
+            if isinstance(i, isa.Alu)]
+    assert (AluOp.ADD, True) not in alus and (AluOp.SHR, True) in alus

@@ -71,8 +71,11 @@ def test_emitted_program_shape():
     assert all((i.y_size, i.x_size, i.x_stride) == (4, 4, 8) for i in loads)
     gemms = [i for i in insns if isinstance(i, isa.Gemm) and not i.reset_reg]
     assert all((g.iter_out, g.iter_in, g.uop_end - g.uop_bgn) == (4, 4, 9) for g in gemms)
-    alus = [i.alu_opcode for i in insns if isinstance(i, isa.Alu)]
-    assert alus[:5] == [AluOp.ADD, AluOp.ADD, AluOp.SHR, AluOp.MIN, AluOp.MAX]
+    alus = [(i.alu_opcode, i.use_imm) for i in insns if isinstance(i, isa.Alu)]
+    # bias tile, then the requant shift (its rounding constant is in the bias data), clip
+    assert alus[:4] == [(AluOp.ADD, False), (AluOp.SHR, True), (AluOp.MIN, True),
+                        (AluOp.MAX, True)]
+    assert (AluOp.ADD, True) not in alus
     assert isinstance(insns[-1], isa.Finish) and insns[-1].pop_next
     assert len(isa.encode_program(insns, PYNQ)) == 16 * len(insns)
     assert prog.layout.regions[prog.uop_region].kind == "uops"
@@ -84,13 +87,12 @@ def test_tvm_compile_with_the_bctvm_pipeline_runs_on_the_simulator():
     import numpy as np
 
     from blockconv_int_ref import random_layer_data, ref_spec
-    from schedules.layout import (pack_activation, pack_channel_vector, pack_weight,
-                                  unpack_activation)
+    from schedules.layout import pack_activation, pack_bias, pack_weight, unpack_activation
 
     spec = LayerSpec("tc", 16, 32, 8, 8, (4, 4), shift=10, relu=True)
     lib = tvm.compile(_mod(spec), target="llvm", tir_pipeline="bctvm")
     x, w, b, _, _ = random_layer_data(spec)
-    args = [pack_activation(x, PYNQ), pack_weight(w, PYNQ), pack_channel_vector(b, PYNQ),
+    args = [pack_activation(x, PYNQ), pack_weight(w, PYNQ), pack_bias(b, spec, PYNQ),
             np.zeros((1, 2, 8, 8, 1, 16), "int8")]
     targs = [tvm.runtime.tensor(a) for a in args]
     lib["main"](*targs)

@@ -11,7 +11,7 @@ from boards import load_board
 from bctvm.errors import BadInputError, BlockShapeError, UnsupportedOpError
 from schedules import LayerSpec, group_compute, layer_compute
 from schedules.block_conv2d import build_llvm
-from schedules.layout import (pack_activation, pack_channel_vector, pack_weight,
+from schedules.layout import (pack_activation, pack_bias, pack_channel_vector, pack_weight,
                               unpack_activation)
 
 from blockconv_int_ref import random_layer_data, ref_spec
@@ -28,7 +28,7 @@ def _run_llvm(group, arrays):
 
 
 def _layer_arrays(cfg, spec, x, w, b, s, r):
-    arrays = [pack_activation(x, cfg), pack_weight(w, cfg), pack_channel_vector(b, cfg)]
+    arrays = [pack_activation(x, cfg), pack_weight(w, cfg), pack_bias(b, spec, cfg)]
     if spec.sign:
         arrays.append(pack_channel_vector(s, cfg, 1))
     if spec.residual_shift is not None:
@@ -67,8 +67,8 @@ def test_chain_compute_with_residual_from_input():
     g = group_compute(cfg, [a, b], residual_source="input")
     x, wa, ba, _, _ = random_layer_data(a, seed=1)
     _, wb, bb, _, _ = random_layer_data(b, seed=2)
-    arrays = [pack_activation(x, cfg), pack_weight(wa, cfg), pack_channel_vector(ba, cfg),
-              pack_weight(wb, cfg), pack_channel_vector(bb, cfg)]
+    arrays = [pack_activation(x, cfg), pack_weight(wa, cfg), pack_bias(ba, a, cfg),
+              pack_weight(wb, cfg), pack_bias(bb, b, cfg)]
     got = unpack_activation(_run_llvm(g, arrays), 32)
     ref = ref_spec(ref_spec(x, wa, ba, a), wb, bb, b, residual=x)
     assert np.array_equal(got, ref)
@@ -125,6 +125,32 @@ def test_depthwise_dilated_compute_matches_reference():
                      shift=6)
     x, w, b, s, r = random_layer_data(spec)
     arrays = [pack_activation(x, PYNQ), pack_weight(w, PYNQ, spec.groups),
-              pack_channel_vector(b, PYNQ)]
+              pack_bias(b, spec, PYNQ)]
     got = unpack_activation(_run_llvm(layer_compute(PYNQ, spec), arrays), 32)
     assert np.array_equal(got, ref_spec(x, w, b, spec))
+
+
+def test_rounding_folds_into_the_bias_only_without_pool_and_sign():
+    base = dict(in_channels=16, out_channels=16, height=8, width=8, block=(4, 4))
+    assert LayerSpec("r", **base, shift=9, residual_shift=1).bias_offset == 1 << 8
+    for kw in (dict(shift=9, pool=True), dict(shift=9, sign=True), dict(shift=0),
+               dict(shift=-2)):
+        s = LayerSpec("n", **base, **kw)
+        assert not s.rounding_in_bias and s.bias_offset == 0
+    spec = LayerSpec("r", **base, shift=9)
+    packed = pack_bias(np.array([2**31 - 1, -5] + [0] * 14, np.int32), spec, PYNQ)
+    assert packed.dtype == np.int32 and packed[0, 0, 0] == -(2**31) + 255  # int32 wrap
+    assert packed[0, 0, 1] == 251
+
+
+def test_folded_rounding_wraps_like_the_contract():
+    """Biases at the int32 edge: b + 2^(sh-1) wraps in the packed bias, conv + b wraps in
+    the reference; both are the same sum mod 2^32, so the outputs agree bit for bit."""
+    spec = LayerSpec("edge", 16, 16, 8, 8, (4, 4), shift=12, residual_shift=0)
+    x, w, b, s, r = random_layer_data(spec, seed=4, w_max=3)
+    b[:8] = 2**31 - (1 << 11) + np.arange(-4, 4) * 1000  # around the wrap of b + 2^11
+    got = unpack_activation(_run_llvm(layer_compute(PYNQ, spec),
+                                      _layer_arrays(PYNQ, spec, x, w, b, s, r)), 16)
+    ref = ref_spec(x, w, b, spec, s, r)
+    assert np.array_equal(got, ref)
+    assert (ref[:, :8] == 127).any() and (ref[:, :8] == -128).any()
