@@ -7,7 +7,8 @@
 
 Public API:
     LayerSpec, LayerKnobs, ScheduleKnobs, BufferFitError
-    group_compute(cfg, specs, residual_source) -> GroupStages; layer_compute(cfg, spec)
+    group_compute(cfg, specs, residual_source, input_on_chip=False, identity_residuals=False)
+        -> GroupStages; layer_compute(cfg, spec)
     schedule_group(group, knobs) -> s_tir.Schedule; scheduled_module(group, knobs) -> (mod, knobs)
     resolve_knobs(cfg, specs, knobs), check_fit(cfg, specs, knobs), layer_footprint(...)
 """

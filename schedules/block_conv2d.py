@@ -9,6 +9,8 @@ Layouts (b = BATCH, c = BLOCK_IN, o = BLOCK_OUT of the board; see schedules/layo
                                                       (bias: b + LayerSpec.bias_offset, the
                                                       folded rounding, layout.pack_bias)
     residual  (N/b, Co/o, Ho, Wo, b, o)         int8   DRAM (read with ACC_8BIT loads)
+    identity  (o, c)                            int8   DRAM, the identity weight tile of the
+                                                      residual GEMM (identity_residuals)
     out       (N/b, Co/o, Ho, Wo, b, o)         int8   DRAM
 Intermediate stages live in *blocked* coordinates (n, bi, bj, ...) so that a schedule can loop
 over blocks and keep everything of one block on chip:
@@ -20,6 +22,13 @@ over blocks and keep everything of one block on chip:
                                                    output buffer (STORE / OUT_INP source)
 The epilogue is one "spine" expression per element, v = op(v, operand) with immediates or
 accumulator tiles as operands: exactly what the VTA ALU does in place (bctvm.lower).
+
+Residual sources on chip (a fused group): the group input ("input") or an earlier layer's
+output (index m) is either kept whole in the accumulator (input_on_chip / a kept output
+block), or, with `identity_residuals`, read back from the input buffer where its int8 values
+already are: the group input is layer 0's `pad`, layer m's output is layer m+1's `pad`
+(interior offset by that layer's padding). `res32` is then a GEMM of that padded block with
+the identity weight tile (res32 = pad x I, int32), one output-channel chunk at a time.
 """
 
 from __future__ import annotations
@@ -48,9 +57,11 @@ class LayerStages:
     pad: te.Tensor
     conv: te.Tensor
     biased: te.Tensor | None  # conv + bias before the pool (pool layers only)
-    res32: te.Tensor | None  # residual widened to int32 in the accumulator (ACC_8BIT load)
+    res32: te.Tensor | None  # residual widened to int32 in the accumulator (ACC_8BIT load
+    #                          or, with res_pad set, the identity GEMM)
     res_aligned: te.Tensor | None  # align(res32, s) in place (None when s == 0)
     epi: te.Tensor
+    res_pad: int | None = None  # identity GEMM residual: index of the layer whose pad it reads
 
 
 @dataclass
@@ -71,6 +82,12 @@ class GroupStages:
     data_acc: te.Tensor | None = None
     data_out: te.Tensor | None = None
     residuals: list = field(default_factory=list)  # per layer (resolve_residuals)
+    identity: te.Tensor | None = None  # identity weight tile (identity_residuals)
+
+    def identity_pairs(self) -> tuple:
+        """(k, j): layer j's residual is the identity GEMM of layer k's padded input."""
+        return tuple((ls.res_pad, j) for j, ls in enumerate(self.layers)
+                     if ls.res_pad is not None)
 
     def prim_func(self) -> tirx.PrimFunc:
         return te.create_prim_func(self.params + [self.output])
@@ -118,8 +135,28 @@ def _replicate(i, n: int):
 # ---- compute -------------------------------------------------------------------------------
 
 
-def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_tensor):
-    """Stages of one layer; `source(n, c, bi, bj, r, s, b, ci)` gives the unpadded block pixel."""
+def _identity_res32(cfg: BoardConfig, spec: LayerSpec, tag: str, pad: te.Tensor, offset,
+                    identity: te.Tensor) -> te.Tensor:
+    """int32 residual block of `spec`'s output shape read from a padded input block `pad`
+    (interior at `offset` = (top, left)) by a GEMM with the identity tile: pad x I."""
+    nb = spec.batch // cfg.batch
+    nbh, nbw = spec.grid
+    oh, ow = spec.out_block
+    pt, pl = offset
+    rr = te.reduce_axis((0, cfg.block_in), f"{tag}_rri")
+    return te.compute(
+        (nb, nbh, nbw, spec.co_tiles(cfg), oh, ow, cfg.batch, cfg.block_out),
+        lambda n, bi, bj, co, y, x, b, o: te.sum(
+            pad[n, bi, bj, co, y + pt, x + pl, b, rr].astype("int32")
+            * identity[o, rr].astype("int32"), axis=[rr]),
+        name=f"{tag}_res32")
+
+
+def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_tensor,
+                  res_pad=None, identity=None):
+    """Stages of one layer; `source(n, c, bi, bj, r, s, b, ci)` gives the unpadded block pixel.
+    res_pad (with `identity`): the residual is the identity GEMM of a padded input block:
+    "self" (this layer's own pad) or (pad tensor, (top, left) padding of that layer)."""
     nb = spec.batch // cfg.batch
     bt, bi_l, bo_l = cfg.batch, cfg.block_in, cfg.block_out
     cit, cot = spec.ci_tiles(cfg), spec.co_tiles(cfg)
@@ -177,7 +214,10 @@ def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_
         biased = None
 
     res32 = res_aligned = None
-    if spec.residual_shift is not None:
+    if spec.residual_shift is not None and res_pad is not None:
+        src, off = (pad, (pt, pl)) if res_pad == "self" else res_pad
+        res32 = _identity_res32(cfg, spec, tag, src, off, identity)
+    elif spec.residual_shift is not None:
         r = residual_tensor
         if r.dtype == "int32":  # the group input, already in the accumulator (blocked)
             res32 = r
@@ -186,9 +226,9 @@ def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_
                                lambda n, bi, bj, co, y, x, b, o:
                                r[n, co, bi * oh + y, bj * ow + x, b, o].astype("int32"),
                                name=f"{tag}_res32")
-        if spec.residual_shift != 0:
-            res_aligned = te.compute(res32.shape, lambda *i: align(res32[i], spec.residual_shift),
-                                     name=f"{tag}_resalign")
+    if res32 is not None and spec.residual_shift != 0:
+        res_aligned = te.compute(res32.shape, lambda *i: align(res32[i], spec.residual_shift),
+                                 name=f"{tag}_resalign")
 
     def epi_fn(n, bi, bj, co, y, x, b, o):
         if spec.pool:
@@ -271,13 +311,15 @@ def resolve_residuals(specs, residual_source) -> list:
 
 
 def group_compute(cfg: BoardConfig, specs, residual_source="external",
-                  input_on_chip: bool = False) -> GroupStages:
+                  input_on_chip: bool = False, identity_residuals: bool = False) -> GroupStages:
     """TE stages of a chain of layers run block by block.
 
     residual_source: see resolve_residuals ("external", "input", or per layer None /
     "external" / "input" / earlier layer index). input_on_chip: keep the input block in the
     accumulator for the whole group (see GroupStages; needs BLOCK_IN == BLOCK_OUT and
-    onchip_reuse)."""
+    onchip_reuse). identity_residuals: every residual from the group input or an earlier
+    layer is the identity GEMM of the padded input block that holds it (module docstring;
+    needs BLOCK_IN == BLOCK_OUT, excludes input_on_chip)."""
     specs = tuple(specs)
     check_chain(cfg, specs)
     residuals = resolve_residuals(specs, residual_source)
@@ -285,6 +327,13 @@ def group_compute(cfg: BoardConfig, specs, residual_source="external",
     data = te.placeholder((s0.batch // cfg.batch, s0.ci_tiles(cfg), s0.height, s0.width,
                            cfg.batch, cfg.block_in), "int8", name="data")
     params = [data]
+    identity = None
+    if identity_residuals and any(r == "input" or isinstance(r, int) for r in residuals):
+        if cfg.block_in != cfg.block_out or input_on_chip:
+            raise BadInputError(f"{s0.where()}: residuals by identity GEMM need BLOCK_IN == "
+                                f"BLOCK_OUT (board '{cfg.name}') and exclude input_on_chip")
+        identity = te.placeholder((cfg.block_out, cfg.block_in), "int8", name="identity")
+        params.append(identity)
     data_acc = data_out = None
     if input_on_chip:
         if cfg.block_in != cfg.block_out or not cfg.onchip_reuse:
@@ -319,8 +368,11 @@ def group_compute(cfg: BoardConfig, specs, residual_source="external",
 
             def source(n, c, bi, bj, r, s, b, ci, _e=prev.epi):
                 return _e[n, bi, bj, c, r, s, b, ci].astype("int8")
-        res_t = None
-        if residuals[i] == "input":
+        res_t = res_pad = None
+        if identity is not None and (residuals[i] == "input" or isinstance(residuals[i], int)):
+            k = 0 if residuals[i] == "input" else residuals[i] + 1  # whose pad holds it
+            res_pad = "self" if k == i else (layers[k].pad, layers[k].spec.padding[:2])
+        elif residuals[i] == "input":
             res_t = data_out if data_out is not None else data
         elif isinstance(residuals[i], int):
             res_t = layers[residuals[i]].epi  # int32, blocked, still on chip
@@ -328,7 +380,9 @@ def group_compute(cfg: BoardConfig, specs, residual_source="external",
             oh, ow = spec.out_size
             res_t = te.placeholder((spec.batch // cfg.batch, spec.co_tiles(cfg), oh, ow,
                                     cfg.batch, cfg.block_out), "int8", name=f"{tag}_residual")
-        ls = _layer_stages(cfg, spec, tag, source, res_t)
+        ls = _layer_stages(cfg, spec, tag, source, res_t, res_pad, identity)
+        if res_pad is not None:
+            ls.res_pad = k
         params += [ls.weight, ls.bias]
         if ls.sign is not None:
             params.append(ls.sign)
@@ -345,7 +399,8 @@ def group_compute(cfg: BoardConfig, specs, residual_source="external",
          cfg.block_out),
         lambda n, co, h, w, b, o: epi[n, h // oh, w // ow, co, h % oh, w % ow, b, o].astype("int8"),
         name="out")
-    return GroupStages(cfg, specs, data, layers, output, params, data_acc, data_out, residuals)
+    return GroupStages(cfg, specs, data, layers, output, params, data_acc, data_out, residuals,
+                       identity)
 
 
 def layer_compute(cfg: BoardConfig, spec: LayerSpec) -> GroupStages:

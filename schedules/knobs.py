@@ -11,7 +11,9 @@ Knobs (what a tuner may change; the defaults are chosen here to fit the board):
 - `weights_resident`: keep all weights of the group in the weight buffer (and biases/signs in
   the accumulator) for the whole run (loaded once) instead of per chunk and block;
 - `input_on_chip`: keep each group input block in the accumulator for the whole group, so a
-  residual that is the group input is not read from DRAM a second time (fused groups).
+  residual that is the group input is not read from DRAM a second time (fused groups);
+- `identity_residuals` (set by the group): pairs (k, j), layer j's residual is the identity
+  GEMM of layer k's padded input, which stays in the input buffer from layer k to layer j.
 
 Footprint model (elements of each buffer, one block in flight per copy):
     inp = ci_tiles * in_rows * padded_cols                       x vthreads
@@ -20,7 +22,9 @@ Footprint model (elements of each buffer, one block in flight per copy):
                       [+ bias + sign tiles when not resident])   x vthreads
           [+ co_tiles * (bias + sign) when resident]
 An inner layer of a fused group keeps its whole conv output block in the accumulator; a group
-needs the largest layer (one layer computes at a time) plus every resident tile. The lowering's
+needs the largest layer (one layer computes at a time) plus every resident tile, and, while
+layer i computes, every padded input block held for an identity-GEMM residual of a later
+layer (plus the identity tile in the weight buffer). The lowering's
 allocator (bctvm.lower.sram) makes the exact check.
 """
 
@@ -53,6 +57,7 @@ class ScheduleKnobs:
     input_on_chip: bool = False  # group input block kept in the accumulator (fused residual)
     chunked_handover: bool = True  # inner layers hand each finished chunk to the next layer
     kept_outputs: tuple = ()  # inner layers whose output a later layer adds (set by the group)
+    identity_residuals: tuple = ()  # (k, j): layer j adds layer k's padded input (identity GEMM)
 
     def layer(self, i: int) -> LayerKnobs:
         return self.layers[i] if i < len(self.layers) else LayerKnobs()
@@ -104,8 +109,9 @@ def layer_footprint(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: 
 def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, int]:
     """Peak elements per buffer of a group. Layers compute one after the other; while layer i
     computes, the next layer's padded input fills chunk by chunk (chunked hand-over), so the
-    input buffer holds both; an output kept for a later residual stays whole in the
-    accumulator; resident weights and bias/sign tiles of all layers stay."""
+    input buffer holds both, plus every padded input held for a later identity-GEMM residual;
+    an output kept for a later residual stays whole in the accumulator; resident weights and
+    bias/sign tiles of all layers (and the identity tile) stay."""
     resident = bool(knobs.weights_resident)
     n = len(specs)
     fps = []
@@ -129,7 +135,8 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
         nxt = 0
         if knobs.chunked_handover and i + 1 < n:
             nxt = fps[i + 1]["inp"]
-        peak["inp"] = max(peak["inp"], fp["inp"] + nxt)
+        held = {k for k, j in knobs.identity_residuals if k < i <= j}  # pads kept for later
+        peak["inp"] = max(peak["inp"], fp["inp"] + nxt + sum(fps[k]["inp"] for k in held))
         peak["wgt"] = max(peak["wgt"], fp["wgt"] - res_w)
         acc = fp["acc"] - res_v
         if i in knobs.kept_outputs:
@@ -139,6 +146,8 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
     if knobs.input_on_chip:
         s0 = specs[0]
         keep["acc"] += s0.ci_tiles(cfg) * s0.block[0] * s0.block[1] * knobs.vthreads
+    if knobs.identity_residuals:
+        keep["wgt"] += 1
     return {"inp": peak["inp"], "wgt": peak["wgt"] + keep["wgt"], "acc": peak["acc"] + keep["acc"]}
 
 
@@ -240,7 +249,7 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
     knobs = knobs or ScheduleKnobs()
     _validate(cfg, specs, knobs)
     depth = _depths(cfg)
-    all_wgt = sum(_resident(cfg, s)[0] for s in specs)
+    all_wgt = sum(_resident(cfg, s)[0] for s in specs) + (1 if knobs.identity_residuals else 0)
     resident = knobs.weights_resident
     if resident is None:
         resident = all_wgt <= depth["wgt"]
@@ -262,8 +271,7 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
             cost += best
         if layers is None:
             continue
-        resolved = ScheduleKnobs(tuple(layers), vt, resident, knobs.input_on_chip,
-                                 knobs.chunked_handover, knobs.kept_outputs)
+        resolved = replace(knobs, layers=tuple(layers), vthreads=vt, weights_resident=resident)
         try:
             check_fit(cfg, specs, resolved)
             found.append((cost, resolved))
@@ -275,8 +283,8 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
         return found[0][1]
     if last_err is not None:
         raise last_err
-    fallback = ScheduleKnobs(tuple(LayerKnobs(1, 1 if i == len(specs) - 1 else None)
-                                   for i in range(len(specs))), 1, resident, knobs.input_on_chip,
-                             knobs.chunked_handover, knobs.kept_outputs)
+    fallback = replace(knobs, layers=tuple(LayerKnobs(1, 1 if i == len(specs) - 1 else None)
+                                           for i in range(len(specs))),
+                       vthreads=1, weights_resident=resident)
     check_fit(cfg, specs, fallback)
     return fallback

@@ -118,3 +118,9 @@ def pack_bias(bias: np.ndarray, spec, cfg: BoardConfig) -> np.ndarray:
     """A layer's (O,) int32 bias -> (O/o, BATCH, o) int32 with its rounding constant folded in
     (bias_for_program); padded channels stay 0. The one way to pack a bias for a program."""
     return pack_channel_vector(bias_for_program(bias, spec), cfg)
+
+
+def identity_weight(cfg: BoardConfig) -> np.ndarray:
+    """The (BLOCK_OUT, BLOCK_IN) int8 identity weight tile: a GEMM with it copies an input
+    tile into the accumulator as int32 (residuals read from the input buffer)."""
+    return np.eye(cfg.block_out, cfg.block_in, dtype=np.int8)

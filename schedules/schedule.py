@@ -14,7 +14,9 @@ Loop structure (outer to inner), for a group of layers l0..lL on one block grid:
             GEMM reset; GEMM (tensorized, uops over ci x ky x kx); ALU epilogue
             out        <- STORE
 Weights (and the bias/sign tiles, in the accumulator) are loaded once at the top (resident)
-or per chunk.
+or per chunk. A residual by identity GEMM (block_conv2d, identity_residuals) is one more GEMM
+per chunk (reset, then padded input block x the identity tile, loaded once at the top) into
+the chunk's residual tile; the padded block it reads stays in the input buffer until then.
 The GEMM is tensorized with the board's intrinsic (schedules/intrinsics.py); the GEMM kernel
 loops are (y, x) around (ci, ky, kx), so lowering folds y/x into iter_out/iter_in and ci/ky/kx
 into micro-ops. Function attributes tell the lowering the virtual-thread count and layer names.
@@ -72,6 +74,20 @@ def _tensorize_gemm(sch, ls: LayerStages, batch: int, gemm: str, reset: str) -> 
         sch.tensorize(sch.get_loops(init)[-2], reset)
 
 
+def _tensorize_identity(sch, ls: LayerStages, batch: int, gemm: str, reset: str) -> None:
+    """The identity-GEMM residual: loops (y, x, [b,] o, lanes) -> reset + GEMM intrinsics."""
+    cb = _block(sch, ls.res32)
+    y = sch.get_loops(cb)[-5]
+    init = sch.decompose_reduction(cb, y)
+    loops = sch.get_loops(cb)
+    if batch == 1:
+        sch.tensorize(loops[-2], gemm)
+        sch.tensorize(sch.get_loops(init)[-1], reset)
+    else:
+        sch.tensorize(loops[-3], gemm)
+        sch.tensorize(sch.get_loops(init)[-2], reset)
+
+
 def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_tir.Schedule:
     """The VTA schedule of a group; `knobs` unset fields are resolved to fit the board."""
     cfg = group.cfg
@@ -96,6 +112,9 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
         if ls.sign is not None:
             c["sign"] = sch.cache_read(_block(sch, ls.epi), ls.sign.op.name, ACC_SCOPE)
         caches.append(c)
+    if group.identity is not None:  # one identity tile for every residual GEMM, loaded once
+        first = next(ls for ls in layers if ls.res_pad is not None)
+        sch.cache_read(_block(sch, first.res32), group.identity.op.name, WGT_SCOPE)
 
     # output loops: blocks, then row sub-tiles / output-channel chunks of the last layer
     last = layers[-1]
@@ -144,6 +163,8 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
 
     for ls in layers:
         _tensorize_gemm(sch, ls, cfg.batch, gemm, reset)
+        if ls.res_pad is not None:
+            _tensorize_identity(sch, ls, cfg.batch, gemm, reset)
     return sch
 
 
@@ -152,9 +173,10 @@ def scheduled_module(group: GroupStages, knobs: ScheduleKnobs | None = None):
     cfg = group.cfg
     from dataclasses import replace
 
-    kept = tuple(sorted({r for r in group.residuals if isinstance(r, int)}))
+    kept = tuple(sorted({r for r, ls in zip(group.residuals, group.layers)
+                         if isinstance(r, int) and ls.res_pad is None}))
     knobs = replace(knobs or ScheduleKnobs(), input_on_chip=group.data_out is not None,
-                    kept_outputs=kept)
+                    kept_outputs=kept, identity_residuals=group.identity_pairs())
     resolved = resolve_knobs(cfg, group.specs, knobs)
     sch = schedule_group(group, resolved)
     func = sch.mod["main"]

@@ -12,10 +12,15 @@ This is what the compile driver calls per fused group:
   input, weights, output and micro-ops (and residual inputs) only.
 - layerwise: stock VTA, one program per layer, each layer's output goes to DRAM ("fm<i>",
   kind feature_maps) and is read back by the next program.
-DRAM region names: "data" (group input), "l<i>_weight|bias|sign|residual", "fm<i>", "out",
-"uops:<program>". `layers[i]` is a dict with "weight" (OIHW int8), "bias" (int32 [Co]),
-optional "sign" (int32 +-1 [Co]) and "residual" (NCHW int8) in NCHW terms; packing is done here
-(biases with their folded rounding constant, schedules.layout.pack_bias).
+- residuals from the group input or an earlier layer of a fused group: kept whole in the
+  accumulator (input_on_chip / kept outputs), else read from the input buffer by an identity
+  GEMM (identity_residuals: no whole block in the accumulator, the input read once), else
+  (the group input only) read from DRAM a second time; the first that fits is used.
+DRAM region names: "data" (group input), "l<i>_weight|bias|sign|residual", "identity" (the
+identity weight tile of residual GEMMs, kind weights), "fm<i>", "out", "uops:<program>".
+`layers[i]` is a dict with "weight" (OIHW int8), "bias" (int32 [Co]), optional "sign" (int32
++-1 [Co]) and "residual" (NCHW int8) in NCHW terms; packing is done here (biases with their
+folded rounding constant, schedules.layout.pack_bias; the identity tile by image() itself).
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ from bctvm.errors import BadInputError
 from schedules.block_conv2d import group_compute, resolve_residuals
 from schedules.knobs import BufferFitError, ScheduleKnobs
 from schedules.layer import LayerSpec
-from schedules.layout import (pack_activation, pack_bias, pack_channel_vector, pack_weight,
-                              unpack_activation)
+from schedules.layout import (identity_weight, pack_activation, pack_bias, pack_channel_vector,
+                              pack_weight, unpack_activation)
 from schedules.schedule import scheduled_module
 
 from .pipeline import build_program
@@ -81,6 +86,8 @@ class CompiledGroup:
             if (spec.residual_shift is not None and rname in self.layout.regions
                     and p.get("residual") is not None):
                 arrays[rname] = pack_activation(np.asarray(p["residual"], np.int8), cfg, cfg.block_out)
+        if "identity" in self.layout.regions:
+            arrays["identity"] = identity_weight(cfg)
         for prog in self.programs:
             arrays.update(prog.static_arrays())
         return self.layout.image(arrays)
@@ -104,11 +111,14 @@ def _param_shapes(cfg: BoardConfig, spec: LayerSpec) -> dict:
     }
 
 
-def _layout(cfg: BoardConfig, specs, mode: str, residuals: list) -> DramLayout:
+def _layout(cfg: BoardConfig, specs, mode: str, residuals: list,
+            identity: bool = False) -> DramLayout:
     lay = DramLayout(cfg)
     s0 = specs[0]
     lay.add("data", "input", (s0.batch // cfg.batch, s0.ci_tiles(cfg), s0.height, s0.width,
                               cfg.batch, cfg.block_in), "int8")
+    if identity:
+        lay.add("identity", "weights", (cfg.block_out, cfg.block_in), "int8")
     last = len(specs) - 1
     for i, spec in enumerate(specs):
         sh = _param_shapes(cfg, spec)
@@ -124,9 +134,33 @@ def _layout(cfg: BoardConfig, specs, mode: str, residuals: list) -> DramLayout:
     return lay
 
 
+def _residual_paths(cfg: BoardConfig, specs, residuals, input_on_chip, identity_residuals):
+    """(input_on_chip, identity_residuals) pairs to try for a fused program, best first: the
+    accumulator ways (input kept on chip / kept outputs), the identity GEMM (same DRAM bytes
+    as the input kept on chip, far less accumulator), the group input re-read from DRAM."""
+    has_input = "input" in residuals
+    on_chip = any(r == "input" or isinstance(r, int) for r in residuals)
+    ident = (identity_residuals is not False and on_chip and cfg.block_in == cfg.block_out)
+    if input_on_chip:
+        return [(True, False)]
+    if identity_residuals:
+        return [(False, True)]
+    out = []
+    if (input_on_chip is None and has_input and len(specs) > 1 and cfg.onchip_reuse):
+        out.append((True, False))
+    elif not has_input:
+        out.append((False, False))  # outputs kept in the accumulator (or no on-chip residual)
+    if ident:
+        out.append((False, True))
+    if has_input:
+        out.append((False, False))
+    return out
+
+
 def compile_group(cfg: BoardConfig, specs, mode: str = "fused", knobs=None,
                   residual_source="external", name: str = "g",
-                  input_on_chip: bool | None = None) -> CompiledGroup:
+                  input_on_chip: bool | None = None,
+                  identity_residuals: bool | None = None) -> CompiledGroup:
     """VTA programs of a chain of block-conv layers (see the module docstring).
 
     knobs: a ScheduleKnobs for the fused program, or (layerwise) a list with one per layer;
@@ -134,7 +168,10 @@ def compile_group(cfg: BoardConfig, specs, mode: str = "fused", knobs=None,
     layer adds the group input) or per layer None / "external" / "input" / an earlier layer's
     index (schedules.block_conv2d.resolve_residuals). input_on_chip (fused, a residual from
     the group input): keep the input block in the accumulator so it is read from DRAM once;
-    None = when it fits."""
+    None = when it fits. identity_residuals (fused, residuals from the group input or an
+    earlier layer): read them from the input buffer by an identity GEMM; None = when the
+    accumulator ways do not fit (before re-reading the input from DRAM). The path taken is in
+    `knobs[0]` (input_on_chip, kept_outputs, identity_residuals)."""
     specs = tuple(specs)
     if mode not in MODES:
         raise BadInputError(f"mode must be one of {MODES}, got {mode!r}")
@@ -147,21 +184,24 @@ def compile_group(cfg: BoardConfig, specs, mode: str = "fused", knobs=None,
     used: list = []
     if mode == "fused" or len(specs) == 1:
         k = knobs[0] if isinstance(knobs, (list, tuple)) and not isinstance(knobs, ScheduleKnobs) else knobs
-        mod = resolved = None
-        if (input_on_chip is not False and "input" in residuals and len(specs) > 1
-                and cfg.onchip_reuse):
+        err = None
+        for ioc, ident in _residual_paths(cfg, specs, residuals, input_on_chip,
+                                          identity_residuals):
             try:
-                group = group_compute(cfg, specs, residual_source, input_on_chip=True)
+                group = group_compute(cfg, specs, residual_source, input_on_chip=ioc,
+                                      identity_residuals=ident)
                 mod, resolved = scheduled_module(group, k)
-            except BufferFitError:
-                if input_on_chip:
-                    raise
-        if mod is None:
-            group = group_compute(cfg, specs, residual_source)
-            mod, resolved = scheduled_module(group, k)
-        params = {"data": "data", "out": "out"}
-        programs.append(build_program(cfg, mod, layout, params, name=name))
-        used.append(resolved)
+                lay = _layout(cfg, specs, mode, residuals, identity=group.identity is not None)
+                prog = build_program(cfg, mod, lay, {"data": "data", "out": "out"}, name=name)
+            except BufferFitError as e:
+                err = e
+                continue
+            layout = lay
+            programs.append(prog)
+            used.append(resolved)
+            break
+        else:
+            raise err
     else:
         last = len(specs) - 1
         for i, spec in enumerate(specs):

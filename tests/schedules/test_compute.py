@@ -154,3 +154,31 @@ def test_folded_rounding_wraps_like_the_contract():
     ref = ref_spec(x, w, b, spec, s, r)
     assert np.array_equal(got, ref)
     assert (ref[:, :8] == 127).any() and (ref[:, :8] == -128).any()
+
+
+def test_identity_gemm_residuals_compute_matches_reference():
+    """Residuals as pad x I (identity_residuals): the group input from layer 0's padded input,
+    layer 1's output from layer 2's (uneven padding); edge-padded first layer."""
+    from schedules.layout import identity_weight
+
+    cfg = load_board("zcu102")
+    specs = [LayerSpec("a", 32, 32, 8, 8, (4, 4), shift=9, relu=True, padding_mode="replicate"),
+             LayerSpec("b", 32, 32, 8, 8, (4, 4), shift=9, residual_shift=2, relu=True),
+             LayerSpec("c", 32, 32, 8, 8, (4, 4), shift=8, relu=True, padding=(2, 1, 0, 1)),
+             LayerSpec("d", 32, 32, 8, 8, (4, 4), shift=9, residual_shift=-1)]
+    g = group_compute(cfg, specs, [None, "input", None, 1], identity_residuals=True)
+    assert g.identity_pairs() == ((0, 1), (2, 3))
+    assert [p.name for p in g.params[:2]] == ["data", "identity"]
+    x = random_layer_data(specs[0], seed=1)[0]
+    data = [random_layer_data(s, seed=5 + i) for i, s in enumerate(specs)]
+    arrays = [pack_activation(x, cfg), identity_weight(cfg)]
+    for s, d in zip(specs, data):
+        arrays += [pack_weight(d[1], cfg), pack_bias(d[2], s, cfg)]
+    y1 = ref_spec(x, data[0][1], data[0][2], specs[0])
+    y2 = ref_spec(y1, data[1][1], data[1][2], specs[1], residual=x)
+    y3 = ref_spec(y2, data[2][1], data[2][2], specs[2])
+    y4 = ref_spec(y3, data[3][1], data[3][2], specs[3], residual=y2)
+    assert np.array_equal(unpack_activation(_run_llvm(g, arrays), 32), y4)
+    with pytest.raises(BadInputError, match="identity GEMM"):
+        group_compute(cfg, specs, [None, "input", None, 1], input_on_chip=True,
+                      identity_residuals=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from boards import load_board
@@ -95,3 +97,18 @@ def test_group_footprint_counts_one_layer_at_a_time():
     fp = group_footprint(ZCU, [a, b], k)
     one = layer_footprint(ZCU, a, 2, 28, k.vthreads, k.weights_resident, last=False)
     assert fp["acc"] < 2 * one["acc"] and fp["acc"] <= ZCU.acc_depth
+
+
+def test_footprint_holds_padded_inputs_for_identity_residuals():
+    """A padded input read by a later layer's identity-GEMM residual stays in the input buffer
+    while the layers in between compute; the identity tile takes one weight element."""
+    from schedules.knobs import group_footprint
+
+    specs = [LayerSpec(n, 64, 64, 28, 28, (28, 28), residual_shift=0 if n == "c" else None)
+             for n in "abc"]
+    base = ScheduleKnobs(tuple(LayerKnobs(1) for _ in specs), 1, True)
+    plain = group_footprint(ZCU, specs, base)
+    held = group_footprint(ZCU, specs, replace(base, identity_residuals=((0, 2),)))
+    pad = 2 * 30 * 30  # one padded 28x28 block of 64 channels (zcu102: 32-lane tiles)
+    assert held["inp"] == plain["inp"] + pad
+    assert held["wgt"] == plain["wgt"] + 1 and held["acc"] == plain["acc"]
