@@ -148,3 +148,17 @@ def test_accumulator_ways_still_come_first_when_they_fit():
     assert cg.knobs[0].input_on_chip and not cg.knobs[0].identity_residuals
     cg = compile_group(ZCU, specs, "fused", residual_source="input", input_on_chip=False)
     assert cg.knobs[0].identity_residuals == ((0, 1),)
+
+
+@pytest.mark.parametrize("board", list(BOARDS))
+def test_identity_residual_with_streamed_weights_and_sign(board):
+    """Weights loaded per chunk (not resident): the identity tile is still loaded once; the
+    residual follows a sign; the source is a pooled layer's output (layer 1's padded input)."""
+    cfg = BOARDS[board]
+    specs = [LayerSpec("a", 32, 32, 16, 16, (8, 8), shift=9, relu=True, pool=True),
+             LayerSpec("b", 32, 32, 8, 8, (4, 4), shift=9, relu=True),
+             LayerSpec("c", 32, 32, 8, 8, (4, 4), shift=9, residual_shift=3, sign=True)]
+    cg, run = _run(cfg, specs, [None, None, 0], 7, identity_residuals=True,
+                   knobs=ScheduleKnobs(vthreads=1, weights_resident=False))
+    assert not cg.knobs[0].weights_resident and cg.knobs[0].identity_residuals == ((1, 2),)
+    assert run.counters[0]["region_read_bytes"]["identity"] == cg.layout.regions["identity"].nbytes
