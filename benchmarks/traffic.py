@@ -303,8 +303,8 @@ def targets(rows: list[Row]) -> list[dict]:
             f"{g['group']} {g['measured_bytes'] / max(1, g['region_bytes']):.2f}x its "
             f"feature-map regions", once == len(fused))
     unattributed = sum(r.unattributed_bytes for r in good)
-    if unattributed:
-        add("every DRAM byte is in a named region", f"{unattributed} B outside all regions", False)
+    add("every DRAM byte the simulator moved is in a named region (so in the report)",
+        f"{unattributed} B outside all regions", unattributed == 0)
 
     big = largest_board(boards)
     for m in models:
@@ -324,14 +324,14 @@ def targets(rows: list[Row]) -> list[dict]:
                 add(f"{m}: fused cycles <= {TARGET_FUSED_CYCLE_RATIO}x layerwise on {b}",
                     f"{ratio:.3f}x ({f.report['cycles']:,} / {lw.report['cycles']:,}){note}",
                     ratio <= TARGET_FUSED_CYCLE_RATIO)
-        # 4. GEMM utilisation, per board and mode
+        # 4. GEMM utilisation, per board (every measured mode)
         for b in boards:
-            for mode in MODES:
-                r = by.get((m, b, mode))
-                if r:
-                    u = r.report["gemm_utilisation"]
-                    add(f"{m}: GEMM utilisation >= {TARGET_GEMM_UTIL} on {b} {mode}",
-                        f"{u:.3f}", u >= TARGET_GEMM_UTIL)
+            util = {mode: by[(m, b, mode)].report["gemm_utilisation"] for mode in MODES
+                    if (m, b, mode) in by}
+            if util:
+                add(f"{m}: GEMM utilisation >= {TARGET_GEMM_UTIL} on {b}",
+                    ", ".join(f"{mode} {u:.3f}" for mode, u in util.items()),
+                    min(util.values()) >= TARGET_GEMM_UTIL)
     # 5. compile and simulation time of block_resnet18 at 224 (wall, this machine)
     timed = [r for r in good if Path(r.model).stem == TIMED_MODEL and r.size == TIMED_SIZE]
     if timed:
