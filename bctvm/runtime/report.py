@@ -22,12 +22,13 @@ from .executor import KINDS, RunResult
 
 
 def lower_bound_bytes(art: Artifact) -> int:
-    """Every weight region once + each network input / output tensor once (bytes)."""
+    """Every weight region of the model once (not the compiler's identity tiles) + each
+    network input / output tensor once (bytes)."""
     total = 0
     io = {}
     for g in art.groups:
-        for r in g["regions"].values():
-            if r["kind"] == "weights":
+        for name, r in g["regions"].items():
+            if r["kind"] == "weights" and name != "identity":
                 total += r["nbytes"]
             elif r["kind"] in ("input", "output") and "tensor" in r:
                 io[r["tensor"]] = r["nbytes"]
