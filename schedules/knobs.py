@@ -2,6 +2,13 @@
 
 Knobs (what a tuner may change; the defaults are chosen here to fit the board):
 - per layer `oc_chunk`: output-channel tiles computed together in the accumulator;
+- per layer `ci_chunk`: input-channel tiles (of the layer's packed group) per GEMM pass; the
+  reduction over input channels runs as passes that accumulate into the same accumulator
+  tile (GEMM reset before the first only), each pass loading only its own weights
+  (oc_chunk x ci_chunk x kh x kw elements), so that two copies fit the weight buffer and the
+  next pass's weight load overlaps the current pass's GEMM. Default: all tiles (one pass);
+  a pass loop lives inside the row sub-tile loop, so it needs `rows_outer` (weights re-read
+  per sub-tile, as with rows outside chunks);
 - per layer `sub_rows`: output rows (after the pool) per row sub-tile of the *last* layer of a
   group (its input block is then loaded per sub-tile, with the kernel halo);
 - `rows_outer`: with sub-tiles, loop rows outside output-channel chunks (input loaded once per
@@ -17,7 +24,8 @@ Knobs (what a tuner may change; the defaults are chosen here to fit the board):
 
 Footprint model (elements of each buffer, one block in flight per copy):
     inp = ci_tiles * in_rows * padded_cols                       x vthreads
-    wgt = co_tiles * ci_tiles * kh * kw  (resident)  or  oc_chunk * ci_tiles * kh * kw x vthreads
+    wgt = co_tiles * ci_tiles * kh * kw  (resident)  or  oc_chunk * ci_chunk * kh * kw x vthreads
+          (ci_tiles = input tiles per packed group, ci_chunk <= ci_tiles per GEMM pass)
     acc = oc_chunk * (conv_rows * conv_cols + residual_rows * out_cols
                       [+ bias + sign tiles when not resident])   x vthreads
           [+ co_tiles * (bias + sign) when resident]
@@ -47,6 +55,7 @@ class LayerKnobs:
     oc_chunk: int | None = None
     sub_rows: int | None = None
     rows_outer: bool | None = None  # None: chosen by resolve_knobs
+    ci_chunk: int | None = None  # input-channel tiles per GEMM pass (None: resolve_knobs)
 
 
 @dataclass(frozen=True)
@@ -76,11 +85,12 @@ def _resident(cfg: BoardConfig, spec: LayerSpec) -> tuple[int, int]:
 
 def layer_footprint(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: int,
                     vthreads: int, resident: bool, last: bool = True,
-                    whole_output: bool = False, whole_input: bool = False) -> dict[str, int]:
+                    whole_output: bool = False, whole_input: bool = False,
+                    ci_chunk: int | None = None) -> dict[str, int]:
     """Elements of inp/wgt/acc one layer needs (see the module docstring). `last=False`: an
     inner layer of a fused group, which hands each finished output chunk to the next layer;
     `whole_output`: its whole output block stays in the accumulator (no chunked hand-over, or
-    a later layer adds it as a residual)."""
+    a later layer adds it as a residual); `ci_chunk`: input tiles per GEMM pass (None: all)."""
     kh, kw = spec.kernel
     cit, cot = spec.ci_tiles(cfg), spec.co_tiles(cfg)
     prow, pcol = spec.padded_block
@@ -95,7 +105,8 @@ def layer_footprint(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: 
     res_w, res_v = _resident(cfg, spec)
     vectors = res_v // cot
     inp = cit * in_rows * pcol * vthreads
-    wgt = res_w if resident else oc_chunk * spec.ci_tiles_per_group(cfg) * kh * kw * vthreads
+    per_pass = ci_chunk or spec.ci_tiles_per_group(cfg)
+    wgt = res_w if resident else oc_chunk * per_pass * kh * kw * vthreads
     residual = spec.residual_shift is not None
     per_chunk = conv_rows * cw + (0 if resident else vectors) + (sub_rows * ow if residual else 0)
     acc = oc_chunk * per_chunk * vthreads
@@ -122,7 +133,8 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
         whole = kept or not knobs.chunked_handover
         fps.append(layer_footprint(cfg, spec, k.oc_chunk or spec.co_tiles(cfg),
                                    k.sub_rows or spec.out_block[0], knobs.vthreads, resident,
-                                   last=(i == n - 1), whole_output=whole, whole_input=i > 0))
+                                   last=(i == n - 1), whole_output=whole, whole_input=i > 0,
+                                   ci_chunk=k.ci_chunk))
         res_w, res_v = _resident(cfg, spec) if resident else (0, 0)
         keep["wgt"] += res_w
         keep["acc"] += res_v
@@ -173,9 +185,17 @@ def _validate(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> None:
     for i, spec in enumerate(specs):
         k = knobs.layer(i)
         cot, oh = spec.co_tiles(cfg), spec.out_block[0]
+        tig = spec.ci_tiles_per_group(cfg)
         if k.oc_chunk is not None and (k.oc_chunk <= 0 or cot % k.oc_chunk):
             raise BadInputError(f"{spec.where()}: oc_chunk {k.oc_chunk} must divide the "
                                 f"{cot} output-channel tiles")
+        if k.ci_chunk is not None and (k.ci_chunk <= 0 or tig % k.ci_chunk):
+            raise BadInputError(f"{spec.where()}: ci_chunk {k.ci_chunk} must divide the "
+                                f"{tig} input-channel tiles per group")
+        if (k.ci_chunk is not None and k.ci_chunk < tig and k.rows_outer is False
+                and k.sub_rows is not None and k.sub_rows < oh):
+            raise BadInputError(f"{spec.where()}: ci_chunk {k.ci_chunk} (GEMM passes inside "
+                                f"the row sub-tiles) needs rows_outer")
         if k.sub_rows is not None:
             if k.sub_rows <= 0 or oh % k.sub_rows:
                 raise BadInputError(f"{spec.where()}: sub_rows {k.sub_rows} must divide the "
@@ -191,7 +211,9 @@ def estimate_dram_bytes(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_ro
     parts the knobs change; output and residual bytes are fixed). Rows sub-tiles re-read their kernel halo;
     with output-channel chunks outside the row sub-tiles (`rows_outer=False`) the input is
     re-read per chunk, inside them the weights are re-read per sub-tile. Exact for zero
-    padding (edge padding reads a few more rows)."""
+    padding (edge padding reads a few more rows). `ci_chunk` does not enter: GEMM passes
+    split each chunk's weights into disjoint parts (same bytes) and read the padded input
+    block already on chip (loaded before the chunk loop, as without passes)."""
     kh, kw = spec.kernel
     blocks = (spec.batch // cfg.batch) * spec.grid[0] * spec.grid[1]
     oh = spec.out_block[0]
@@ -219,23 +241,40 @@ def estimate_dram_bytes(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_ro
 
 def _layer_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bool,
                       first: bool, whole: bool = False):
-    """Fitting (oc_chunk, sub_rows, rows_outer) of one layer, best (least DRAM, then largest
-    tiles) first."""
+    """Fitting (oc_chunk, sub_rows, rows_outer, ci_chunk) of one layer, best (least DRAM, then
+    largest tiles) first, and the least DRAM bytes. All input tiles in one GEMM pass unless
+    `ci_chunk` is set or, with two virtual threads and streamed weights, nothing fits that way:
+    then the largest ci_chunk (a divisor of the tiles per group) with a fitting tile."""
+    tig = spec.ci_tiles_per_group(cfg)
+    if k.ci_chunk:
+        return _tile_candidates(cfg, spec, k, vt, resident, last, first, whole, k.ci_chunk)
+    for ci in _divisors_desc(tig) if vt == 2 and not resident else [tig]:
+        cands, best = _tile_candidates(cfg, spec, k, vt, resident, last, first, whole, ci)
+        if cands:
+            return cands, best
+    return [], None
+
+
+def _tile_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bool,
+                     first: bool, whole: bool, ci: int):
+    """_layer_candidates with `ci` input tiles per GEMM pass."""
     depth = _depths(cfg)
     oh = spec.out_block[0]
     chunks = [k.oc_chunk] if k.oc_chunk else _divisors_desc(spec.co_tiles(cfg))
     rows = [k.sub_rows] if k.sub_rows else (_divisors_desc(oh) if last else [oh])
     orders = [k.rows_outer] if k.rows_outer is not None else [True, False]
+    if ci < spec.ci_tiles_per_group(cfg):
+        orders = [o for o in orders if o]  # the pass loop sits inside the row sub-tiles
     out = []
     for r in rows:
         for c in chunks:
             fp = layer_footprint(cfg, spec, c, r, vt, resident, last, whole_output=whole,
-                                 whole_input=not first)
+                                 whole_input=not first, ci_chunk=ci)
             if any(fp[b] > depth[b] for b in fp):
                 continue
             for ro in (orders if r < oh else [True]):
                 cost = estimate_dram_bytes(cfg, spec, c, r, ro, resident, first)
-                out.append((cost, -c * r, (c, r, ro)))
+                out.append((cost, -c * r, (c, r, ro, ci)))
     return [x[2] for x in sorted(out, key=lambda x: (x[0], x[1]))], (min(out)[0] if out else None)
 
 
@@ -244,7 +283,9 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
 
     Per layer, the fitting tiles with the least estimated DRAM traffic (estimate_dram_bytes),
     then the largest; weights resident when they fit; two virtual threads unless one thread
-    saves more than a quarter of the traffic."""
+    saves more than a quarter of the traffic. Input-channel tiles all in one GEMM pass, unless
+    two virtual threads with streamed weights fit only with fewer (then the largest ci_chunk
+    that fits: the next pass's weight load overlaps the current pass's GEMM)."""
     specs = list(specs)
     knobs = knobs or ScheduleKnobs()
     _validate(cfg, specs, knobs)
@@ -266,8 +307,8 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
             if not cands:
                 layers = None
                 break
-            c, r, ro = cands[0]
-            layers.append(replace(k, oc_chunk=c, sub_rows=r, rows_outer=ro))
+            c, r, ro, ci = cands[0]
+            layers.append(replace(k, oc_chunk=c, sub_rows=r, rows_outer=ro, ci_chunk=ci))
             cost += best
         if layers is None:
             continue
@@ -283,8 +324,9 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
         return found[0][1]
     if last_err is not None:
         raise last_err
-    fallback = replace(knobs, layers=tuple(LayerKnobs(1, 1 if i == len(specs) - 1 else None)
-                                           for i in range(len(specs))),
+    fallback = replace(knobs, layers=tuple(LayerKnobs(1, 1 if i == len(specs) - 1 else None,
+                                                      ci_chunk=s.ci_tiles_per_group(cfg))
+                                           for i, s in enumerate(specs)),
                        vthreads=1, weights_resident=resident)
     check_fit(cfg, specs, fallback)
     return fallback

@@ -11,10 +11,14 @@ Loop structure (outer to inner), for a group of layers l0..lL on one block grid:
         for (ho, co_o) or (co_o, ho):                # row sub-tiles x output-channel chunks
             pad_L      <- DMA (at the block loop, or per row sub-tile with its halo)
             bias/sign/residual tiles <- DMA
-            GEMM reset; GEMM (tensorized, uops over ci x ky x kx); ALU epilogue
+            GEMM reset; for ci_o: [weights <- DMA]; GEMM (tensorized, uops over
+                                  ci x ky x kx); ALU epilogue
             out        <- STORE
 Weights (and the bias/sign tiles, in the accumulator) are loaded once at the top (resident)
-or per chunk. A residual by identity GEMM (block_conv2d, identity_residuals) is one more GEMM
+or per chunk. With `ci_chunk` (fewer input tiles per GEMM pass than the layer has) a chunk's
+GEMM runs as passes over input-tile slices (loop ci_o) that accumulate into the same tile
+after one reset; streamed weights are then loaded per pass (two copies rotate with
+vthreads=2, so the next pass's load overlaps this pass's GEMM). A residual by identity GEMM (block_conv2d, identity_residuals) is one more GEMM
 per chunk (reset, then padded input block x the identity tile, loaded once at the top) into
 the chunk's residual tile; the padded block it reads stays in the input buffer until then.
 The GEMM is tensorized with the board's intrinsic (schedules/intrinsics.py); the GEMM kernel
@@ -38,9 +42,12 @@ def _block(sch, tensor):
 
 
 def _place_layer(sch, ls: LayerStages, caches: dict, anchor, p_anchor, w_anchor,
-                 resident: bool) -> None:
+                 resident: bool, ci_chunk: int | None = None):
     """compute_at every producer of a layer's epilogue (consumers first); per-chunk weights,
-    bias and sign tiles at the output-channel chunk loop `w_anchor`."""
+    bias and sign tiles at the output-channel chunk loop `w_anchor`. With `ci_chunk` input
+    tiles per GEMM pass (fewer than the layer's), the pass loop goes right under `anchor`,
+    above the chunk's output loops, and per-chunk weights load per pass. Returns the pass
+    loop (None: one pass)."""
     at = dict(preserve_unit_loops=True)
     for t in (ls.res_aligned, ls.res32):
         if t is not None:
@@ -52,12 +59,32 @@ def _place_layer(sch, ls: LayerStages, caches: dict, anchor, p_anchor, w_anchor,
     if not resident:
         sch.compute_at(caches["bias"], w_anchor, **at)
     sch.compute_at(_block(sch, ls.conv), anchor, **at)
+    ci_o = None
+    if ci_chunk and ci_chunk < int(ls.weight.shape[1]):  # weight: (co, ci per group, ...)
+        ci_o = _split_passes(sch, ls, ci_chunk)
     sch.compute_at(_block(sch, ls.pad), p_anchor, **at)
     if not resident:
-        sch.compute_at(caches["weight"], w_anchor, **at)
+        sch.compute_at(caches["weight"], ci_o if ci_o is not None else w_anchor, **at)
+    return ci_o
 
 
-def _tensorize_gemm(sch, ls: LayerStages, batch: int, gemm: str, reset: str) -> None:
+def _split_passes(sch, ls: LayerStages, ci_chunk: int):
+    """Split the conv's input-tile reduction loop into GEMM passes of `ci_chunk` tiles and
+    move the pass loop above the conv's own (output) loops: every pass accumulates into the
+    whole chunk tile. Returns the pass loop."""
+    cb = _block(sch, ls.conv)
+    n_sp = len(ls.conv.shape)
+    loops = sch.get_loops(cb)
+    sp, ric = loops[-(n_sp + N_REDUCE):-N_REDUCE], loops[-N_REDUCE]
+    ci_o, ci_i = sch.split(ric, [None, ci_chunk])
+    sch.reorder(ci_o, *sp, ci_i)
+    return ci_o
+
+
+def _tensorize_gemm(sch, ls: LayerStages, batch: int, gemm: str, reset: str,
+                    ci_o=None) -> None:
+    """Tensorize the conv; the GEMM reset goes before the pass loop `ci_o` (if any), else
+    before the output rows."""
     cb = _block(sch, ls.conv)
     n_sp = len(ls.conv.shape)
     loops = sch.get_loops(cb)
@@ -65,7 +92,7 @@ def _tensorize_gemm(sch, ls: LayerStages, batch: int, gemm: str, reset: str) -> 
     y, x, b, o = sp[-4:]
     ric, rky, rkx, rci = rd
     sch.reorder(y, x, ric, rky, rkx, b, o, rci)
-    init = sch.decompose_reduction(cb, y)
+    init = sch.decompose_reduction(cb, ci_o if ci_o is not None else y)
     if batch == 1:
         sch.tensorize(o, gemm)
         sch.tensorize(sch.get_loops(init)[-1], reset)
@@ -136,7 +163,8 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
         sch.reorder(n, bi, bj, co_o, co_i, hy, wx, b, o)
         anchor, p_anchor = co_o, bj
     sch.compute_at(_block(sch, last.epi), anchor, preserve_unit_loops=True)
-    _place_layer(sch, last, caches[-1], anchor, p_anchor, co_o, knobs.weights_resident)
+    passes = {len(layers) - 1: _place_layer(sch, last, caches[-1], anchor, p_anchor, co_o,
+                                            knobs.weights_resident, lk.ci_chunk)}
 
     # earlier layers: whole output block at the block loop, chunked inside their own loops
     for i in range(len(layers) - 2, -1, -1):
@@ -147,7 +175,8 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
         e_co = e_loops[3]
         chunk = knobs.layer(i).oc_chunk
         e_anchor = sch.split(e_co, [None, chunk])[0]
-        _place_layer(sch, ls, caches[i], e_anchor, bj, e_anchor, knobs.weights_resident)
+        passes[i] = _place_layer(sch, ls, caches[i], e_anchor, bj, e_anchor,
+                                 knobs.weights_resident, knobs.layer(i).ci_chunk)
         if knobs.chunked_handover:
             # copy each finished chunk into the next layer's padded input right away: split
             # the copy's channel loop like this layer's chunks and merge the two chunk loops
@@ -161,8 +190,8 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
         if t is not None:
             sch.compute_at(_block(sch, t), bj, preserve_unit_loops=True)
 
-    for ls in layers:
-        _tensorize_gemm(sch, ls, cfg.batch, gemm, reset)
+    for i, ls in enumerate(layers):
+        _tensorize_gemm(sch, ls, cfg.batch, gemm, reset, passes[i])
         if ls.res_pad is not None:
             _tensorize_identity(sch, ls, cfg.batch, gemm, reset)
     return sch
