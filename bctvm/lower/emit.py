@@ -28,6 +28,7 @@ from .alu import AluStep, SpineOp, alu_steps, spine
 from .dma import XferLimits, plan_transfers
 from .exprs import LoweringError, compile_expr, eval_on_nest, nest_env
 from .fold import fold
+from .hoist import hoist_loads
 from .kernels import KERNEL_ATTR, dma_source, perfect_nest
 from .program import DramLayout, VtaProgram
 from .sram import SCOPE_KIND, SramPlanner, lanes_of
@@ -75,8 +76,10 @@ def _elements(idx: np.ndarray, lanes: int, what: str, mask=None) -> np.ndarray:
 class ProgramEmitter:
     """Emits one VtaProgram from a tagged, flattened PrimFunc (see the module docstring)."""
 
-    def __init__(self, cfg: BoardConfig, func, layout: DramLayout, params: dict, name: str):
+    def __init__(self, cfg: BoardConfig, func, layout: DramLayout, params: dict, name: str,
+                 hoist: bool = True):
         self.cfg = cfg
+        self.hoist = hoist
         self.func = func
         self.layout = layout
         self.params = params  # TIR param name -> region name
@@ -401,6 +404,8 @@ class ProgramEmitter:
         for e in self.prog:
             if isinstance(e.insn, isa.Load) and e.insn.memory_type == MemType.UOP:
                 e.insn = e.insn.replace(dram_base=e.insn.dram_base + ubase)
+        if self.hoist:
+            self.prog = hoist_loads(self.prog)
         insns = insert_tokens(self.prog)
         for k, (insn, e) in enumerate(zip(insns, self.prog)):
             try:
@@ -417,15 +422,16 @@ class ProgramEmitter:
 
 
 def emit_program(cfg: BoardConfig, func, layout: DramLayout | None = None,
-                 params: dict | None = None, name: str = "main") -> VtaProgram:
+                 params: dict | None = None, name: str = "main", hoist: bool = True) -> VtaProgram:
     """VtaProgram of a tagged, flattened group function.
 
     layout: the DRAM layout to place tensors in (a new one with one region per parameter when
-    None); params: TIR parameter name -> region name (default: same name)."""
+    None); params: TIR parameter name -> region name (default: same name); hoist: issue DRAM
+    loads as early as their data allow (bctvm.lower.hoist; False: in schedule order)."""
     if layout is None:
         layout = DramLayout(cfg)
         for p in func.params:
             layout.add(str(p.name), param_kind(str(p.name)), [int(s) for s in p.shape], str(p.dtype))
     params = dict(params or {})
     full = {str(p.name): params.get(str(p.name), str(p.name)) for p in func.params}
-    return ProgramEmitter(cfg, func, layout, full, name).run()
+    return ProgramEmitter(cfg, func, layout, full, name, hoist).run()
