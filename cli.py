@@ -279,6 +279,9 @@ def compile_cmd(
     mode: str = typer.Option("fused", help="fused (blocks stay on chip) | layerwise (stock VTA)"),
     qnet: str = typer.Option(None, "--qnet", help="a saved QuantizedNet (bctvm quantize -o) "
                              "instead of calibrating; needed for .pt2 models"),
+    host_fallback: bool = typer.Option(False, "--host-fallback",
+                                       help="run a layer that cannot fit the board on the host "
+                                       "instead of failing"),
     verbose: bool = VERBOSE_OPT,
 ) -> None:
     """Compile a model for a board into an artifact directory (`--plan`: print the plan only)."""
@@ -297,7 +300,7 @@ def compile_cmd(
     manifest = compile_model(model, out_dir=out, board=board, mode=mode, block_size=block_size,
                              block_type=type, padding_mode=padding,
                              input_shape=parse_input_shape(input_shape), calib=calib, stem=stem,
-                             qnet=qnet)
+                             qnet=qnet, host_fallback=host_fallback)
     typer.echo(describe(manifest, out))
 
 

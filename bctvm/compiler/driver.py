@@ -68,8 +68,12 @@ def segment_specs(qconvs: list, batch: int) -> list:
 
 
 def compile_segments(cfg: BoardConfig, segments: list[Segment], plan: FusedPlan, qnet,
-                     mode: str, batch: int, progress: bool = True) -> list[CompiledSegment]:
-    """Compile every segment; split those that do not fit (see module docstring)."""
+                     mode: str, batch: int, progress: bool = True,
+                     host_fallback: bool = False, fallbacks: dict | None = None
+                     ) -> list[CompiledSegment]:
+    """Compile every segment; split those that do not fit (see module docstring). A single
+    layer that does not fit is an error, or with `host_fallback` left to the host (its reason
+    recorded in `fallbacks`: layer -> message)."""
     qlayers = {layer.name: layer for layer in qnet.layers}
     todo = list(segments)[::-1]
     done: list[CompiledSegment] = []
@@ -88,8 +92,15 @@ def compile_segments(cfg: BoardConfig, segments: list[Segment], plan: FusedPlan,
                                    residual_source=list(seg.residuals), name=name)
             except BufferFitError as err:
                 if len(seg.layers) == 1:
-                    raise BufferFitError(f"group {name} (layer {seg.layers[0]}) does not fit "
-                                         f"board '{cfg.name}': {err}") from None
+                    msg = (f"group {name} (layer {seg.layers[0]}) does not fit board "
+                           f"'{cfg.name}': {err}")
+                    if not host_fallback:
+                        raise BufferFitError(msg + " (--host-fallback runs it on the host)") \
+                            from None
+                    if fallbacks is not None:
+                        fallbacks[seg.layers[0]] = str(err)
+                    bar.update(1)
+                    continue
                 a, b = split_segment(seg, plan)
                 todo += [b, a]
                 continue
@@ -138,12 +149,13 @@ def tensor_kinds(plan: FusedPlan, compiled: list[CompiledSegment]) -> dict[str, 
 
 def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_size=None,
                   block_type=None, padding_mode=None, input_shape=(1, 3, 224, 224),
-                  calib: int = 1, stem: str = "auto", qnet=None, opt_level: int = 2,
-                  progress: bool = True) -> dict:
+                  calib: int = 1, stem: str = "auto", qnet=None, host_fallback: bool = False,
+                  opt_level: int = 2, progress: bool = True) -> dict:
     """Compile `source` (zoo name, .pt2 file, file.py:factory or nn.Module) into `out_dir`;
     returns the manifest (also written as manifest.json). `qnet`: a QuantizedNet or the path
     of a saved one (bctvm.quant.save_qnet) to use instead of calibrating (a .pt2 model has
-    no nn.Module to calibrate)."""
+    no nn.Module to calibrate). `host_fallback`: a layer that cannot fit the board's buffers
+    runs on the host (recorded in the manifest's "host_fallbacks") instead of being an error."""
     if mode not in MODES:
         raise BadInputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     cfg = load_board(board)
@@ -164,7 +176,12 @@ def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_s
         raise BadInputError(f"{imported.name}: no layer of the model runs on VTA (board "
                             f"'{cfg.name}'); nothing to compile")
     t_pass = time.perf_counter()
-    compiled = compile_segments(cfg, segments, plan, qnet, mode, batch, progress)
+    fallbacks: dict[str, str] = {}
+    compiled = compile_segments(cfg, segments, plan, qnet, mode, batch, progress,
+                                host_fallback, fallbacks)
+    if not compiled:
+        raise BadInputError(f"{imported.name}: no layer fits board '{cfg.name}' "
+                            f"({len(fallbacks)} left to the host); nothing to compile")
     t_vta = time.perf_counter()
 
     seg_plan = segments_plan(plan, compiled)
@@ -197,7 +214,8 @@ def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_s
                      "exponent": int(qnet.boundary_exponent)},
         "output": _output_signature(host_mod),
         "host_library": "host.so", "qnet": "qnet", "float_model": "model.pt2",
-        "host_layers": list(plan.host_layers) + host_layers(plan, segments),
+        "host_layers": list(plan.host_layers) + host_layers(plan, segments) + list(fallbacks),
+        "host_fallbacks": fallbacks,
         "groups": groups,
         "versions": {"bctvm": bctvm.__version__, "tvm": tvm.__version__,
                      "python": platform.python_version()},
@@ -281,6 +299,8 @@ def describe(manifest: dict, out_dir) -> str:
         lines.append(f"  {g['name']:<4} {len(g['layers'])} layer(s) {g['layers'][0]}"
                      + (f" .. {g['layers'][-1]}" if len(g["layers"]) > 1 else "")
                      + f"  grid {g['grid'][0]}x{g['grid'][1]}  {n} instructions")
+    for layer, why in m.get("host_fallbacks", {}).items():
+        lines.append(f"  warning: layer {layer} runs on the host: {why}")
     cs = m["compile_seconds"]
     lines.append("compile seconds: " + ", ".join(f"{k} {v}" for k, v in cs.items()))
     return "\n".join(lines)

@@ -173,3 +173,24 @@ def test_pt2_model_with_a_saved_qnet(tmp_path, monkeypatch, capsys):
                    "--qnet", tmp_path / "q", "--board", "zcu102", "-o", tmp_path / "b") == 0
     assert run_cli(monkeypatch, "run", tmp_path / "b") == 0
     assert "bit-exact vs the integer reference: True" in capsys.readouterr().out
+
+
+def test_host_fallback_runs_a_layer_that_cannot_fit_on_the_host(tmp_path, monkeypatch, capsys):
+    nets = tmp_path / "nets.py"
+    nets.write_text(NETS + """
+
+def wide_then_small():
+    return nn.Sequential(BlockConv2d(3, 512, 3, 0, padding=1), nn.ReLU(),
+                         BlockConv2d(512, 16, 3, 0, padding=1), nn.ReLU(),
+                         BlockConv2d(16, 16, 3, 8, padding=1))
+""")
+    out = tmp_path / "a"
+    assert run_cli(monkeypatch, "compile", f"{nets}:wide_then_small", "--input-shape",
+                   "1,3,32,32", "--host-fallback", "-o", out) == 0
+    assert "warning: layer 2 runs on the host" in capsys.readouterr().out
+    m = json.loads((out / "manifest.json").read_text())
+    assert "inp buffer" in m["host_fallbacks"]["2"] and "2" in m["host_layers"]
+    assert [g["layers"] for g in m["groups"]] == [["4"]]
+    assert run_cli(monkeypatch, "run", out) == 0
+    assert "bit-exact vs the integer reference: True" in capsys.readouterr().out
+
