@@ -77,6 +77,16 @@ def test_mobilenet_replicate_padding(tmp_path, board, mode):
         assert max(len(g["layers"]) for g in manifest["groups"]) >= 8
 
 
+@pytest.mark.parametrize("board,mode,kw", [
+    ("zcu102", "fused", {"block_size": 16, "padding_mode": "reflect"}),
+    ("zcu102", "layerwise", {"block_size": 2, "block_type": "hierarchical"}),
+])
+def test_resnet18_reflect_and_hierarchical(tmp_path, board, mode, kw):
+    manifest, rep, _ = compile_and_run(tmp_path, "block_resnet18", board=board, mode=mode,
+                                       size=64, **kw)
+    _check_report(rep, manifest)
+
+
 @pytest.mark.parametrize("factory,board,mode", [
     ("resdw", "zcu102", "fused"),
     ("resdw_reflect", "zcu102", "fused"),
