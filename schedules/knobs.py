@@ -15,8 +15,13 @@ Knobs (what a tuner may change; the defaults are chosen here to fit the board):
   sub-tile) or inside (weights chunk reused across sub-tiles);
 - `vthreads`: copies (1 or 2) of every per-block on-chip buffer, rotated from block to block so
   that loads, compute and stores of neighbouring blocks overlap (double buffering);
-- `weights_resident`: keep all weights of the group in the weight buffer (and biases/signs in
-  the accumulator) for the whole run (loaded once) instead of per chunk and block;
+- `weights_resident`: keep all weights of the group in the weight buffer for the whole run
+  (loaded once) instead of per chunk (or GEMM pass) and block;
+- `bias_resident`: keep all bias/sign tiles of the group in the accumulator for the whole run
+  (loaded once), independently of the weights. Streamed, they are accumulator LOADs, which VTA
+  issues from the compute module: per chunk, behind the streamed weight transfers on the one
+  DRAM port, the compute module waits for them. Default: resident when the group fits with
+  them (co_tiles x (1 + sign) elements per layer) and keeps its virtual threads and traffic;
 - `input_on_chip`: keep each group input block in the accumulator for the whole group, so a
   residual that is the group input is not read from DRAM a second time (fused groups);
 - `identity_residuals` (set by the group): pairs (k, j), layer j's residual is the identity
@@ -27,8 +32,8 @@ Footprint model (elements of each buffer, one block in flight per copy):
     wgt = co_tiles * ci_tiles * kh * kw  (resident)  or  oc_chunk * ci_chunk * kh * kw x vthreads
           (ci_tiles = input tiles per packed group, ci_chunk <= ci_tiles per GEMM pass)
     acc = oc_chunk * (conv_rows * conv_cols + residual_rows * out_cols
-                      [+ bias + sign tiles when not resident])   x vthreads
-          [+ co_tiles * (bias + sign) when resident]
+                      [+ bias + sign tiles when not bias_resident])   x vthreads
+          [+ co_tiles * (bias + sign) when bias_resident]
 An inner layer of a fused group keeps its whole conv output block in the accumulator; a group
 needs the largest layer (one layer computes at a time) plus every resident tile, and, while
 layer i computes, every padded input block held for an identity-GEMM residual of a later
@@ -67,6 +72,7 @@ class ScheduleKnobs:
     chunked_handover: bool = True  # inner layers hand each finished chunk to the next layer
     kept_outputs: tuple = ()  # inner layers whose output a later layer adds (set by the group)
     identity_residuals: tuple = ()  # (k, j): layer j adds layer k's padded input (identity GEMM)
+    bias_resident: bool | None = None  # bias/sign tiles loaded once (None: resolve_knobs)
 
     def layer(self, i: int) -> LayerKnobs:
         return self.layers[i] if i < len(self.layers) else LayerKnobs()
@@ -86,11 +92,15 @@ def _resident(cfg: BoardConfig, spec: LayerSpec) -> tuple[int, int]:
 def layer_footprint(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: int,
                     vthreads: int, resident: bool, last: bool = True,
                     whole_output: bool = False, whole_input: bool = False,
-                    ci_chunk: int | None = None) -> dict[str, int]:
-    """Elements of inp/wgt/acc one layer needs (see the module docstring). `last=False`: an
+                    ci_chunk: int | None = None,
+                    bias_resident: bool | None = None) -> dict[str, int]:
+    """Elements of inp/wgt/acc one layer needs (see the module docstring). `resident`: its
+    weights stay in the weight buffer; `bias_resident` (None: as `resident`): its bias/sign
+    tiles stay in the accumulator. `last=False`: an
     inner layer of a fused group, which hands each finished output chunk to the next layer;
     `whole_output`: its whole output block stays in the accumulator (no chunked hand-over, or
     a later layer adds it as a residual); `ci_chunk`: input tiles per GEMM pass (None: all)."""
+    vec_res = resident if bias_resident is None else bias_resident
     kh, kw = spec.kernel
     cit, cot = spec.ci_tiles(cfg), spec.co_tiles(cfg)
     prow, pcol = spec.padded_block
@@ -108,12 +118,12 @@ def layer_footprint(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: 
     per_pass = ci_chunk or spec.ci_tiles_per_group(cfg)
     wgt = res_w if resident else oc_chunk * per_pass * kh * kw * vthreads
     residual = spec.residual_shift is not None
-    per_chunk = conv_rows * cw + (0 if resident else vectors) + (sub_rows * ow if residual else 0)
+    per_chunk = conv_rows * cw + (0 if vec_res else vectors) + (sub_rows * ow if residual else 0)
     acc = oc_chunk * per_chunk * vthreads
     if not last and whole_output:
         acc = (cot * ch * cw + (oc_chunk * oh * ow if residual else 0)
-               + (0 if resident else oc_chunk * vectors)) * vthreads
-    acc += res_v if resident else 0
+               + (0 if vec_res else oc_chunk * vectors)) * vthreads
+    acc += res_v if vec_res else 0
     return {"inp": inp, "wgt": wgt, "acc": acc}
 
 
@@ -124,6 +134,7 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
     an output kept for a later residual stays whole in the accumulator; resident weights and
     bias/sign tiles of all layers (and the identity tile) stay."""
     resident = bool(knobs.weights_resident)
+    vec_res = _bias_resident(knobs)
     n = len(specs)
     fps = []
     keep = {"wgt": 0, "acc": 0}
@@ -134,16 +145,17 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
         fps.append(layer_footprint(cfg, spec, k.oc_chunk or spec.co_tiles(cfg),
                                    k.sub_rows or spec.out_block[0], knobs.vthreads, resident,
                                    last=(i == n - 1), whole_output=whole, whole_input=i > 0,
-                                   ci_chunk=k.ci_chunk))
-        res_w, res_v = _resident(cfg, spec) if resident else (0, 0)
-        keep["wgt"] += res_w
-        keep["acc"] += res_v
+                                   ci_chunk=k.ci_chunk, bias_resident=vec_res))
+        res_w, res_v = _resident(cfg, spec)
+        keep["wgt"] += res_w if resident else 0
+        keep["acc"] += res_v if vec_res else 0
         if kept:
             ch, cw = spec.conv_block
             keep["acc"] += spec.co_tiles(cfg) * ch * cw * knobs.vthreads
     peak = {"inp": 0, "wgt": 0, "acc": 0}
     for i, (spec, fp) in enumerate(zip(specs, fps)):
-        res_w, res_v = _resident(cfg, spec) if resident else (0, 0)
+        res_w, res_v = _resident(cfg, spec)
+        res_w, res_v = (res_w if resident else 0), (res_v if vec_res else 0)
         nxt = 0
         if knobs.chunked_handover and i + 1 < n:
             nxt = fps[i + 1]["inp"]
@@ -161,6 +173,13 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
     if knobs.identity_residuals:
         keep["wgt"] += 1
     return {"inp": peak["inp"], "wgt": peak["wgt"] + keep["wgt"], "acc": peak["acc"] + keep["acc"]}
+
+
+def _bias_resident(knobs: ScheduleKnobs) -> bool:
+    """Whether bias/sign tiles are resident (unset: as the weights)."""
+    if knobs.bias_resident is None:
+        return bool(knobs.weights_resident)
+    return knobs.bias_resident
 
 
 def _depths(cfg: BoardConfig) -> dict[str, int]:
@@ -206,11 +225,14 @@ def _validate(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> None:
 
 
 def estimate_dram_bytes(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: int,
-                        rows_outer: bool, resident: bool, first: bool = True) -> int:
+                        rows_outer: bool, resident: bool, first: bool = True,
+                        bias_resident: bool | None = None) -> int:
     """DRAM bytes a layer's schedule moves for its input, weights, biases and signs (the
     parts the knobs change; output and residual bytes are fixed). Rows sub-tiles re-read their kernel halo;
     with output-channel chunks outside the row sub-tiles (`rows_outer=False`) the input is
-    re-read per chunk, inside them the weights are re-read per sub-tile. Exact for zero
+    re-read per chunk, inside them the weights are re-read per sub-tile. Resident weights
+    (`resident`) and resident bias/sign tiles (`bias_resident`, None: as `resident`) are read
+    once; streamed bias/sign tiles are read with each chunk, like streamed weights. Exact for zero
     padding (edge padding reads a few more rows). `ci_chunk` does not enter: GEMM passes
     split each chunk's weights into disjoint parts (same bytes) and read the padded input
     block already on chip (loaded before the chunk loop, as without passes)."""
@@ -229,34 +251,38 @@ def estimate_dram_bytes(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_ro
                    for j in range(n_sub))
     inp = spec.ci_tiles(cfg) * rows * spec.block[1] * cfg.inp_elem_bytes if first else 0
     res_w, res_v = _resident(cfg, spec)
-    w_all = res_w * cfg.wgt_elem_bytes + res_v * cfg.acc_elem_bytes  # weights + bias/sign
+    w_bytes = res_w * cfg.wgt_elem_bytes
+    v_bytes = res_v * cfg.acc_elem_bytes  # bias/sign tiles
+    vec_res = resident if bias_resident is None else bias_resident
     if rows_outer or n_sub == 1:
-        total_in = blocks * inp
-        total_w = w_all if resident else blocks * n_sub * w_all
+        total_in, per_load = blocks * inp, blocks * n_sub
     else:
-        total_in = blocks * n_chunk * inp
-        total_w = w_all if resident else blocks * w_all
-    return total_in + total_w
+        total_in, per_load = blocks * n_chunk * inp, blocks
+    total_w = w_bytes if resident else per_load * w_bytes
+    total_v = v_bytes if vec_res else per_load * v_bytes
+    return total_in + total_w + total_v
 
 
 def _layer_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bool,
-                      first: bool, whole: bool = False):
+                      first: bool, whole: bool = False, bias_resident: bool | None = None):
     """Fitting (oc_chunk, sub_rows, rows_outer, ci_chunk) of one layer, best (least DRAM, then
     largest tiles) first, and the least DRAM bytes. All input tiles in one GEMM pass unless
     `ci_chunk` is set or, with two virtual threads and streamed weights, nothing fits that way:
     then the largest ci_chunk (a divisor of the tiles per group) with a fitting tile."""
     tig = spec.ci_tiles_per_group(cfg)
     if k.ci_chunk:
-        return _tile_candidates(cfg, spec, k, vt, resident, last, first, whole, k.ci_chunk)
+        return _tile_candidates(cfg, spec, k, vt, resident, last, first, whole, k.ci_chunk,
+                                bias_resident)
     for ci in _divisors_desc(tig) if vt == 2 and not resident else [tig]:
-        cands, best = _tile_candidates(cfg, spec, k, vt, resident, last, first, whole, ci)
+        cands, best = _tile_candidates(cfg, spec, k, vt, resident, last, first, whole, ci,
+                                       bias_resident)
         if cands:
             return cands, best
     return [], None
 
 
 def _tile_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bool,
-                     first: bool, whole: bool, ci: int):
+                     first: bool, whole: bool, ci: int, bias_resident: bool | None = None):
     """_layer_candidates with `ci` input tiles per GEMM pass."""
     depth = _depths(cfg)
     oh = spec.out_block[0]
@@ -269,11 +295,12 @@ def _tile_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bo
     for r in rows:
         for c in chunks:
             fp = layer_footprint(cfg, spec, c, r, vt, resident, last, whole_output=whole,
-                                 whole_input=not first, ci_chunk=ci)
+                                 whole_input=not first, ci_chunk=ci,
+                                 bias_resident=bias_resident)
             if any(fp[b] > depth[b] for b in fp):
                 continue
             for ro in (orders if r < oh else [True]):
-                cost = estimate_dram_bytes(cfg, spec, c, r, ro, resident, first)
+                cost = estimate_dram_bytes(cfg, spec, c, r, ro, resident, first, bias_resident)
                 out.append((cost, -c * r, (c, r, ro, ci)))
     return [x[2] for x in sorted(out, key=lambda x: (x[0], x[1]))], (min(out)[0] if out else None)
 
@@ -285,7 +312,10 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
     then the largest; weights resident when they fit; two virtual threads unless one thread
     saves more than a quarter of the traffic. Input-channel tiles all in one GEMM pass, unless
     two virtual threads with streamed weights fit only with fewer (then the largest ci_chunk
-    that fits: the next pass's weight load overlaps the current pass's GEMM)."""
+    that fits: the next pass's weight load overlaps the current pass's GEMM). Bias/sign tiles
+    resident with resident weights; with streamed weights resident too when the group fits
+    that way with as many virtual threads and no more traffic than streaming them (their
+    accumulator space may shrink the tiles), else streamed per chunk."""
     specs = list(specs)
     knobs = knobs or ScheduleKnobs()
     _validate(cfg, specs, knobs)
@@ -294,6 +324,29 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
     resident = knobs.weights_resident
     if resident is None:
         resident = all_wgt <= depth["wgt"]
+    if knobs.bias_resident is not None or resident:
+        vec_options = [knobs.bias_resident if knobs.bias_resident is not None else True]
+    else:
+        vec_options = [True, False]
+    results, last_err = [], None
+    for vec_res in vec_options:
+        try:
+            results.append(_resolve_tiles(cfg, specs, knobs, resident, vec_res))
+        except BufferFitError as err:
+            last_err = err
+    if not results:
+        raise last_err
+    if len(results) == 2:  # bias resident unless it costs virtual threads or traffic
+        (c_res, k_res), (c_str, k_str) = results
+        if k_res.vthreads < k_str.vthreads or c_res > c_str:
+            return k_str
+    return results[0][1]
+
+
+def _resolve_tiles(cfg: BoardConfig, specs, knobs: ScheduleKnobs, resident: bool,
+                   vec_res: bool) -> tuple[int, ScheduleKnobs]:
+    """(estimated DRAM bytes, resolved knobs) for fixed weight/bias residency; raises
+    BufferFitError when nothing fits."""
     vt_options = [knobs.vthreads] if knobs.vthreads == 1 else [2, 1]
     found = []
     last_err = None
@@ -303,7 +356,8 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
             k = knobs.layer(i)
             whole = i in knobs.kept_outputs or not knobs.chunked_handover
             cands, best = _layer_candidates(cfg, spec, k, vt, resident,
-                                            last=i == len(specs) - 1, first=i == 0, whole=whole)
+                                            last=i == len(specs) - 1, first=i == 0, whole=whole,
+                                            bias_resident=vec_res)
             if not cands:
                 layers = None
                 break
@@ -312,7 +366,8 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
             cost += best
         if layers is None:
             continue
-        resolved = replace(knobs, layers=tuple(layers), vthreads=vt, weights_resident=resident)
+        resolved = replace(knobs, layers=tuple(layers), vthreads=vt, weights_resident=resident,
+                           bias_resident=vec_res)
         try:
             check_fit(cfg, specs, resolved)
             found.append((cost, resolved))
@@ -320,13 +375,15 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
             last_err = err
     if found:
         if len(found) == 2 and found[0][0] > 1.25 * found[1][0]:
-            return found[1][1]
-        return found[0][1]
+            return found[1]
+        return found[0]
     if last_err is not None:
         raise last_err
     fallback = replace(knobs, layers=tuple(LayerKnobs(1, 1 if i == len(specs) - 1 else None,
                                                       ci_chunk=s.ci_tiles_per_group(cfg))
                                            for i, s in enumerate(specs)),
-                       vthreads=1, weights_resident=resident)
+                       vthreads=1, weights_resident=resident, bias_resident=vec_res)
     check_fit(cfg, specs, fallback)
-    return fallback
+    return sum(estimate_dram_bytes(cfg, s, 1, fallback.layer(i).sub_rows or s.out_block[0],
+                                   True, resident, i == 0, vec_res)
+               for i, s in enumerate(specs)), fallback

@@ -14,8 +14,8 @@ Loop structure (outer to inner), for a group of layers l0..lL on one block grid:
             GEMM reset; for ci_o: [weights <- DMA]; GEMM (tensorized, uops over
                                   ci x ky x kx); ALU epilogue
             out        <- STORE
-Weights (and the bias/sign tiles, in the accumulator) are loaded once at the top (resident)
-or per chunk. With `ci_chunk` (fewer input tiles per GEMM pass than the layer has) a chunk's
+Weights are loaded once at the top (`weights_resident`) or per chunk; so are, independently
+(`bias_resident`), the bias/sign tiles in the accumulator. With `ci_chunk` (fewer input tiles per GEMM pass than the layer has) a chunk's
 GEMM runs as passes over input-tile slices (loop ci_o) that accumulate into the same tile
 after one reset; streamed weights are then loaded per pass (two copies rotate with
 vthreads=2, so the next pass's load overlaps this pass's GEMM). A residual by identity GEMM (block_conv2d, identity_residuals) is one more GEMM
@@ -42,9 +42,10 @@ def _block(sch, tensor):
 
 
 def _place_layer(sch, ls: LayerStages, caches: dict, anchor, p_anchor, w_anchor,
-                 resident: bool, ci_chunk: int | None = None):
-    """compute_at every producer of a layer's epilogue (consumers first); per-chunk weights,
-    bias and sign tiles at the output-channel chunk loop `w_anchor`. With `ci_chunk` input
+                 resident: bool, ci_chunk: int | None = None, bias_resident: bool = False):
+    """compute_at every producer of a layer's epilogue (consumers first); per-chunk weights
+    (unless `resident`) and bias and sign tiles (unless `bias_resident`) at the output-channel
+    chunk loop `w_anchor`; resident ones stay at the root (loaded once). With `ci_chunk` input
     tiles per GEMM pass (fewer than the layer's), the pass loop goes right under `anchor`,
     above the chunk's output loops, and per-chunk weights load per pass. Returns the pass
     loop (None: one pass)."""
@@ -52,11 +53,11 @@ def _place_layer(sch, ls: LayerStages, caches: dict, anchor, p_anchor, w_anchor,
     for t in (ls.res_aligned, ls.res32):
         if t is not None:
             sch.compute_at(_block(sch, t), anchor, **at)
-    if "sign" in caches and not resident:
+    if "sign" in caches and not bias_resident:
         sch.compute_at(caches["sign"], w_anchor, **at)
     if ls.biased is not None:
         sch.compute_at(_block(sch, ls.biased), anchor, **at)
-    if not resident:
+    if not bias_resident:
         sch.compute_at(caches["bias"], w_anchor, **at)
     sch.compute_at(_block(sch, ls.conv), anchor, **at)
     ci_o = None
@@ -163,8 +164,9 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
         sch.reorder(n, bi, bj, co_o, co_i, hy, wx, b, o)
         anchor, p_anchor = co_o, bj
     sch.compute_at(_block(sch, last.epi), anchor, preserve_unit_loops=True)
+    vec_res = bool(knobs.bias_resident)
     passes = {len(layers) - 1: _place_layer(sch, last, caches[-1], anchor, p_anchor, co_o,
-                                            knobs.weights_resident, lk.ci_chunk)}
+                                            knobs.weights_resident, lk.ci_chunk, vec_res)}
 
     # earlier layers: whole output block at the block loop, chunked inside their own loops
     for i in range(len(layers) - 2, -1, -1):
@@ -176,7 +178,7 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
         chunk = knobs.layer(i).oc_chunk
         e_anchor = sch.split(e_co, [None, chunk])[0]
         passes[i] = _place_layer(sch, ls, caches[i], e_anchor, bj, e_anchor,
-                                 knobs.weights_resident, knobs.layer(i).ci_chunk)
+                                 knobs.weights_resident, knobs.layer(i).ci_chunk, vec_res)
         if knobs.chunked_handover:
             # copy each finished chunk into the next layer's padded input right away: split
             # the copy's channel loop like this layer's chunks and merge the two chunk loops

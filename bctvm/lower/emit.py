@@ -77,9 +77,10 @@ class ProgramEmitter:
     """Emits one VtaProgram from a tagged, flattened PrimFunc (see the module docstring)."""
 
     def __init__(self, cfg: BoardConfig, func, layout: DramLayout, params: dict, name: str,
-                 hoist: bool = True):
+                 hoist: bool = True, preload_uops: bool = True):
         self.cfg = cfg
         self.hoist = hoist
+        self.preload_uops = preload_uops
         self.func = func
         self.layout = layout
         self.params = params  # TIR param name -> region name
@@ -394,10 +395,36 @@ class ProgramEmitter:
         self.uop_resident[key] = (bgn, bgn + n)
         return bgn, bgn + n
 
+    def _preload_uops(self) -> None:
+        """When every micro-op of the program fits the micro-op buffer at once (no refill
+        happened, so each kernel's on-chip range equals its offset in the uop region), load
+        them all where the first kernel needed its own and drop the other LOAD UOPs. A LOAD
+        UOP is a compute-module instruction that waits for the DRAM port: one per kernel
+        (per GEMM pass, per chunk's epilogue) stalls the compute module behind streamed
+        weight transfers."""
+        loads = [k for k, e in enumerate(self.prog)
+                 if isinstance(e.insn, isa.Load) and e.insn.memory_type == MemType.UOP]
+        if len(loads) < 2 or any(self.prog[k].insn.sram_base != self.prog[k].insn.dram_base
+                                 for k in loads):
+            return
+        step = self.lim.max_size - 1
+        first = self.prog[loads[0]]
+        whole = [Emitted(isa.Load(memory_type=MemType.UOP, sram_base=b, dram_base=b, y_size=1,
+                                  x_size=min(step, self.uop_n - b),
+                                  x_stride=min(step, self.uop_n - b)),
+                         first.module, (), (), first.layer, "uop")
+                 for b in range(0, self.uop_n, step)]
+        drop = set(loads)
+        self.prog = (self.prog[:loads[0]] + whole
+                     + [e for k, e in enumerate(self.prog) if k > loads[0] and k not in drop])
+        self.stats["uop_loads"] = len(whole)
+
     # ---- finish ---------------------------------------------------------------------------
     def _finish(self) -> VtaProgram:
         words = (np.concatenate(self.uop_words) if self.uop_words
                  else np.zeros(1, dtype=np.uint32))
+        if self.preload_uops:
+            self._preload_uops()
         uname = f"uops:{self.name}"
         reg = self.layout.add(uname, "uops", words.shape, "uint32")
         ubase = reg.start // self.elem_bytes["uop"]
@@ -422,16 +449,19 @@ class ProgramEmitter:
 
 
 def emit_program(cfg: BoardConfig, func, layout: DramLayout | None = None,
-                 params: dict | None = None, name: str = "main", hoist: bool = True) -> VtaProgram:
+                 params: dict | None = None, name: str = "main", hoist: bool = True,
+                 preload_uops: bool = True) -> VtaProgram:
     """VtaProgram of a tagged, flattened group function.
 
     layout: the DRAM layout to place tensors in (a new one with one region per parameter when
     None); params: TIR parameter name -> region name (default: same name); hoist: issue DRAM
-    loads as early as their data allow (bctvm.lower.hoist; False: in schedule order)."""
+    loads as early as their data allow (bctvm.lower.hoist; False: in schedule order);
+    preload_uops: load all micro-ops with one LOAD UOP when they fit the buffer at once
+    (False: each kernel's on first use)."""
     if layout is None:
         layout = DramLayout(cfg)
         for p in func.params:
             layout.add(str(p.name), param_kind(str(p.name)), [int(s) for s in p.shape], str(p.dtype))
     params = dict(params or {})
     full = {str(p.name): params.get(str(p.name), str(p.name)) for p in func.params}
-    return ProgramEmitter(cfg, func, layout, full, name, hoist).run()
+    return ProgramEmitter(cfg, func, layout, full, name, hoist, preload_uops).run()

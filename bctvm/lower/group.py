@@ -25,7 +25,7 @@ folded rounding constant, schedules.layout.pack_bias; the identity tile by image
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -157,6 +157,20 @@ def _residual_paths(cfg: BoardConfig, specs, residuals, input_on_chip, identity_
     return out
 
 
+def _build_fused(cfg: BoardConfig, group, knobs, layout, name: str):
+    """(program, resolved knobs) of one fused program. Bias/sign tiles that resolve_knobs made
+    resident on its own (streamed weights) but the SRAM allocator cannot place are streamed."""
+    mod, resolved = scheduled_module(group, knobs)
+    try:
+        return build_program(cfg, mod, layout, {"data": "data", "out": "out"}, name=name), resolved
+    except BufferFitError:
+        auto = knobs is None or knobs.bias_resident is None
+        if not (auto and resolved.bias_resident and not resolved.weights_resident):
+            raise
+    mod, resolved = scheduled_module(group, replace(knobs or ScheduleKnobs(), bias_resident=False))
+    return build_program(cfg, mod, layout, {"data": "data", "out": "out"}, name=name), resolved
+
+
 def compile_group(cfg: BoardConfig, specs, mode: str = "fused", knobs=None,
                   residual_source="external", name: str = "g",
                   input_on_chip: bool | None = None,
@@ -190,9 +204,8 @@ def compile_group(cfg: BoardConfig, specs, mode: str = "fused", knobs=None,
             try:
                 group = group_compute(cfg, specs, residual_source, input_on_chip=ioc,
                                       identity_residuals=ident)
-                mod, resolved = scheduled_module(group, k)
                 lay = _layout(cfg, specs, mode, residuals, identity=group.identity is not None)
-                prog = build_program(cfg, mod, lay, {"data": "data", "out": "out"}, name=name)
+                prog, resolved = _build_fused(cfg, group, k, lay, name)
             except BufferFitError as e:
                 err = e
                 continue

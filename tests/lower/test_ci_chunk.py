@@ -86,7 +86,8 @@ def test_pool_sign_residual_with_row_subtiles():
                           2, False)
     cg, run = _run(PYNQ, spec, knobs, seed=3)
     assert _weight_loads(cg) > 4 * spec.co_tiles(PYNQ)
-    est = estimate_dram_bytes(PYNQ, spec, 1, 2, True, False)
+    est = estimate_dram_bytes(PYNQ, spec, 1, 2, True, False,
+                              bias_resident=cg.knobs[0].bias_resident)
     reg = cg.layout.regions
     assert run.dram_bytes["input"] - reg["l0_residual"].nbytes + run.dram_bytes["weights"] == est
 

@@ -114,7 +114,8 @@ def test_knob_choice_follows_the_traffic_estimate():
         assert np.array_equal(run.output, ref_spec(x, w, b, spec))
         measured[order] = run.dram_bytes["input"] + run.dram_bytes["weights"]
         assert measured[order] == estimate_dram_bytes(cfg, spec, lk.oc_chunk, lk.sub_rows,
-                                                      order, False)
+                                                      order, False,
+                                                      bias_resident=cg.knobs[0].bias_resident)
     assert measured[False] < measured[True]
 
 
