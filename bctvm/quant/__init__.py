@@ -13,6 +13,7 @@ bit) is written out in docs/quantization.md; intops.py holds its primitives.
 from .agreement import agreement, float_tensors
 from .calibrate import calibrate, capture, collect_stats
 from .fold import FoldedConv, bn_scale_shift, fold_conv_bn
+from .fold_pool import fold_max_pools, foldable_pool
 from .intops import (
     QuantizationError,
     align,
@@ -50,6 +51,8 @@ __all__ = [
     "FoldedConv",
     "fold_conv_bn",
     "bn_scale_shift",
+    "fold_max_pools",
+    "foldable_pool",
     "QuantizationError",
     "exponent_for",
     "quantize",
