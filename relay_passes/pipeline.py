@@ -5,6 +5,7 @@
     BindParams         parameters -> constants
     FoldBN             inference BatchNorm -> conv weights/bias (+ sign after a pool)
     Quantize           float graph -> integer graph of the QuantizedNet (bctvm.quant)
+    FoldMaxPool        conv + standalone 2x2/2 max-pool -> one pooling block conv
     PackLayout         VTA ops -> NCHW{b}n{c}c / OIHW{o}o{i}i of the board
     PlanFusedGroups    fused groups that fit the board's buffers (plan in the module)
     Partition          each group -> a vta_group_<i> function; the rest stays on the host
@@ -31,6 +32,7 @@ from boards import BoardConfig, load_board
 
 from .bind_params import BindParams
 from .fold_bn import FoldBN
+from .fold_max_pool import FoldMaxPool
 from .import_model import ImportedModel, ImportModel
 from .legalize_block_conv import LegalizeBlockConv
 from .pack_layout import PackLayout
@@ -40,14 +42,14 @@ from .quantize import Quantize
 
 #: the pass order, by name (ImportModel first; Quantize and later need the QuantizedNet)
 PASS_ORDER = ("ImportModel", "LegalizeBlockConv", "BindParams", "FoldBN", "Quantize",
-              "PackLayout", "PlanFusedGroups", "Partition")
+              "FoldMaxPool", "PackLayout", "PlanFusedGroups", "Partition")
 FLOAT_STAGES = ("ImportModel", "LegalizeBlockConv", "BindParams", "FoldBN")
 
 
 def make_passes(qnet, board: BoardConfig | str, stem: str = "auto", model: str = "") -> list:
     """The IR -> IR passes after ImportModel, in order."""
     board = load_board(board)
-    return [LegalizeBlockConv(), BindParams(), FoldBN(), Quantize(qnet),
+    return [LegalizeBlockConv(), BindParams(), FoldBN(), Quantize(qnet), FoldMaxPool(),
             PackLayout(board, stem=stem), PlanFusedGroups(board, model=model), Partition()]
 
 
@@ -125,7 +127,7 @@ def _run(source, cfg, steps, qnet, calib_inputs, calib, example_input, stem, sto
     if checker and "ImportModel" in wanted:
         checker.check("ImportModel", mod)
     factories = [LegalizeBlockConv, BindParams, FoldBN, lambda: Quantize(result.qnet),
-                 lambda: PackLayout(cfg, stem=stem),
+                 FoldMaxPool, lambda: PackLayout(cfg, stem=stem),
                  lambda: PlanFusedGroups(cfg, model=imported.name, policy=policy), Partition]
     for name, factory in zip(PASS_ORDER[1:], factories):
         if stop_after and list(result.stages)[-1] == stop_after:

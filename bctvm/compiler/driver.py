@@ -33,6 +33,7 @@ import bctvm
 from bctvm.errors import BadInputError
 from bctvm.lower.group import CompiledGroup, compile_group
 from boards import BoardConfig, board_to_dict, load_board
+from relay_passes.fold_max_pool import folded_qnet
 from relay_passes.partition import Partition, vta_groups
 from relay_passes.pipeline import run_pipeline, zoo_kwargs
 from relay_passes.plan_fused_groups import PLAN_ATTR, FusedGroup, FusedPlan
@@ -171,13 +172,14 @@ def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_s
                           progress=progress, **kw)
     plan, qnet, imported = result.plan, result.qnet, result.imported
     batch = int(imported.example_input.shape[0])
-    segments = segment_plan(plan, qnet, mode, batch, cfg)
+    vta_qnet = folded_qnet(plan, qnet)  # convs as the graph has them after FoldMaxPool
+    segments = segment_plan(plan, vta_qnet, mode, batch, cfg)
     if not segments:
         raise BadInputError(f"{imported.name}: no layer of the model runs on VTA (board "
                             f"'{cfg.name}'); nothing to compile")
     t_pass = time.perf_counter()
     fallbacks: dict[str, str] = {}
-    compiled = compile_segments(cfg, segments, plan, qnet, mode, batch, progress,
+    compiled = compile_segments(cfg, segments, plan, vta_qnet, mode, batch, progress,
                                 host_fallback, fallbacks)
     if not compiled:
         raise BadInputError(f"{imported.name}: no layer fits board '{cfg.name}' "
@@ -200,7 +202,7 @@ def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_s
     kinds = tensor_kinds(plan, compiled)
     groups = []
     for i, c in enumerate(compiled):
-        groups.append(_write_group(out, i, c, partitioned, names, kinds, qnet, cfg))
+        groups.append(_write_group(out, i, c, partitioned, names, kinds, vta_qnet, cfg))
     _write_references(out, imported, qnet)
     manifest = {
         "format": ARTIFACT_FORMAT, "version": ARTIFACT_VERSION, "key": key,
