@@ -9,6 +9,12 @@ Knobs (what a tuner may change; the defaults are chosen here to fit the board):
   next pass's weight load overlaps the current pass's GEMM. Default: all tiles (one pass);
   a pass loop lives inside the row sub-tile loop, so it needs `rows_outer` (weights re-read
   per sub-tile, as with rows outside chunks);
+- per layer `inp_per_pass`: load the padded input per GEMM pass (only that pass's ci_chunk
+  input tiles, inside the pass loop) instead of all input tiles before the chunk loop; the
+  input buffer then holds ci_chunk tiles of the (sub-tile) rows, but the input is read from
+  DRAM once per output-channel chunk. Only for a one-layer group of an ungrouped conv (the
+  last layer of a group loads its input from DRAM; inner layers receive it on chip); chosen
+  by resolve_knobs only when nothing fits otherwise;
 - per layer `sub_rows`: output rows (after the pool) per row sub-tile of the *last* layer of a
   group (its input block is then loaded per sub-tile, with the kernel halo);
 - `rows_outer`: with sub-tiles, loop rows outside output-channel chunks (input loaded once per
@@ -29,6 +35,7 @@ Knobs (what a tuner may change; the defaults are chosen here to fit the board):
 
 Footprint model (elements of each buffer, one block in flight per copy):
     inp = ci_tiles * in_rows * padded_cols                       x vthreads
+          (inp_per_pass: ci_chunk instead of ci_tiles)
     wgt = co_tiles * ci_tiles * kh * kw  (resident)  or  oc_chunk * ci_chunk * kh * kw x vthreads
           (ci_tiles = input tiles per packed group, ci_chunk <= ci_tiles per GEMM pass)
     acc = oc_chunk * (conv_rows * conv_cols + residual_rows * out_cols
@@ -61,6 +68,7 @@ class LayerKnobs:
     sub_rows: int | None = None
     rows_outer: bool | None = None  # None: chosen by resolve_knobs
     ci_chunk: int | None = None  # input-channel tiles per GEMM pass (None: resolve_knobs)
+    inp_per_pass: bool | None = None  # input loaded per GEMM pass (None: resolve_knobs)
 
 
 @dataclass(frozen=True)
@@ -93,13 +101,15 @@ def layer_footprint(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: 
                     vthreads: int, resident: bool, last: bool = True,
                     whole_output: bool = False, whole_input: bool = False,
                     ci_chunk: int | None = None,
-                    bias_resident: bool | None = None) -> dict[str, int]:
+                    bias_resident: bool | None = None,
+                    inp_per_pass: bool = False) -> dict[str, int]:
     """Elements of inp/wgt/acc one layer needs (see the module docstring). `resident`: its
     weights stay in the weight buffer; `bias_resident` (None: as `resident`): its bias/sign
     tiles stay in the accumulator. `last=False`: an
     inner layer of a fused group, which hands each finished output chunk to the next layer;
     `whole_output`: its whole output block stays in the accumulator (no chunked hand-over, or
-    a later layer adds it as a residual); `ci_chunk`: input tiles per GEMM pass (None: all)."""
+    a later layer adds it as a residual); `ci_chunk`: input tiles per GEMM pass (None: all);
+    `inp_per_pass`: the input buffer holds one pass's ci_chunk tiles (a one-layer group)."""
     vec_res = resident if bias_resident is None else bias_resident
     kh, kw = spec.kernel
     cit, cot = spec.ci_tiles(cfg), spec.co_tiles(cfg)
@@ -114,8 +124,8 @@ def layer_footprint(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: 
         conv_rows, in_rows, sub_rows = ch, prow, oh
     res_w, res_v = _resident(cfg, spec)
     vectors = res_v // cot
-    inp = cit * in_rows * pcol * vthreads
     per_pass = ci_chunk or spec.ci_tiles_per_group(cfg)
+    inp = (per_pass if inp_per_pass else cit) * in_rows * pcol * vthreads
     wgt = res_w if resident else oc_chunk * per_pass * kh * kw * vthreads
     residual = spec.residual_shift is not None
     per_chunk = conv_rows * cw + (0 if vec_res else vectors) + (sub_rows * ow if residual else 0)
@@ -145,7 +155,8 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
         fps.append(layer_footprint(cfg, spec, k.oc_chunk or spec.co_tiles(cfg),
                                    k.sub_rows or spec.out_block[0], knobs.vthreads, resident,
                                    last=(i == n - 1), whole_output=whole, whole_input=i > 0,
-                                   ci_chunk=k.ci_chunk, bias_resident=vec_res))
+                                   ci_chunk=k.ci_chunk, bias_resident=vec_res,
+                                   inp_per_pass=bool(k.inp_per_pass)))
         res_w, res_v = _resident(cfg, spec)
         keep["wgt"] += res_w if resident else 0
         keep["acc"] += res_v if vec_res else 0
@@ -215,6 +226,9 @@ def _validate(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> None:
                 and k.sub_rows is not None and k.sub_rows < oh):
             raise BadInputError(f"{spec.where()}: ci_chunk {k.ci_chunk} (GEMM passes inside "
                                 f"the row sub-tiles) needs rows_outer")
+        if k.inp_per_pass and not per_pass_eligible(cfg, specs):
+            raise BadInputError(f"{spec.where()}: inp_per_pass (input loaded per GEMM pass) "
+                                f"only for a one-layer group of an ungrouped conv")
         if k.sub_rows is not None:
             if k.sub_rows <= 0 or oh % k.sub_rows:
                 raise BadInputError(f"{spec.where()}: sub_rows {k.sub_rows} must divide the "
@@ -224,9 +238,17 @@ def _validate(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> None:
                                     f"a group")
 
 
+def per_pass_eligible(cfg: BoardConfig, specs) -> bool:
+    """Whether a group may load its input per GEMM pass (`LayerKnobs.inp_per_pass`): one
+    layer (it loads its own input from DRAM), ungrouped, with more than one input tile."""
+    specs = list(specs)
+    return (len(specs) == 1 and specs[0].groups == 1
+            and specs[0].ci_tiles_per_group(cfg) > 1)
+
+
 def estimate_dram_bytes(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: int,
                         rows_outer: bool, resident: bool, first: bool = True,
-                        bias_resident: bool | None = None) -> int:
+                        bias_resident: bool | None = None, inp_per_pass: bool = False) -> int:
     """DRAM bytes a layer's schedule moves for its input, weights, biases and signs (the
     parts the knobs change; output and residual bytes are fixed). Rows sub-tiles re-read their kernel halo;
     with output-channel chunks outside the row sub-tiles (`rows_outer=False`) the input is
@@ -235,7 +257,9 @@ def estimate_dram_bytes(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_ro
     once; streamed bias/sign tiles are read with each chunk, like streamed weights. Exact for zero
     padding (edge padding reads a few more rows). `ci_chunk` does not enter: GEMM passes
     split each chunk's weights into disjoint parts (same bytes) and read the padded input
-    block already on chip (loaded before the chunk loop, as without passes)."""
+    block already on chip (loaded before the chunk loop, as without passes), unless
+    `inp_per_pass`: then each chunk's passes read the input again (once per chunk, each pass
+    its own tiles)."""
     kh, kw = spec.kernel
     blocks = (spec.batch // cfg.batch) * spec.grid[0] * spec.grid[1]
     oh = spec.out_block[0]
@@ -258,32 +282,51 @@ def estimate_dram_bytes(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_ro
         total_in, per_load = blocks * inp, blocks * n_sub
     else:
         total_in, per_load = blocks * n_chunk * inp, blocks
+    if inp_per_pass:  # every chunk reads its (sub-tile's) input again, pass by pass
+        total_in = blocks * n_chunk * inp
     total_w = w_bytes if resident else per_load * w_bytes
     total_v = v_bytes if vec_res else per_load * v_bytes
     return total_in + total_w + total_v
 
 
 def _layer_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bool,
-                      first: bool, whole: bool = False, bias_resident: bool | None = None):
-    """Fitting (oc_chunk, sub_rows, rows_outer, ci_chunk) of one layer, best (least DRAM, then
-    largest tiles) first, and the least DRAM bytes. All input tiles in one GEMM pass unless
-    `ci_chunk` is set or, with two virtual threads and streamed weights, nothing fits that way:
-    then the largest ci_chunk (a divisor of the tiles per group) with a fitting tile."""
+                      first: bool, whole: bool = False, bias_resident: bool | None = None,
+                      per_pass: bool = False):
+    """Fitting (oc_chunk, sub_rows, rows_outer, ci_chunk, inp_per_pass) of one layer, best
+    (least DRAM, then largest tiles) first, and the least DRAM bytes. All input tiles in one
+    GEMM pass unless `ci_chunk` is set or, with two virtual threads and streamed weights,
+    nothing fits that way: then the largest ci_chunk (a divisor of the tiles per group) with a
+    fitting tile. `per_pass`: the input loaded per GEMM pass (fewer input tiles than the
+    layer's), every divisor tried, least traffic then largest tiles then fewest passes."""
     tig = spec.ci_tiles_per_group(cfg)
+    if per_pass:
+        out = []
+        for ci in [k.ci_chunk] if k.ci_chunk else _divisors_desc(tig)[1:]:
+            out += _tile_candidates(cfg, spec, k, vt, resident, last, first, whole, ci,
+                                    bias_resident, True)
+        return _ranked(out)
     if k.ci_chunk:
-        return _tile_candidates(cfg, spec, k, vt, resident, last, first, whole, k.ci_chunk,
-                                bias_resident)
+        return _ranked(_tile_candidates(cfg, spec, k, vt, resident, last, first, whole,
+                                        k.ci_chunk, bias_resident))
     for ci in _divisors_desc(tig) if vt == 2 and not resident else [tig]:
-        cands, best = _tile_candidates(cfg, spec, k, vt, resident, last, first, whole, ci,
-                                       bias_resident)
+        cands, best = _ranked(_tile_candidates(cfg, spec, k, vt, resident, last, first, whole,
+                                               ci, bias_resident))
         if cands:
             return cands, best
     return [], None
 
 
+def _ranked(out):
+    """(knob tuples sorted by (bytes, -tile size, -ci_chunk), least bytes or None)."""
+    out = sorted(out, key=lambda x: (x[0], x[1], -x[2][3]))
+    return [x[2] for x in out], (out[0][0] if out else None)
+
+
 def _tile_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bool,
-                     first: bool, whole: bool, ci: int, bias_resident: bool | None = None):
-    """_layer_candidates with `ci` input tiles per GEMM pass."""
+                     first: bool, whole: bool, ci: int, bias_resident: bool | None = None,
+                     per_pass: bool = False):
+    """Unsorted (bytes, -tile size, knob tuple) of _layer_candidates with `ci` input tiles per
+    GEMM pass."""
     depth = _depths(cfg)
     oh = spec.out_block[0]
     chunks = [k.oc_chunk] if k.oc_chunk else _divisors_desc(spec.co_tiles(cfg))
@@ -296,13 +339,14 @@ def _tile_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bo
         for c in chunks:
             fp = layer_footprint(cfg, spec, c, r, vt, resident, last, whole_output=whole,
                                  whole_input=not first, ci_chunk=ci,
-                                 bias_resident=bias_resident)
+                                 bias_resident=bias_resident, inp_per_pass=per_pass)
             if any(fp[b] > depth[b] for b in fp):
                 continue
             for ro in (orders if r < oh else [True]):
-                cost = estimate_dram_bytes(cfg, spec, c, r, ro, resident, first, bias_resident)
-                out.append((cost, -c * r, (c, r, ro, ci)))
-    return [x[2] for x in sorted(out, key=lambda x: (x[0], x[1]))], (min(out)[0] if out else None)
+                cost = estimate_dram_bytes(cfg, spec, c, r, ro, resident, first, bias_resident,
+                                           per_pass)
+                out.append((cost, -c * r, (c, r, ro, ci, per_pass)))
+    return out
 
 
 def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -> ScheduleKnobs:
@@ -315,10 +359,31 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
     that fits: the next pass's weight load overlaps the current pass's GEMM). Bias/sign tiles
     resident with resident weights; with streamed weights resident too when the group fits
     that way with as many virtual threads and no more traffic than streaming them (their
-    accumulator space may shrink the tiles), else streamed per chunk."""
+    accumulator space may shrink the tiles), else streamed per chunk. The input is loaded per
+    GEMM pass (`inp_per_pass`, more input traffic) only when nothing fits otherwise (or when
+    asked for)."""
     specs = list(specs)
     knobs = knobs or ScheduleKnobs()
     _validate(cfg, specs, knobs)
+    asked = knobs.layer(0).inp_per_pass
+    if asked:
+        rounds = [True]
+    elif asked is False or not per_pass_eligible(cfg, specs):
+        rounds = [False]
+    else:
+        rounds = [False, True]
+    first_err = None
+    for per_pass in rounds:
+        try:
+            return _resolve_residency(cfg, specs, knobs, per_pass)
+        except BufferFitError as err:
+            first_err = first_err or err
+    raise first_err
+
+
+def _resolve_residency(cfg: BoardConfig, specs, knobs: ScheduleKnobs,
+                       per_pass: bool) -> ScheduleKnobs:
+    """resolve_knobs with the input loaded per GEMM pass (`per_pass`) or not."""
     depth = _depths(cfg)
     all_wgt = sum(_resident(cfg, s)[0] for s in specs) + (1 if knobs.identity_residuals else 0)
     resident = knobs.weights_resident
@@ -331,7 +396,7 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
     results, last_err = [], None
     for vec_res in vec_options:
         try:
-            results.append(_resolve_tiles(cfg, specs, knobs, resident, vec_res))
+            results.append(_resolve_tiles(cfg, specs, knobs, resident, vec_res, per_pass))
         except BufferFitError as err:
             last_err = err
     if not results:
@@ -344,7 +409,7 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
 
 
 def _resolve_tiles(cfg: BoardConfig, specs, knobs: ScheduleKnobs, resident: bool,
-                   vec_res: bool) -> tuple[int, ScheduleKnobs]:
+                   vec_res: bool, per_pass: bool = False) -> tuple[int, ScheduleKnobs]:
     """(estimated DRAM bytes, resolved knobs) for fixed weight/bias residency; raises
     BufferFitError when nothing fits."""
     vt_options = [knobs.vthreads] if knobs.vthreads == 1 else [2, 1]
@@ -357,12 +422,13 @@ def _resolve_tiles(cfg: BoardConfig, specs, knobs: ScheduleKnobs, resident: bool
             whole = i in knobs.kept_outputs or not knobs.chunked_handover
             cands, best = _layer_candidates(cfg, spec, k, vt, resident,
                                             last=i == len(specs) - 1, first=i == 0, whole=whole,
-                                            bias_resident=vec_res)
+                                            bias_resident=vec_res, per_pass=per_pass)
             if not cands:
                 layers = None
                 break
-            c, r, ro, ci = cands[0]
-            layers.append(replace(k, oc_chunk=c, sub_rows=r, rows_outer=ro, ci_chunk=ci))
+            c, r, ro, ci, pp = cands[0]
+            layers.append(replace(k, oc_chunk=c, sub_rows=r, rows_outer=ro, ci_chunk=ci,
+                                  inp_per_pass=pp))
             cost += best
         if layers is None:
             continue
@@ -379,6 +445,9 @@ def _resolve_tiles(cfg: BoardConfig, specs, knobs: ScheduleKnobs, resident: bool
         return found[0]
     if last_err is not None:
         raise last_err
+    if per_pass:
+        raise BufferFitError(f"layer(s) {', '.join(s.name for s in specs)}: no tile fits board "
+                             f"'{cfg.name}' even with the input loaded per GEMM pass")
     fallback = replace(knobs, layers=tuple(LayerKnobs(1, 1 if i == len(specs) - 1 else None,
                                                       ci_chunk=s.ci_tiles_per_group(cfg))
                                            for i, s in enumerate(specs)),

@@ -11,7 +11,9 @@ Loop structure (outer to inner), for a group of layers l0..lL on one block grid:
         for (ho, co_o) or (co_o, ho):                # row sub-tiles x output-channel chunks
             pad_L      <- DMA (at the block loop, or per row sub-tile with its halo)
             bias/sign/residual tiles <- DMA
-            GEMM reset; for ci_o: [weights <- DMA]; GEMM (tensorized, uops over
+            GEMM reset; for ci_o: [pad_L[ci_o] <- DMA (inp_per_pass: one-layer group,
+                                   only this pass's input tiles)]
+                                  [weights <- DMA]; GEMM (tensorized, uops over
                                   ci x ky x kx); ALU epilogue
             out        <- STORE
 Weights are loaded once at the top (`weights_resident`) or per chunk; so are, independently
@@ -42,13 +44,15 @@ def _block(sch, tensor):
 
 
 def _place_layer(sch, ls: LayerStages, caches: dict, anchor, p_anchor, w_anchor,
-                 resident: bool, ci_chunk: int | None = None, bias_resident: bool = False):
+                 resident: bool, ci_chunk: int | None = None, bias_resident: bool = False,
+                 inp_per_pass: bool = False):
     """compute_at every producer of a layer's epilogue (consumers first); per-chunk weights
     (unless `resident`) and bias and sign tiles (unless `bias_resident`) at the output-channel
     chunk loop `w_anchor`; resident ones stay at the root (loaded once). With `ci_chunk` input
     tiles per GEMM pass (fewer than the layer's), the pass loop goes right under `anchor`,
-    above the chunk's output loops, and per-chunk weights load per pass. Returns the pass
-    loop (None: one pass)."""
+    above the chunk's output loops, and per-chunk weights load per pass. `inp_per_pass`: the
+    padded input goes in the pass loop too (only that pass's input tiles; at `anchor` with
+    one pass). Returns the pass loop (None: one pass)."""
     at = dict(preserve_unit_loops=True)
     for t in (ls.res_aligned, ls.res32):
         if t is not None:
@@ -63,6 +67,8 @@ def _place_layer(sch, ls: LayerStages, caches: dict, anchor, p_anchor, w_anchor,
     ci_o = None
     if ci_chunk and ci_chunk < int(ls.weight.shape[1]):  # weight: (co, ci per group, ...)
         ci_o = _split_passes(sch, ls, ci_chunk)
+    if inp_per_pass:
+        p_anchor = ci_o if ci_o is not None else anchor
     sch.compute_at(_block(sch, ls.pad), p_anchor, **at)
     if not resident:
         sch.compute_at(caches["weight"], ci_o if ci_o is not None else w_anchor, **at)
@@ -166,7 +172,8 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
     sch.compute_at(_block(sch, last.epi), anchor, preserve_unit_loops=True)
     vec_res = bool(knobs.bias_resident)
     passes = {len(layers) - 1: _place_layer(sch, last, caches[-1], anchor, p_anchor, co_o,
-                                            knobs.weights_resident, lk.ci_chunk, vec_res)}
+                                            knobs.weights_resident, lk.ci_chunk, vec_res,
+                                            bool(lk.inp_per_pass))}
 
     # earlier layers: whole output block at the block loop, chunked inside their own loops
     for i in range(len(layers) - 2, -1, -1):

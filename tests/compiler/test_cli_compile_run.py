@@ -141,12 +141,19 @@ def sigmoid():
 
 def test_compile_errors_exit_2(tmp_path, monkeypatch, capsys):
     nets = tmp_path / "nets.py"
-    nets.write_text(NETS)
+    # `wide` now fits pynq (input loaded per GEMM pass); a depthwise layer has one input tile
+    # per group, nothing to split: all 32 tiles x 3 rows x 34 columns still exceed the buffer
+    nets.write_text(NETS + """
+
+def wide_dw():
+    return nn.Sequential(BlockConv2d(3, 512, 3, 0, padding=1), nn.ReLU(),
+                         BlockConv2d(512, 512, 3, 0, padding=1, groups=512))
+""")
     _expect_exit2(monkeypatch, capsys, ["compile", SRC, "--input-shape", "1,3,32,32"], "-o DIR")
     _expect_exit2(monkeypatch, capsys, ["compile", f"{nets}:sigmoid", "--input-shape",
                                         "1,3,32,32", "-o", tmp_path / "a"], "igmoid")
-    _expect_exit2(monkeypatch, capsys, ["compile", f"{nets}:wide", "--input-shape", "1,3,32,32",
-                                        "-o", tmp_path / "w"],
+    _expect_exit2(monkeypatch, capsys, ["compile", f"{nets}:wide_dw", "--input-shape",
+                                        "1,3,32,32", "-o", tmp_path / "w"],
                   "group g0", "layer 2", "inp buffer", "'pynq'")
     _expect_exit2(monkeypatch, capsys, ["compile", "block_resnet18", "--input-shape",
                                         "1,3,40,40", "--block-size", "16", "-o", tmp_path / "b"],
@@ -180,9 +187,10 @@ def test_host_fallback_runs_a_layer_that_cannot_fit_on_the_host(tmp_path, monkey
     nets.write_text(NETS + """
 
 def wide_then_small():
+    # a depthwise 512-channel layer on a whole 32x32 map cannot fit pynq's input buffer
     return nn.Sequential(BlockConv2d(3, 512, 3, 0, padding=1), nn.ReLU(),
-                         BlockConv2d(512, 16, 3, 0, padding=1), nn.ReLU(),
-                         BlockConv2d(16, 16, 3, 8, padding=1))
+                         BlockConv2d(512, 512, 3, 0, padding=1, groups=512), nn.ReLU(),
+                         BlockConv2d(512, 16, 3, 8, padding=1))
 """)
     out = tmp_path / "a"
     assert run_cli(monkeypatch, "compile", f"{nets}:wide_then_small", "--input-shape",

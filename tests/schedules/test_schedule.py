@@ -64,8 +64,14 @@ def test_fit_error_names_layer_and_buffer():
     huge = LayerSpec("huge", 512, 512, 28, 28, (28, 28))
     with pytest.raises(BufferFitError, match="huge.*inp buffer"):
         check_fit(PYNQ, [huge], ScheduleKnobs((LayerKnobs(4, 28),), 2, True))
+    # all 256 input tiles of one output row do not fit; per GEMM pass they would (asked not to)
+    wide = LayerSpec("huge", 4096, 64, 8, 8, (8, 8))
+    with pytest.raises(BufferFitError, match="huge.*inp buffer"):
+        resolve_knobs(PYNQ, [wide], ScheduleKnobs((LayerKnobs(inp_per_pass=False),)))
+    assert resolve_knobs(PYNQ, [wide]).layers[0].inp_per_pass
+    # depthwise: one input tile per group, nothing to split per pass
     with pytest.raises(BufferFitError, match="huge"):
-        resolve_knobs(PYNQ, [LayerSpec("huge", 4096, 64, 8, 8, (8, 8))])
+        resolve_knobs(PYNQ, [LayerSpec("huge", 4096, 4096, 8, 8, (8, 8), groups=4096)])
 
 
 @pytest.mark.parametrize("knobs, words", [
