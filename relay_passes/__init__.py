@@ -4,8 +4,8 @@ These are **Relax** passes (Apache TVM 0.27 no longer ships Relay); the folder k
 `relay_passes/` because that is the project layout users know. One pass per file, named after
 its class; the order is the single list in `pipeline.py`:
 
-    ImportModel -> LegalizeBlockConv -> FoldBN -> Quantize -> PackLayout
-                -> PlanFusedGroups -> Partition
+    ImportModel -> LegalizeBlockConv -> BindParams -> FoldBN -> Quantize -> FoldMaxPool
+                -> PackLayout -> PlanFusedGroups -> Partition
 
 After every pass the module still builds for `llvm` and, on the Relax VM, equals the PyTorch
 float model (before Quantize) or the integer reference `bctvm.quant.IntegerReference` (after,
