@@ -32,6 +32,8 @@ from tqdm import tqdm
 import bctvm
 from bctvm.errors import BadInputError
 from bctvm.lower.group import CompiledGroup, compile_group
+from bctvm.runtime.artifact import FORMAT as ARTIFACT_FORMAT
+from bctvm.runtime.artifact import VERSION as ARTIFACT_VERSION
 from boards import BoardConfig, board_to_dict, load_board
 from relay_passes.fold_max_pool import folded_qnet
 from relay_passes.partition import Partition, vta_groups
@@ -42,10 +44,6 @@ from schedules.knobs import BufferFitError
 
 from .host_module import dispatch_groups, group_signature
 from .segment import MODES, Segment, host_layers, segment_plan, split_segment
-
-ARTIFACT_FORMAT = "bctvm-artifact"
-ARTIFACT_VERSION = 1
-
 
 @dataclass
 class CompiledSegment:
@@ -114,22 +112,14 @@ def compile_segments(cfg: BoardConfig, segments: list[Segment], plan: FusedPlan,
 
 def segments_plan(plan: FusedPlan, compiled: list[CompiledSegment]) -> FusedPlan:
     """A copy of the plan whose groups are the compiled segments (Partition's input)."""
-    groups = []
     by_index = {g.index: g for g in plan.groups}
+    groups = []
     for i, c in enumerate(compiled):
         src = by_index[c.seg.plan_group]
         groups.append(FusedGroup(index=i, layers=list(c.seg.layers), grid=tuple(c.seg.grid),
                                  footprint=src.footprint, weights_resident=src.weights_resident,
                                  inputs=c.seg.inputs, outputs=[c.seg.output]))
-    d = plan.to_dict()
-    d["groups"] = [g.__dict__ for g in groups]
-    return FusedPlan.from_dict(json.loads(json.dumps(d, default=_jsonable)))
-
-
-def _jsonable(v):
-    if hasattr(v, "__dict__"):
-        return v.__dict__
-    raise TypeError(type(v).__name__)
+    return dataclasses.replace(plan, groups=groups)
 
 
 def tensor_kinds(plan: FusedPlan, compiled: list[CompiledSegment]) -> dict[str, str]:
@@ -200,9 +190,9 @@ def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_s
     t_host = time.perf_counter()
 
     kinds = tensor_kinds(plan, compiled)
-    groups = []
-    for i, c in enumerate(compiled):
-        groups.append(_write_group(out, i, c, partitioned, names, kinds, vta_qnet, cfg))
+    qlayers = {layer.name: layer for layer in vta_qnet.layers}
+    groups = [_write_group(out, i, c, partitioned, names, kinds, qlayers, cfg)
+              for i, c in enumerate(compiled)]
     _write_references(out, imported, qnet)
     manifest = {
         "format": ARTIFACT_FORMAT, "version": ARTIFACT_VERSION, "key": key,
@@ -229,9 +219,9 @@ def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_s
     return manifest
 
 
-def _write_group(out: Path, i: int, c: CompiledSegment, mod, names, kinds, qnet, cfg) -> dict:
+def _write_group(out: Path, i: int, c: CompiledSegment, mod, names, kinds, qlayers: dict,
+                 cfg) -> dict:
     cg = c.cg
-    qlayers = {layer.name: layer for layer in qnet.layers}
     params = [params_from_qconv(qlayers[n]) for n in c.seg.layers]
     template = cg.image(None, params)
     dram_file = f"g{i}.dram.bin"
@@ -242,16 +232,15 @@ def _write_group(out: Path, i: int, c: CompiledSegment, mod, names, kinds, qnet,
         (out / fname).write_bytes(prog.encode(cfg))
         programs.append({"file": fname, "name": prog.name,
                          "instructions": len(prog.instructions)})
-    # group function argument k -> the DRAM regions it fills
-    args = [["data"]]
-    for t in c.seg.inputs[1:]:
-        args.append([f"l{j}_residual" for j, r in enumerate(c.seg.residuals)
-                     if r == "external" and c.seg.external[_ext_index(c.seg, j)] == t])
-    gname = f"vta_group_{i}"
+    # the model tensor behind each input/output region, then the group function's argument
+    # k (c.seg.inputs[k]) -> the regions it fills
+    external = iter(c.seg.external)  # one tensor per "external" residual, in layer order
     region_tensor = {"data": c.seg.data, "out": c.seg.output}
-    for j, r in enumerate(c.seg.residuals):
-        if r == "external":
-            region_tensor[f"l{j}_residual"] = c.seg.external[_ext_index(c.seg, j)]
+    region_tensor.update({f"l{j}_residual": next(external)
+                          for j, r in enumerate(c.seg.residuals) if r == "external"})
+    args = [[n for n, t in region_tensor.items() if n != "out" and t == tensor]
+            for tensor in c.seg.inputs]
+    gname = f"vta_group_{i}"
     regions = {}
     for name, reg in cg.layout.regions.items():
         t = region_tensor.get(name)
@@ -267,11 +256,6 @@ def _write_group(out: Path, i: int, c: CompiledSegment, mod, names, kinds, qnet,
         "macs": int(sum(s.macs() for s in cg.specs)),
         "compile_seconds": round(c.seconds, 2),
     }
-
-
-def _ext_index(seg: Segment, layer_index: int) -> int:
-    """Index into seg.external of layer `layer_index`'s external residual."""
-    return sum(1 for r in seg.residuals[:layer_index] if r == "external")
 
 
 def _output_signature(host_mod) -> list:

@@ -24,7 +24,6 @@ def dispatch_groups(mod: tvm.IRModule, names: dict[str, str]) -> tvm.IRModule:
     """`mod` with calls of the named group functions replaced by call_dps_packed (see module
     docstring); groups not in `names` stay Relax functions compiled for the host."""
     groups = dict(vta_groups(mod))
-    gvs = {gv.name_hint: gv for gv in mod.get_global_vars()}
     func = mod["main"]
 
     def handle(bb, var, value, env):
@@ -37,14 +36,8 @@ def dispatch_groups(mod: tvm.IRModule, names: dict[str, str]) -> tvm.IRModule:
         return None
 
     out = replace_main(mod, rebuild(func, handle))
-    for name in names:
-        out = _without(out, gvs[name])
-    return with_boundary_output(out)
-
-
-def _without(mod: tvm.IRModule, gv: relax.GlobalVar) -> tvm.IRModule:
-    funcs = {g: f for g, f in mod.functions.items() if g.name_hint != gv.name_hint}
-    return tvm.IRModule(funcs, attrs=mod.attrs)
+    host_funcs = {g: f for g, f in out.functions.items() if g.name_hint not in names}
+    return with_boundary_output(tvm.IRModule(host_funcs, attrs=out.attrs))
 
 
 def group_signature(mod: tvm.IRModule, name: str) -> dict:

@@ -44,6 +44,20 @@ class DramLayout:
         self.regions: dict[str, Region] = {}
         self.size = 0
 
+    @classmethod
+    def from_regions(cls, cfg: BoardConfig, regions: dict) -> "DramLayout":
+        """A layout rebuilt from stored regions {name: {"start", "nbytes", "shape", "dtype",
+        "kind"}} (an artifact manifest's), so its images are read and written as compiled."""
+        lay = cls(cfg)
+        for name, r in regions.items():
+            if r["kind"] not in KINDS:
+                raise BadInputError(f"DRAM region '{name}': unknown kind '{r['kind']}'")
+            reg = Region(name, r["kind"], int(r["start"]), int(r["nbytes"]),
+                         tuple(int(v) for v in r["shape"]), r["dtype"])
+            lay.regions[name] = reg
+            lay.size = max(lay.size, reg.end)
+        return lay
+
     def add(self, name: str, kind: str, shape, dtype: str) -> Region:
         if name in self.regions:
             raise BadInputError(f"DRAM region '{name}' defined twice")

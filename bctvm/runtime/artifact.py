@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bctvm.errors import BadInputError
+from bctvm.lower.program import DramLayout
 from boards import BoardConfig, board_from_dict
 
 FORMAT = "bctvm-artifact"
@@ -59,8 +60,9 @@ class Artifact:
         """The group's DRAM template image (uint8)."""
         return np.fromfile(self.file(group["dram"]), dtype=np.uint8)
 
-    def regions(self, group: dict) -> dict[str, tuple[int, int]]:
-        return {n: (r["start"], r["start"] + r["nbytes"]) for n, r in group["regions"].items()}
+    def layout(self, group: dict) -> DramLayout:
+        """The group's DRAM layout as compiled (regions with model-level kinds)."""
+        return DramLayout.from_regions(self.cfg, group["regions"])
 
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.manifest["input"]["shape"])

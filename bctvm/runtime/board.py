@@ -33,6 +33,7 @@ class Board(ABC):
     """A VTA board that runs one instruction stream on one DRAM image at a time."""
 
     cfg: BoardConfig
+    kind: str = "board"  # what the report names it ("simulator", "pynq", ...)
 
     @abstractmethod
     def run(self, program: bytes, dram: np.ndarray, regions: dict) -> BoardRun:

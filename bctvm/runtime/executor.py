@@ -43,6 +43,7 @@ class RunResult:
     output: list  # float32 arrays, the model's outputs
     boundary: np.ndarray  # int8 NCHW, the tensor entering the host head
     groups: list  # GroupStats, in run order
+    board_kind: str = "simulator"  # Board.kind of the board that ran the VTA groups
 
     @property
     def cycles(self) -> int:
@@ -86,7 +87,7 @@ class ModelRunner:
         out = self.vm["main"](tvm.runtime.tensor(x))
         fields = [out[i].numpy() for i in range(len(out))]
         order = [self._stats[g["name"]] for g in self.art.groups if g["name"] in self._stats]
-        return RunResult(fields[:-1], fields[-1], order)
+        return RunResult(fields[:-1], fields[-1], order, self.board.kind)
 
 
 class _GroupRunner:
@@ -98,16 +99,8 @@ class _GroupRunner:
         self.stats = stats
         self.template = art.template(group)
         self.programs = art.programs(group)
-        self.regions = art.regions(group)
-        self.kind = {n: r["kind"] for n, r in group["regions"].items()}
-
-    def _write(self, img: np.ndarray, region: str, arr: np.ndarray) -> None:
-        r = self.group["regions"][region]
-        a = np.ascontiguousarray(arr, dtype=r["dtype"])
-        if list(a.shape) != r["shape"]:
-            raise BadInputError(f"group {self.group['name']}: input for region '{region}' has "
-                                f"shape {list(a.shape)}, expected {r['shape']}")
-        img[r["start"]:r["start"] + r["nbytes"]] = a.view(np.uint8).reshape(-1)
+        self.layout = art.layout(group)
+        self.regions = self.layout.region_map()
 
     def __call__(self, *args):
         *inputs, out = args
@@ -116,7 +109,7 @@ class _GroupRunner:
         for arg, regions in zip(inputs, g["args"]):
             a = arg.numpy()
             for region in regions:
-                self._write(img, region, a)
+                self.layout.write(img, region, a)
         st = self.stats.setdefault(g["name"], GroupStats(g["name"], list(g["layers"])))
         for prog in self.programs:
             res = self.board.run(prog, img, self.regions)
@@ -127,11 +120,9 @@ class _GroupRunner:
             for direction in ("region_read_bytes", "region_write_bytes"):
                 for name, b in c.get(direction, {}).items():
                     # bytes outside every named region are "other" (a lowering bug if any)
-                    kind = "uops" if name.startswith("uops") else self.kind.get(name, "other")
+                    kind = self.layout.kind_of(name) if name in self.regions else "other"
                     by[kind] = by.get(kind, 0) + int(b)
             by["instructions"] = by.get("instructions", 0) + int(c.get("insn_bytes", 0))
             st.macs += int(c.get("macs", 0))
         st.calls += 1
-        r = g["regions"]["out"]
-        y = img[r["start"]:r["start"] + r["nbytes"]].view(r["dtype"]).reshape(r["shape"])
-        out.copyfrom(np.ascontiguousarray(y))
+        out.copyfrom(self.layout.read(img, "out"))

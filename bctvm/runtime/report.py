@@ -93,9 +93,9 @@ def build_report(art: Artifact, result: RunResult, x: np.ndarray, validate_run: 
                        "cycles": st.cycles, "macs": st.macs})
     cycles = result.cycles
     macs = sum(st.macs for st in result.groups)
-    per_cycle = cfg.batch * cfg.block_in * cfg.block_out
     rep = {
-        "model": m["model"], "board": m["board"], "board_kind": "simulator", "mode": m["mode"],
+        "model": m["model"], "board": m["board"], "board_kind": result.board_kind,
+        "mode": m["mode"],
         "onchip_reuse": cfg.onchip_reuse, "block": m.get("block", {}),
         "input_shape": m["input"]["shape"],
         "dram_bytes": _bytes(total),
@@ -103,7 +103,7 @@ def build_report(art: Artifact, result: RunResult, x: np.ndarray, validate_run: 
         "cycles": int(cycles), "latency_ms": cycles / (cfg.clock_mhz * 1e3),
         "clock_mhz": cfg.clock_mhz,
         "macs": int(macs),
-        "gemm_utilisation": macs / (cycles * per_cycle) if cycles else 0.0,
+        "gemm_utilisation": macs / (cycles * cfg.gemm_macs_per_cycle) if cycles else 0.0,
         "host_layers": m.get("host_layers", []),
         "groups": groups,
     }
