@@ -101,18 +101,26 @@ def test_fused_needs_onchip_reuse():
         compile_group(load_board("pynq"), _chain(), mode="fused", residual_source="input")
 
 
+def _resnet_pair_data(a, b, input_seed: int, weight_seed: int):
+    """(x, layers, reference output) of a two-layer ResNet block a -> b (+ x)."""
+    x = np.random.default_rng(input_seed).integers(
+        -128, 128, (a.batch, a.in_channels, a.height, a.width)).astype(np.int8)
+    layers = []
+    for i, s in enumerate((a, b)):
+        _, w, bias, _, _ = random_layer_data(s, seed=weight_seed + i)
+        layers.append(dict(weight=w, bias=bias))
+    ref = ref_spec(ref_spec(x, layers[0]["weight"], layers[0]["bias"], a),
+                   layers[1]["weight"], layers[1]["bias"], b, residual=x)
+    return x, layers, ref
+
+
 @pytest.mark.parametrize("residual_shift", [0, 2])
 def test_group_input_kept_on_chip_is_read_once(residual_shift):
     """Fused ResNet block whose input stays in the accumulator: one ACC_8BIT read of the input
     feeds the first layer (through the output buffer, OUT_INP) and the residual add."""
     a = LayerSpec("a", 64, 64, 16, 16, (8, 8), shift=11, relu=True)
     b = LayerSpec("b", 64, 64, 16, 16, (8, 8), shift=11, residual_shift=residual_shift, relu=True)
-    rng = np.random.default_rng(3)
-    x = rng.integers(-128, 128, (1, 64, 16, 16)).astype(np.int8)
-    layers = [dict(weight=random_layer_data(s, seed=20 + i)[1],
-                   bias=random_layer_data(s, seed=20 + i)[2]) for i, s in enumerate((a, b))]
-    ref = ref_spec(ref_spec(x, layers[0]["weight"], layers[0]["bias"], a),
-                   layers[1]["weight"], layers[1]["bias"], b, residual=x)
+    x, layers, ref = _resnet_pair_data(a, b, 3, 20)
     cg = compile_group(ZCU, [a, b], mode="fused", residual_source="input", input_on_chip=True)
     assert cg.knobs[0].input_on_chip
     run = run_group(cg, cg.image(x, layers))
@@ -167,11 +175,6 @@ def test_wide_single_block_resnet_stage_fuses_with_chunked_handover():
     k = cg.knobs[0]
     assert k.chunked_handover and group_footprint(ZCU, [a, b], k)["acc"] <= ZCU.acc_depth
     assert a.co_tiles(ZCU) * 28 * 28 > ZCU.acc_depth
-    rng = np.random.default_rng(2)
-    x = rng.integers(-128, 128, (1, 128, 28, 28)).astype(np.int8)
-    layers = [dict(weight=random_layer_data(s, seed=60 + i)[1],
-                   bias=random_layer_data(s, seed=60 + i)[2]) for i, s in enumerate((a, b))]
-    ref = ref_spec(ref_spec(x, layers[0]["weight"], layers[0]["bias"], a),
-                   layers[1]["weight"], layers[1]["bias"], b, residual=x)
+    x, layers, ref = _resnet_pair_data(a, b, 2, 60)
     run = run_group(cg, cg.image(x, layers))
     assert np.array_equal(run.output, ref) and run.dram_bytes["feature_maps"] == 0
