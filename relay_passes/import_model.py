@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +34,9 @@ from tvm import relax
 from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
 
 from bctvm.errors import BadInputError, BctvmError, UnsupportedOpError
+
+#: attribute of main: Relax var name -> [module path, module class, exported node, "where"]
+VAR_SOURCE_ATTR = "bctvm.var_source"
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
 
@@ -52,6 +57,17 @@ def node_source(node: fx.Node) -> str:
     return " ".join(parts) if parts else "(source unknown)"
 
 
+def node_module(node: fx.Node) -> tuple[str, str]:
+    """(module path, module class name) of the innermost module an exported node comes from
+    ("", "") for the top level."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return "", ""
+    path, cls = list(stack.values())[-1]
+    name = cls if isinstance(cls, str) else getattr(cls, "__name__", str(cls))
+    return str(path or ""), name.rsplit(".", 1)[-1]
+
+
 def _op_label(node: fx.Node) -> str:
     target = node.target
     name = getattr(target, "__name__", str(target))
@@ -62,6 +78,10 @@ def _op_label(node: fx.Node) -> str:
 class _Importer(ExportedProgramImporter):
     """TVM's importer with bctvm's error attribution and the batch_norm fix."""
 
+    def __init__(self):
+        super().__init__()
+        self.var_source: dict[str, list[str]] = {}  # Relax var name -> [path, class, node, where]
+
     def create_convert_map(self):
         cmap = super().create_convert_map()
         cmap["batch_norm.default"] = self._aten_batch_norm
@@ -70,7 +90,11 @@ class _Importer(ExportedProgramImporter):
     def _guarded(self, name, fn):
         def convert(node, *rest):
             try:
-                return fn(node, *rest)
+                out = fn(node, *rest)
+                if isinstance(out, relax.Var):
+                    path, cls = node_module(node)
+                    self.var_source.setdefault(out.name, [path, cls, node.name, node_source(node)])
+                return out
             except UnsupportedOpError:
                 raise
             except Exception as err:  # noqa: BLE001 - any importer failure names the node
@@ -154,15 +178,11 @@ def load_source(source, example_input=None, *, input_shape=(1, 3, 224, 224), **m
         file, factory = text.rsplit(":", 1)
         if not Path(file).is_file():
             raise BadInputError(f"model file not found: {file}")
-        spec = importlib.util.spec_from_file_location(Path(file).stem, file)
-        module = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except Exception as err:  # noqa: BLE001
-            raise BadInputError(f"{file}: cannot import ({err})") from None
+        module = _import_file(Path(file))
         if not hasattr(module, factory):
             raise BadInputError(f"{file}: no factory function '{factory}'")
-        model = getattr(module, factory)()
+        with _on_path(Path(file).resolve().parent):
+            model = getattr(module, factory)()
         if not isinstance(model, torch.nn.Module):
             raise BadInputError(f"{text}: factory did not return an nn.Module")
         x = example_input if example_input is not None else torch.randn(*input_shape)
@@ -172,6 +192,29 @@ def load_source(source, example_input=None, *, input_shape=(1, 3, 224, 224), **m
     model = get_model(text, **model_kw)
     x = example_input if example_input is not None else torch.randn(*input_shape)
     return model, None, x, text
+
+
+@contextmanager
+def _on_path(folder: Path):
+    """`folder` first on sys.path for the block (a factory file may import its siblings)."""
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        if str(folder) in sys.path:
+            sys.path.remove(str(folder))
+
+
+def _import_file(file: Path):
+    """Import a model file as a module, its folder on sys.path while it runs."""
+    spec = importlib.util.spec_from_file_location(file.stem, file)
+    module = importlib.util.module_from_spec(spec)
+    with _on_path(file.resolve().parent):
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:  # noqa: BLE001
+            raise BadInputError(f"{file}: cannot import ({err})") from None
+    return module
 
 
 def _input_of(ep: torch.export.ExportedProgram) -> torch.Tensor:
@@ -206,11 +249,12 @@ class ImportModel:
         if x.dtype != torch.float32 or x.dim() != 4:
             raise BadInputError(f"{name}: input must be float32 NCHW, got {x.dtype} "
                                 f"{tuple(x.shape)}")
-        mod = _Importer().from_exported_program(ep, self.keep_params_as_input, False, False,
-                                                None)
+        importer = _Importer()
+        mod = importer.from_exported_program(ep, self.keep_params_as_input, False, False, None)
         fqn = {s.arg.name: s.target for s in ep.graph_signature.input_specs
                if s.kind is torch.export.graph_signature.InputKind.PARAMETER}
-        mod["main"] = mod["main"].with_attr("bctvm.param_fqn", fqn)
+        mod["main"] = mod["main"].with_attr("bctvm.param_fqn", fqn).with_attr(
+            VAR_SOURCE_ATTR, importer.var_source)
         return ImportedModel(mod=mod, exported=ep, example_input=x, module=model, name=name,
                              param_fqn=fqn)
 

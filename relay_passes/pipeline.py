@@ -78,18 +78,15 @@ def calibration_images(shape, count: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(count, *shape, generator=gen)
 
 
-def calibrate_for(imported: ImportedModel, calib_inputs=None, calib: int = 1, seed: int = 0):
-    """One calibration of the imported model (bctvm.quant.calibrate)."""
-    from bctvm.quant import calibrate
+def calibrate_for(imported: ImportedModel, folded: tvm.IRModule, calib_inputs=None,
+                  calib: int = 1, seed: int = 0):
+    """One calibration of the imported model, on its folded float graph (FoldBN's output):
+    the int8 layers come from the same capture the compiler compiles."""
+    from bctvm.quant import calibrate_graph
 
-    model = imported.module
-    if model is None:
-        raise BadInputError(
-            f"{imported.name}: calibration needs the nn.Module (a .pt2 file has none); "
-            f"give a zoo name, file.py:factory, or a saved QuantizedNet (compile --qnet)")
     if calib_inputs is None:
         calib_inputs = calibration_images(tuple(imported.example_input.shape[1:]), calib, seed)
-    return calibrate(model, calib_inputs, progress=False)
+    return calibrate_graph(folded, calib_inputs, progress=False, info={"model": imported.name})
 
 
 def run_pipeline(source, *, board: BoardConfig | str = "pynq", qnet=None, calib_inputs=None,
@@ -135,7 +132,7 @@ def _run(source, cfg, steps, qnet, calib_inputs, calib, example_input, stem, sto
         if name == "Quantize":
             if result.qnet is None:
                 steps.set_postfix_str("calibrate")
-                result.qnet = calibrate_for(imported, calib_inputs, calib, seed)
+                result.qnet = calibrate_for(imported, mod, calib_inputs, calib, seed)
             if checker:
                 checker.set_qnet(result.qnet)
         p = factory()

@@ -21,14 +21,14 @@ def build(mod: tvm.IRModule, opt_level: int = 0):
     return relax.VirtualMachine(ex, tvm.cpu())
 
 
-def _to_numpy(value) -> list[np.ndarray]:
+def to_numpy(value) -> list[np.ndarray]:
     if isinstance(value, tvm.runtime.Tensor):
         return [value.numpy()]
     if hasattr(value, "numpy"):
         return [value.numpy()]
     out = []
     for v in value:
-        out.extend(_to_numpy(v))
+        out.extend(to_numpy(v))
     return out
 
 
@@ -39,7 +39,7 @@ def run_module(mod: tvm.IRModule, *inputs, vm=None, opt_level: int = 0) -> list[
     attrs = mod["main"].attrs
     if attrs is not None and "params" in attrs.keys():
         args += list(attrs["params"])
-    return _to_numpy(vm["main"](*args))
+    return to_numpy(vm["main"](*args))
 
 
 def with_boundary_output(mod: tvm.IRModule) -> tvm.IRModule:
