@@ -226,9 +226,12 @@ def sim_selftest_cmd(
 # options shared by `plan` and `compile` (one definition each)
 MODEL_ARG = typer.Argument(..., help="zoo name, file.pt2 or path/to/file.py:factory")
 BOARD_OPT = typer.Option("pynq", help="board name or .toml file")
-BLOCK_SIZE_OPT = typer.Option(None, help="zoo models: block size (default: the model's)")
-TYPE_OPT = typer.Option(None, "--type", help="zoo models: fixed | hierarchical")
-PADDING_OPT = typer.Option(None, help="zoo models: constant | replicate | reflect")
+BLOCK_SIZE_OPT = typer.Option(None, help="block size: a zoo model's, or convert the convs of a "
+                              "model without block convs (default: the model's)")
+TYPE_OPT = typer.Option(None, "--type", help="fixed | hierarchical (zoo or converted models)")
+PADDING_OPT = typer.Option(None, help="constant | replicate | reflect (zoo or converted models)")
+CHECKPOINT_OPT = typer.Option(None, "--checkpoint", help="PyTorch checkpoint to load into the "
+                              "model (state dict, bare or under 'state_dict'; weights only)")
 INPUT_SHAPE_OPT = typer.Option("1,3,224,224", help="N,C,H,W")
 CALIB_OPT = typer.Option(1, help="random calibration images (fixed seed)")
 STEM_OPT = typer.Option("auto", help="3-channel stem on: auto | vta | host")
@@ -236,13 +239,14 @@ VERBOSE_OPT = typer.Option(False, "--verbose", "-v", help="plan: one line per la
 
 
 def _plan_options(model, board, block_size, type, padding, input_shape, calib, stem, verbose,
-                  json_out, groups="graph") -> str:
+                  json_out, groups="graph", checkpoint=None) -> str:
     from bctvm.models.zoo import parse_input_shape
     from relay_passes.pipeline import plan_text
 
     return plan_text(model, board=board, block_size=block_size, block_type=type,
                      padding_mode=padding, input_shape=parse_input_shape(input_shape),
-                     calib=calib, stem=stem, policy=groups, verbose=verbose, json_path=json_out)
+                     calib=calib, stem=stem, policy=groups, verbose=verbose, json_path=json_out,
+                     checkpoint=checkpoint)
 
 
 @app.command("plan")
@@ -258,10 +262,11 @@ def plan_cmd(
     groups: str = typer.Option("graph", help="grouping: graph (branches) | chain (linear)"),
     verbose: bool = VERBOSE_OPT,
     json_out: str = typer.Option(None, "--json", help="also write the plan as JSON"),
+    checkpoint: str = CHECKPOINT_OPT,
 ) -> None:
     """Print the fused-group plan: groups, layers, per-block footprint vs capacity, spills."""
     typer.echo(_plan_options(model, board, block_size, type, padding, input_shape, calib, stem,
-                             verbose, json_out, groups))
+                             verbose, json_out, groups, checkpoint))
 
 
 @app.command("compile")
@@ -283,13 +288,14 @@ def compile_cmd(
                                        help="run a layer that cannot fit the board on the host "
                                        "instead of failing"),
     verbose: bool = VERBOSE_OPT,
+    checkpoint: str = CHECKPOINT_OPT,
 ) -> None:
     """Compile a model for a board into an artifact directory (`--plan`: print the plan only)."""
     from bctvm.errors import BadInputError
 
     if plan:
         typer.echo(_plan_options(model, board, block_size, type, padding, input_shape, calib,
-                                 stem, verbose, None))
+                                 stem, verbose, None, checkpoint=checkpoint))
         return
     if not out:
         raise BadInputError("compile: give the artifact directory with -o DIR (or --plan)")
@@ -300,7 +306,7 @@ def compile_cmd(
     manifest = compile_model(model, out_dir=out, board=board, mode=mode, block_size=block_size,
                              block_type=type, padding_mode=padding,
                              input_shape=parse_input_shape(input_shape), calib=calib, stem=stem,
-                             qnet=qnet, host_fallback=host_fallback)
+                             qnet=qnet, host_fallback=host_fallback, checkpoint=checkpoint)
     typer.echo(describe(manifest, out))
 
 

@@ -152,19 +152,64 @@ class ImportedModel:
         return tuple(self.example_input.shape)
 
 
-def load_source(source, example_input=None, *, input_shape=(1, 3, 224, 224), **model_kw):
+BLOCK_OPTIONS = ("block_size", "type", "padding_mode")
+
+
+def load_source(source, example_input=None, *, input_shape=(1, 3, 224, 224), checkpoint=None,
+                **model_kw):
     """Resolve a model source to (nn.Module | None, ExportedProgram | None, example input, name).
 
     `source` is an nn.Module, an ExportedProgram, a `.pt2` path, `file.py:factory` or a zoo
-    name (model_kw go to the zoo factory: block_size, type, padding_mode, num_classes...)."""
+    name (model_kw go to the zoo factory: block_size, type, padding_mode, num_classes...).
+    `checkpoint`: a PyTorch checkpoint file loaded into the model (bctvm.models.checkpoint).
+    For an nn.Module or a factory, block_size / type / padding_mode convert its nn.Conv2d
+    layers to block convs (bctvm.models.convert) when it has no block convs of its own."""
+    model, ep, x, name = _load(source, example_input, input_shape, checkpoint, model_kw)
+    if model is not None and checkpoint is not None:
+        from bctvm.models.checkpoint import load_checkpoint
+
+        load_checkpoint(model, checkpoint)
+    block = {k: model_kw[k] for k in BLOCK_OPTIONS if model_kw.get(k) is not None}
+    if model is not None and block and not _is_zoo(source):
+        model = _convert(model, name, block)
+    return model, ep, x, name
+
+
+def _is_zoo(source) -> bool:
+    text = str(source)
+    return isinstance(source, str) and not text.endswith(".pt2") and ".py:" not in text
+
+
+def _convert(model, name: str, block: dict):
+    """Block-conv version of a plain model (--block-size/--type/--padding on a factory)."""
+    from bctvm.models import convert
+    from bctvm.models.checkpoint import has_block_convs
+
+    if has_block_convs(model):
+        raise BadInputError(f"{name}: --block-size/--type/--padding do not apply: the model has "
+                            "block convs of its own")
+    if "block_size" not in block:
+        raise BadInputError(f"{name}: give --block-size to convert the model's convs to block "
+                            "convs")
+    return convert(model, block["block_size"], block.get("type", "fixed"),
+                   block.get("padding_mode", "constant"))
+
+
+def _load(source, example_input, input_shape, checkpoint, model_kw):
     if isinstance(source, torch.export.ExportedProgram):
         x = example_input if example_input is not None else _input_of(source)
         return None, source, x, "exported"
+    if checkpoint is not None and (str(source).endswith(".pt2")):
+        raise BadInputError(f"{source}: --checkpoint needs the model's code (a zoo name or "
+                            "file.py:factory); a .pt2 file holds its weights already")
     if isinstance(source, torch.nn.Module):
         x = example_input if example_input is not None else torch.randn(*input_shape)
         return source, None, x, type(source).__name__
     text = str(source)
     if text.endswith(".pt2"):
+        if any(model_kw.get(k) is not None for k in BLOCK_OPTIONS):
+            raise BadInputError(f"{text}: --block-size/--type/--padding do not apply to an "
+                                "exported program (give file.py:factory to convert a model)")
         path = Path(text)
         if not path.is_file():
             raise BadInputError(f"model file not found: {path}")
@@ -182,7 +227,7 @@ def load_source(source, example_input=None, *, input_shape=(1, 3, 224, 224), **m
         if not hasattr(module, factory):
             raise BadInputError(f"{file}: no factory function '{factory}'")
         with _on_path(Path(file).resolve().parent):
-            model = getattr(module, factory)()
+                model = getattr(module, factory)()
         if not isinstance(model, torch.nn.Module):
             raise BadInputError(f"{text}: factory did not return an nn.Module")
         x = example_input if example_input is not None else torch.randn(*input_shape)

@@ -205,26 +205,24 @@ class _Checker:
                                      f"reference's float head")
 
 
-def zoo_kwargs(source, block_size=None, block_type=None, padding_mode=None) -> dict:
-    """Model keywords for a zoo name; BadInputError when block options are given for a model
-    that defines its own blocks (an nn.Module, a .pt2 file or file.py:factory)."""
+def zoo_kwargs(source, block_size=None, block_type=None, padding_mode=None,
+               checkpoint=None) -> dict:
+    """Model keywords of the block options and checkpoint that were given. A zoo model is
+    built with them; a model with code (nn.Module, file.py:factory) and no block convs of its
+    own has its convs converted; a model with its own block convs or a .pt2 file refuses them
+    (import_model.load_source)."""
     given = {k: v for k, v in (("block_size", block_size), ("type", block_type),
-                               ("padding_mode", padding_mode)) if v is not None}
-    text = str(source)
-    is_zoo = isinstance(source, str) and not text.endswith(".pt2") and ".py:" not in text
-    if given and not is_zoo:
-        raise BadInputError(
-            f"{text}: --block-size/--type/--padding apply to zoo models only (this model "
-            f"defines its own blocks)")
+                               ("padding_mode", padding_mode), ("checkpoint", checkpoint))
+             if v is not None}
     return given
 
 
 def plan_text(source, *, board="pynq", block_size=None, block_type=None, padding_mode=None,
               input_shape=(1, 3, 224, 224), calib: int = 1, stem: str = "auto",
               policy: str = "graph", verbose: bool = False, json_path=None,
-              progress: bool = True) -> str:
+              progress: bool = True, checkpoint=None) -> str:
     """What `bctvm plan` / `bctvm compile --plan` print (optionally writing the plan JSON)."""
-    kw = zoo_kwargs(source, block_size, block_type, padding_mode)
+    kw = zoo_kwargs(source, block_size, block_type, padding_mode, checkpoint)
     plan = plan_model(source, board=board, input_shape=tuple(input_shape), calib=calib,
                       stem=stem, policy=policy, progress=progress, **kw)
     if json_path:

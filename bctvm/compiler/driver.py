@@ -141,17 +141,18 @@ def tensor_kinds(plan: FusedPlan, compiled: list[CompiledSegment]) -> dict[str, 
 def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_size=None,
                   block_type=None, padding_mode=None, input_shape=(1, 3, 224, 224),
                   calib: int = 1, stem: str = "auto", qnet=None, host_fallback: bool = False,
-                  opt_level: int = 2, progress: bool = True) -> dict:
+                  opt_level: int = 2, progress: bool = True, checkpoint=None) -> dict:
     """Compile `source` (zoo name, .pt2 file, file.py:factory or nn.Module) into `out_dir`;
     returns the manifest (also written as manifest.json). `qnet`: a QuantizedNet or the path
     of a saved one (bctvm.quant.save_qnet) to use instead of calibrating (a .pt2 model has
     no nn.Module to calibrate). `host_fallback`: a layer that cannot fit the board's buffers
-    runs on the host (recorded in the manifest's "host_fallbacks") instead of being an error."""
+    runs on the host (recorded in the manifest's "host_fallbacks") instead of being an error.
+    `checkpoint`: a PyTorch checkpoint file loaded into the model first."""
     if mode not in MODES:
         raise BadInputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     cfg = load_board(board)
     out = Path(out_dir)
-    kw = zoo_kwargs(source, block_size, block_type, padding_mode)
+    kw = zoo_kwargs(source, block_size, block_type, padding_mode, checkpoint)
     t_start = time.perf_counter()
     if qnet is not None and not hasattr(qnet, "layers"):
         from bctvm.quant.serialize import load_qnet

@@ -79,8 +79,8 @@ def add_bias(plan, g, value) -> None:
     c = [const_value(x, g.values) for x in value.args]
     bias = next(x for x in c if x is not None)
     out = plan.weights["weight"].shape[0]
-    plan.weights["bias"] = np.ascontiguousarray(
-        np.broadcast_to(bias, (1, out)).reshape(out), dtype=np.float32)
+    plan.weights["bias"] = np.array(np.broadcast_to(bias, (1, out)).reshape(out),
+                                    dtype=np.float32)
 
 
 def to_host_op(plan) -> HostOp:
