@@ -222,11 +222,17 @@ def plan_text(source, *, board="pynq", block_size=None, block_type=None, padding
               policy: str = "graph", verbose: bool = False, json_path=None,
               progress: bool = True, checkpoint=None) -> str:
     """What `bctvm plan` / `bctvm compile --plan` print (optionally writing the plan JSON)."""
+    from bctvm.compiler.host_reasons import format_host_lines, host_reasons
+
     kw = zoo_kwargs(source, block_size, block_type, padding_mode, checkpoint)
-    plan = plan_model(source, board=board, input_shape=tuple(input_shape), calib=calib,
-                      stem=stem, policy=policy, progress=progress, **kw)
+    result = run_pipeline(source, board=board, input_shape=tuple(input_shape), calib=calib,
+                          stem=stem, policy=policy, progress=progress,
+                          stop_after="PlanFusedGroups", **kw)
+    plan = result.plan
     if json_path:
         from pathlib import Path
 
         Path(json_path).write_text(json.dumps(plan.to_dict(), indent=1))
-    return plan.table(verbose=verbose)
+    reasons = host_reasons(plan, result.qnet, result.board,
+                           batch=int(result.imported.example_input.shape[0]), stem=stem)
+    return plan.table(verbose=verbose, host_lines=format_host_lines(reasons))

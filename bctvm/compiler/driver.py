@@ -43,7 +43,8 @@ from schedules.from_quant import params_from_qconv, spec_from_qconv
 from schedules.knobs import BufferFitError
 
 from .host_module import dispatch_groups, group_signature
-from .segment import MODES, Segment, host_layers, segment_plan, split_segment
+from .host_reasons import format_host_lines, host_reasons
+from .segment import MODES, Segment, segment_plan, split_segment
 
 @dataclass
 class CompiledSegment:
@@ -163,6 +164,7 @@ def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_s
                           progress=progress, **kw)
     plan, qnet, imported = result.plan, result.qnet, result.imported
     batch = int(imported.example_input.shape[0])
+    reasons = host_reasons(plan, qnet, cfg, batch=batch, stem=stem, mode=mode)
     vta_qnet = folded_qnet(plan, qnet)  # convs as the graph has them after FoldMaxPool
     segments = segment_plan(plan, vta_qnet, mode, batch, cfg)
     if not segments:
@@ -207,7 +209,9 @@ def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_s
                      "exponent": int(qnet.boundary_exponent)},
         "output": _output_signature(host_mod),
         "host_library": "host.so", "qnet": "qnet", "float_model": "model.pt2",
-        "host_layers": list(plan.host_layers) + host_layers(plan, segments) + list(fallbacks),
+        "host_layers": list(reasons) + list(fallbacks),
+        "host_reasons": {**reasons, **{k: f"does not fit the board: {v}"
+                                       for k, v in fallbacks.items()}},
         "host_fallbacks": fallbacks,
         "groups": groups,
         "versions": {"bctvm": bctvm.__version__, "tvm": tvm.__version__,
@@ -280,7 +284,9 @@ def describe(manifest: dict, out_dir) -> str:
     """What `bctvm compile -o DIR` prints: the groups and where the artifact is."""
     m = manifest
     lines = [f"{m['model']} -> {out_dir} for board {m['board']} ({m['mode']}): "
-             f"{len(m['groups'])} VTA groups, host layers: {', '.join(m['host_layers']) or '-'}"]
+             f"{len(m['groups'])} VTA groups, {len(m['host_layers'])} host layers"]
+    lines += format_host_lines({k: v for k, v in m.get("host_reasons", {}).items()
+                                if k not in m.get("host_fallbacks", {})})
     for g in m["groups"]:
         n = sum(p["instructions"] for p in g["programs"])
         lines.append(f"  {g['name']:<4} {len(g['layers'])} layer(s) {g['layers'][0]}"
