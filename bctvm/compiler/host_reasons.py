@@ -57,8 +57,7 @@ def _reason(layer, plan, qnet, cfg, batch, stem, produced_on_host) -> str:
         k, s, p = layer.kernel, layer.stride, layer.padding
         if (tuple(k), tuple(s), tuple(p)) != ((2, 2), (2, 2), (0, 0)):
             return (f"{_pair(k)}/{s[0]} max-pool (padding {p[0]}) crosses block edges")
-        return ("2x2 max-pool not folded into its conv (the conv has a sign, a residual or "
-                "another reader)")
+        return "2x2 max-pool not folded into a conv: " + _unfolded(layer, qnet)
     if kind == "avgpool":
         return (f"{_pair(layer.kernel)}/{layer.stride[0]} average pool: integer average "
                 "(divide by the window) runs on the host; the VTA group is split there")
@@ -67,6 +66,27 @@ def _reason(layer, plan, qnet, cfg, batch, stem, produced_on_host) -> str:
     if kind == "relu":
         return "ReLU that follows no conv or add"
     return f"{kind} layers run on the host"
+
+
+def _unfolded(pool, qnet) -> str:
+    """Why a 2x2/2 max-pool did not fold into the layer before it (fold_pool's conditions)."""
+    from bctvm.quant.fold_pool import _conv_block_even
+
+    src = pool.inputs[0]
+    prod = next((q for q in qnet.layers if q.output == src), None)
+    if prod is None or prod.kind != "conv":
+        return f"its input is {'the network input' if prod is None else 'a ' + prod.kind}"
+    if prod.pool:
+        return f"'{prod.name}' pools already"
+    if prod.sign is not None:
+        return f"'{prod.name}' carries a BN sign after its pool"
+    if prod.residual is not None:
+        return f"'{prod.name}' adds a residual"
+    if tuple(prod.stride) != (1, 1):
+        return f"'{prod.name}' is strided"
+    if not _conv_block_even(prod):
+        return "its windows cross block edges"
+    return f"'{prod.name}' output has other readers"
 
 
 def _conv_reason(layer, plan, cfg, batch, stem, produced_on_host) -> str:

@@ -163,8 +163,11 @@ def _build_layer(plan: NetPlan, lp: LayerPlan, names, exponents, max_abs) -> QLa
         name=lp.name, inputs=ins, output=lp.name,
         in_shape=plan.shape(lp.inputs[0]), out_shape=plan.shape(lp.output),
         node=lp.output.name,
-        sources={role: _source(plan, role, v) for role, v in lp.vars.items()},
+        sources={role: _source(plan, role, v) for role, v in lp.vars.items() if role != "sign"},
     )
+    bn = _folded_bn(plan, lp)
+    if bn:
+        common["sources"]["bn"] = bn
     e_x = exponents[ins[0]]
     if lp.kind == "relu":
         return QRelu(e_y=e_x, **common)
@@ -182,6 +185,16 @@ def _build_layer(plan: NetPlan, lp: LayerPlan, names, exponents, max_abs) -> QLa
         return QAdd(e_y=e_y, e_x=e_x, e_r=e_r, e_a=e_a, shift=shift, relu="relu" in lp.vars,
                     **_clip_fields(lp, e_y), **common)
     return _build_conv(plan, lp, exponents, e_y, common)
+
+
+def _folded_bn(plan: NetPlan, lp: LayerPlan) -> str:
+    """Module path of the BatchNorm FoldBN folded into this conv ("" when none): the folded
+    binding keeps the name of the BatchNorm's output."""
+    for role in ("sign", "conv"):
+        src = plan.sources.get(lp.vars[role].name) if role in lp.vars else None
+        if src and src[1].endswith("BatchNorm2d"):
+            return src[0]
+    return ""
 
 
 def _source(plan: NetPlan, role: str, var) -> str:

@@ -176,14 +176,22 @@ class _Graph:
         return u[0] if len(u) == 1 and not isinstance(u[0], str) else None
 
     def where(self, v) -> str:
-        src = self.sources.get(v.name)
+        src = self._source(v)
         return src[3] if src else f"Relax var {v.name!r}"
+
+    def _source(self, v):
+        """Import record of `v`, or of the var that uses it (a converter's last binding)."""
+        src = self.sources.get(v.name)
+        if src is None:
+            src = next((self.sources[u.name] for u in self.users.get(v, [])
+                        if not isinstance(u, str) and u.name in self.sources), None)
+        return src
 
     def op_label(self, v) -> str:
         """'hardtanh (ReLU6)': the exported op and the module class it came from."""
         from relay_passes import ops
 
-        src = self.sources.get(v.name)
+        src = self._source(v)
         if src:
             return f"{src[2]} ({src[1]})" if src[1] else src[2]
         return ops.op_name(self.values[v]) or type(self.values[v]).__name__
@@ -315,7 +323,7 @@ def _host_chain(g: _Graph, tensors, kinds, host, boundary, out_fields) -> list[H
         if ins != [prev]:
             raise UnsupportedOpError(
                 f"op '{g.op_label(v)}' at {g.where(v)}: the host head must be a chain of "
-                f"single-input ops; this op reads {len(ins)} tensors")
+                f"single-input ops, each reading the previous one's output")
         k = kinds[v]
         if k == "add_const" and chain and chain[-1].kind == "linear" and pending_bias is None:
             host_head.add_bias(chain[-1], g, val)

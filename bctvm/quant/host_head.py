@@ -76,11 +76,19 @@ def add_bias(plan, g, value) -> None:
     """Fold `linear_out + constant` into the Linear's bias."""
     from .graph import const_value
 
+    src = g.sources.get(value_var_name(g, value))
+    if src and src[0]:
+        plan.name = src[0]  # the Linear's module path
     c = [const_value(x, g.values) for x in value.args]
     bias = next(x for x in c if x is not None)
     out = plan.weights["weight"].shape[0]
     plan.weights["bias"] = np.array(np.broadcast_to(bias, (1, out)).reshape(out),
                                     dtype=np.float32)
+
+
+def value_var_name(g, value) -> str:
+    """Name of the var bound to `value` in the graph ("" when unbound)."""
+    return next((v.name for v, val in g.binds if val.same_as(value)), "")
 
 
 def to_host_op(plan) -> HostOp:
