@@ -62,7 +62,7 @@ class BlockNet(nn.Module):
     def forward(self, x):
         x = self.layer1(self.stem(x))
         x = self.pool(self.down(x))
-        x = self.skip(torch.clamp(self.bn3(self.conv3(x)), 0, 6))
+        x = self.skip(torch.clamp(self.bn3(self.conv3(x)), -0.25, 0.5))
         x = self.gap(x).view(-1, 64)
         return self.fc(self.drop(x))
 
