@@ -157,7 +157,8 @@ def test_compile_errors_exit_2(tmp_path, monkeypatch, capsys):
                                         "-o", tmp_path / "c"], "--mode")
 
 
-def test_pt2_model_with_a_saved_qnet(tmp_path, monkeypatch, capsys):
+def test_pt2_model_calibrates_from_its_graph_or_uses_a_saved_qnet(tmp_path, monkeypatch,
+                                                                   capsys):
     from bctvm.quant import calibrate
     from bctvm.quant.serialize import save_qnet
 
@@ -167,9 +168,10 @@ def test_pt2_model_with_a_saved_qnet(tmp_path, monkeypatch, capsys):
     x = torch.randn(1, 3, 32, 32)
     torch.export.save(torch.export.export(model, (x,)), str(tmp_path / "net.pt2"))
     save_qnet(calibrate(model, x, progress=False), tmp_path / "q")
-    # a .pt2 file has no nn.Module to calibrate: a one-line error naming the fix
-    _expect_exit2(monkeypatch, capsys, ["compile", tmp_path / "net.pt2", "--input-shape",
-                                        "1,3,32,32", "-o", tmp_path / "a"], "--qnet")
+    # one capture: the exported program is all calibration needs
+    assert run_cli(monkeypatch, "plan", tmp_path / "net.pt2", "--input-shape", "1,3,32,32") == 0
+    _expect_exit2(monkeypatch, capsys, ["plan", tmp_path / "net.pt2", "--block-size", "8"],
+                  "do not apply to an exported program")
     assert run_cli(monkeypatch, "compile", tmp_path / "net.pt2", "--input-shape", "1,3,32,32",
                    "--qnet", tmp_path / "q", "--board", "zcu102", "-o", tmp_path / "b") == 0
     assert run_cli(monkeypatch, "run", tmp_path / "b") == 0
