@@ -171,7 +171,7 @@ def load_source(source, example_input=None, *, input_shape=(1, 3, 224, 224), che
         load_checkpoint(model, checkpoint)
     block = {k: model_kw[k] for k in BLOCK_OPTIONS if model_kw.get(k) is not None}
     if model is not None and block and not _is_zoo(source):
-        model = _convert(model, name, block)
+        model = _convert(model, name, block, x)
     return model, ep, x, name
 
 
@@ -180,12 +180,27 @@ def _is_zoo(source) -> bool:
     return isinstance(source, str) and not text.endswith(".pt2") and ".py:" not in text
 
 
-def _convert(model, name: str, block: dict):
+def _computes_block_convs(model, x) -> bool:
+    """Does the captured graph hold a block conv over more than one block (whatever module
+    wrote it)?"""
+    from . import ops
+    from .graph import bindings
+    from .legalize_block_conv import LegalizeBlockConv
+
+    mod = LegalizeBlockConv()(ImportModel()(model, x).mod)
+    for _, value in bindings(mod["main"]):
+        if ops.op_name(value) == ops.BLOCK_CONV2D:
+            if tuple(ops.attrs_dict(value)["block"]) != ops.static_shape(value.args[0])[2:]:
+                return True
+    return False
+
+
+def _convert(model, name: str, block: dict, x):
     """Block-conv version of a plain model (--block-size/--type/--padding on a factory)."""
     from bctvm.models import convert
     from bctvm.models.checkpoint import has_block_convs
 
-    if has_block_convs(model):
+    if has_block_convs(model) or _computes_block_convs(model, x):
         raise BadInputError(f"{name}: --block-size/--type/--padding do not apply: the model has "
                             "block convs of its own")
     if "block_size" not in block:

@@ -170,3 +170,15 @@ def test_read_state_dict_accepts_bare_and_wrapped_dicts(trained, tmp_path):
     fresh = load_checkpoint(_nets().block_net(), tmp_path / "bare.pt")
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(),
                                                   model.state_dict().values()))
+
+
+def test_a_users_own_block_conv_is_recognised_by_what_it_computes(monkeypatch, capsys):
+    from bctvm.quant import capture
+
+    plan = capture(_nets().tiled_net(), (3, 16, 16))
+    assert [lp.name for lp in plan.layers] == ["0", "2"]
+    from relay_passes import ops
+    blocks = [ops.attrs_dict(plan.values[lp.vars["conv"]])["block"] for lp in plan.layers]
+    assert blocks == [(4, 4), (4, 4)]
+    _expect_exit2(monkeypatch, capsys, ["plan", f"{NETS}:tiled_net", "--block-size", "8",
+                                        "--input-shape", "1,3,16,16"], "block convs of its own")
