@@ -86,7 +86,8 @@ def calibrate_for(imported: ImportedModel, folded: tvm.IRModule, calib_inputs=No
 
     if calib_inputs is None:
         calib_inputs = calibration_images(tuple(imported.example_input.shape[1:]), calib, seed)
-    return calibrate_graph(folded, calib_inputs, progress=False, info={"model": imported.name})
+    return calibrate_graph(folded, calib_inputs, progress=False, info={"model": imported.name},
+                           exported=imported.exported)
 
 
 def run_pipeline(source, *, board: BoardConfig | str = "pynq", qnet=None, calib_inputs=None,

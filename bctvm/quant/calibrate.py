@@ -34,37 +34,81 @@ def capture(model: nn.Module, example_input) -> NetPlan:
     its integer layers (UnsupportedOpError on anything else)."""
     if isinstance(example_input, (tuple, list)):
         example_input = torch.zeros(1, *example_input)
-    return plan_graph(capture_graph(model, example_input[:1].to(torch.float32)))
+    return plan_graph(*capture_graph(model, example_input[:1].to(torch.float32)))
 
 
 class _Tap:
-    """The folded float graph built for the host CPU, returning chosen vars' values."""
+    """Runs the captured float program, returning chosen tensors' values (and max |t|).
 
-    def __init__(self, plan: NetPlan, taps: list):
-        from relay_passes.vm_run import build
+    With the ExportedProgram (the usual case) the exported graph runs in PyTorch and a var
+    is read at the exported node it was imported from (its binding keeps the name through
+    the passes, and a folded conv's var is the folded BatchNorm's output, the same value);
+    otherwise the folded Relax graph runs on the Relax VM (llvm). Both capture batch N and
+    run the images in chunks of N."""
 
+    def __init__(self, plan: NetPlan, taps: list, reduce_max: bool = False):
         self.taps = taps
-        self.vm = build(with_outputs(plan.mod, taps))
+        self.reduce_max = reduce_max
         self.batch = int(plan.input.ty.shape[0])
+        nodes = [None if v.same_as(plan.input) else (plan.sources.get(v.name) or [None] * 3)[2]
+                 for v in taps]
+        self.gm = plan.exported.module() if plan.exported is not None else None
+        known = {n.name for n in self.gm.graph.nodes} if self.gm is not None else set()
+        if self.gm is not None and all(n is None or n in known for n in nodes):
+            self.nodes = nodes
+        else:
+            from relay_passes.vm_run import build
+
+            self.gm = None
+            self.vm = build(with_outputs(plan.mod, taps))
 
     def run(self, x: torch.Tensor) -> tuple[list[np.ndarray], np.ndarray]:
-        """(tap values, model output) over a batch, in chunks of the captured batch size."""
-        from relay_passes.vm_run import to_numpy
-
-        xs = x.detach().to(torch.float32).numpy()
+        """(tap values, model output) over a batch (each tap's max |t| with reduce_max)."""
+        xs = x.detach().to(torch.float32)
         if len(xs) % self.batch:
             raise BadInputError(f"{len(xs)} images do not split into batches of {self.batch}")
-        outs = [to_numpy(self.vm["main"](tvm.runtime.tensor(
-            np.ascontiguousarray(xs[i:i + self.batch])))) for i in range(0, len(xs), self.batch)]
-        cols = [np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))]
-        return cols[1:], cols[0]
+        chunks = [self._run(xs[i:i + self.batch]) for i in range(0, len(xs), self.batch)]
+        if self.reduce_max:
+            taps = [np.max([c[0][k] for c in chunks]) for k in range(len(self.taps))]
+        else:
+            taps = [np.concatenate([c[0][k] for c in chunks]) for k in range(len(self.taps))]
+        return taps, np.concatenate([c[1] for c in chunks])
+
+    def _value(self, t) -> np.ndarray:
+        t = t.detach()
+        if self.reduce_max:
+            return np.float64(t.abs().max()) if t.numel() else np.float64(0.0)
+        return t.to(torch.float32).clone().numpy()
+
+    def _run(self, x: torch.Tensor):
+        if self.gm is None:
+            from relay_passes.vm_run import to_numpy
+
+            out = to_numpy(self.vm["main"](tvm.runtime.tensor(np.ascontiguousarray(x.numpy()))))
+            vals = [self._value(torch.from_numpy(v)) for v in out[1:]]
+            return vals, out[0]
+        want = {n: i for i, n in enumerate(self.nodes) if n is not None}
+        vals: list = [self._value(x) if n is None else None for n in self.nodes]
+        tap = self
+
+        class _Interp(torch.fx.Interpreter):
+            def run_node(self, n):
+                result = super().run_node(n)
+                if n.name in want:  # read now: a later in-place op may change the tensor
+                    vals[want[n.name]] = tap._value(result)
+                return result
+
+        with torch.no_grad():
+            out = _Interp(self.gm).run(x)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        return vals, out.detach().to(torch.float32).numpy()
 
 
 def collect_stats(plan: NetPlan, calib_inputs, batch_size: int = 32, progress: bool = True
                   ) -> tuple[dict, int]:
     """Run the float graph over the calibration images: (max |t| by var, number of images)."""
     taps = plan.tensor_vars()
-    tap = _Tap(plan, taps)
+    tap = _Tap(plan, taps, reduce_max=True)
     max_abs = {v: 0.0 for v in taps}
     count = 0
     want = plan.shape(plan.input)
@@ -75,8 +119,8 @@ def collect_stats(plan: NetPlan, calib_inputs, batch_size: int = 32, progress: b
         if shape != want:
             raise BadInputError(f"calibration inputs: image shape {shape} differs from {want}")
         values, _ = tap.run(x)
-        for v, val in zip(taps, values):
-            m = float(np.abs(val).max()) if val.size else 0.0
+        for v, m in zip(taps, values):
+            m = float(m)
             if not math.isfinite(m):
                 raise QuantizationError(f"{plan.where(v)}: the float model produced inf/nan")
             max_abs[v] = max(max_abs[v], m)
@@ -105,10 +149,13 @@ def calibrate(model: nn.Module, calib_inputs, batch_size: int = 32, progress: bo
 
 
 def calibrate_graph(plan: NetPlan | tvm.IRModule, calib_inputs, batch_size: int = 32,
-                    progress: bool = True, info: dict | None = None) -> QuantizedNet:
-    """QuantizedNet of a folded float Relax graph (FoldBN's output, or its NetPlan)."""
+                    progress: bool = True, info: dict | None = None,
+                    exported=None) -> QuantizedNet:
+    """QuantizedNet of a folded float Relax graph (FoldBN's output, or its NetPlan);
+    `exported`: the ExportedProgram it was imported from (calibration runs it in PyTorch;
+    without it, the graph runs on the Relax VM)."""
     if not isinstance(plan, NetPlan):
-        plan = plan_graph(plan)
+        plan = plan_graph(plan, exported)
     max_abs, count = collect_stats(plan, calib_inputs, batch_size, progress)
     names = {plan.input: "input"}
     for lp in plan.layers:

@@ -97,6 +97,7 @@ class NetPlan:
     host: list[HostPlan]
     values: dict
     sources: dict
+    exported: Optional[torch.export.ExportedProgram] = None
 
     def tensor_vars(self) -> list[relax.Var]:
         """Vars whose values become int8 tensors: the input and every layer output."""
@@ -112,9 +113,11 @@ class NetPlan:
         return src[3] if src else f"Relax var {var.name!r}"
 
 
-def capture_graph(model: nn.Module, example_input: torch.Tensor) -> tvm.IRModule:
-    """The folded float Relax module of `model` (eval mode, restored after): torch.export ->
-    ImportModel -> LegalizeBlockConv -> BindParams -> FoldBN."""
+def capture_graph(model: nn.Module, example_input: torch.Tensor
+                  ) -> tuple[tvm.IRModule, torch.export.ExportedProgram]:
+    """The folded float Relax module of `model` (eval mode, restored after) and the exported
+    program it came from: torch.export -> ImportModel -> LegalizeBlockConv -> BindParams ->
+    FoldBN."""
     from relay_passes.bind_params import BindParams
     from relay_passes.fold_bn import FoldBN
     from relay_passes.import_model import ImportModel
@@ -124,7 +127,7 @@ def capture_graph(model: nn.Module, example_input: torch.Tensor) -> tvm.IRModule
         raise BadInputError(f"expected an nn.Module, got {type(model).__name__}")
     with eval_mode(model):
         imported = ImportModel()(model, example_input)
-    return FoldBN()(BindParams()(LegalizeBlockConv()(imported.mod)))
+    return FoldBN()(BindParams()(LegalizeBlockConv()(imported.mod))), imported.exported
 
 
 def const_value(expr, values: dict) -> Optional[np.ndarray]:
@@ -230,9 +233,10 @@ def _kind(g: _Graph, var, value) -> str:
     return "other"
 
 
-def plan_graph(mod: tvm.IRModule) -> NetPlan:
+def plan_graph(mod: tvm.IRModule, exported=None) -> NetPlan:
     """Classify every binding of the folded float graph, find the host boundary and group the
-    integer side into layers (see the module docstring)."""
+    integer side into layers (see the module docstring). `exported`: the ExportedProgram the
+    graph was imported from (calibration runs it in PyTorch)."""
     g = _Graph(mod)
     tensors = [(v, val) for v, val in g.binds
                if v not in g.consts and not isinstance(val, relax.Tuple)]
@@ -260,7 +264,7 @@ def plan_graph(mod: tvm.IRModule) -> NetPlan:
     boundary = _boundary(g, tensors, host, out_fields)
     host_chain = _host_chain(g, tensors, kinds, host, boundary, out_fields)
     layers = _plan_layers(g, tensors, kinds, host)
-    return NetPlan(mod, g.input, layers, boundary, host_chain, g.values, g.sources)
+    return NetPlan(mod, g.input, layers, boundary, host_chain, g.values, g.sources, exported)
 
 
 def _outputs(g: _Graph) -> list:

@@ -230,3 +230,21 @@ def test_inplace_ops_are_captured_with_their_meaning():
     with torch.no_grad():
         want = net(X).numpy()
     assert got.min() >= 0 and abs(got - want).max() <= 4 * 2.0 ** -qnet.boundary_exponent
+
+
+def test_calibration_reads_the_exported_program_as_the_relax_graph_computes():
+    """Calibration runs the exported program in PyTorch, reading each layer output at the
+    node its Relax var was imported from; running the folded Relax graph on the VM instead
+    gives the same maxima (to float rounding) and the same exponents."""
+    from bctvm.quant import calibrate_graph
+    from bctvm.quant.graph import capture_graph
+
+    model = randomize_bn(get_model("block_resnet18", block_size=4, num_classes=10))
+    x = torch.randn(2, 3, 16, 16)
+    mod, ep = capture_graph(model, x[:1])
+    by_torch = calibrate_graph(mod, x, progress=False, exported=ep)
+    by_vm = calibrate_graph(mod, x, progress=False)
+    assert by_torch.max_abs.keys() == by_vm.max_abs.keys()
+    for k, v in by_torch.max_abs.items():
+        assert v == pytest.approx(by_vm.max_abs[k], rel=1e-4), k
+    assert by_torch.exponents == by_vm.exponents
