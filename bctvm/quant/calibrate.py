@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from bctvm.errors import BadInputError, UnsupportedOpError
 
-from .graph import LayerPlan, NetPlan, capture_graph, const_value, plan_graph, with_outputs
+from .graph import LayerPlan, NetPlan, capture_graph, const_value, plan_graph
 from .host_head import to_host_op
 from .inputs import iter_batches
 from .intops import MAX_SHIFT, QuantizationError, exponent_for, saturate_int32
@@ -57,7 +57,7 @@ class _Tap:
         if self.gm is not None and all(n is None or n in known for n in nodes):
             self.nodes = nodes
         else:
-            from relay_passes.vm_run import build
+            from relay_passes.vm_run import build, with_outputs
 
             self.gm = None
             self.vm = build(with_outputs(plan.mod, taps))

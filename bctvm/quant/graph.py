@@ -32,7 +32,7 @@ from tvm import relax
 from bctvm.errors import BadInputError, UnsupportedOpError
 
 __all__ = ["LayerPlan", "HostPlan", "NetPlan", "capture_graph", "plan_graph", "eval_mode",
-           "with_outputs", "const_value", "OWN_MODULES"]
+           "const_value", "OWN_MODULES"]
 
 #: module classes whose op is the whole module: a standalone layer takes the module's path
 OWN_MODULES = ("ReLU", "ReLU6", "Hardtanh", "MaxPool2d", "AvgPool2d")
@@ -452,17 +452,3 @@ def _unique_names(plans: list[LayerPlan]) -> None:
         else:
             seen[base] = 1
 
-
-def with_outputs(mod: tvm.IRModule, taps: list) -> tvm.IRModule:
-    """A copy of `mod` whose main returns (original outputs..., value of every var in taps)."""
-    from relay_passes.graph import rebuild, replace_main
-
-    func = mod["main"]
-
-    def finish(bb, out, env):
-        fields = list(out.fields) if isinstance(out, relax.Tuple) else [out]
-        if not isinstance(out, relax.Tuple) and isinstance(out.ty, relax.TupleType):
-            fields = [relax.TupleGetItem(out, i) for i in range(len(out.ty.fields))]
-        return relax.Tuple(fields + [env.get(v, v) for v in taps])
-
-    return replace_main(mod, rebuild(func, lambda *a: None, finish=finish))

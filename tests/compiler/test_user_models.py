@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from .conftest import run_cli
+from .conftest import expect_exit2, run_cli
 
 REPO = Path(__file__).with_name("user_repo")
 NETS = REPO / "nets.py"
@@ -37,16 +37,6 @@ def _save_training_checkpoint(model, path, **extra):
     torch.save({"epoch": 7, "arch": type(model).__name__, "state_dict": state,
                 "optimizer_state_dict": opt.state_dict(), "optimizer_type": torch.optim.SGD,
                 "extras": {"best_acc1": 61.5}, **extra}, path)
-
-
-def _expect_exit2(monkeypatch, capsys, args, *words):
-    code = run_cli(monkeypatch, *args)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    line = err.strip().splitlines()[-1]
-    assert line.startswith("error:") and "Traceback" not in err
-    for w in words:
-        assert w in line, line
 
 
 @pytest.fixture(scope="module")
@@ -124,27 +114,27 @@ def test_plain_net_is_converted_by_block_size_and_runs_bit_exact(tmp_path, monke
 
 def test_block_options_on_a_model_with_its_own_block_convs_exit_2(tmp_path, monkeypatch,
                                                                   capsys):
-    _expect_exit2(monkeypatch, capsys, ["plan", f"{NETS}:block_net", "--block-size", "4",
+    expect_exit2(monkeypatch, capsys, ["plan", f"{NETS}:block_net", "--block-size", "4",
                                         "--input-shape", "1,3,32,32"],
                   "block_net", "block convs of its own")
 
 
 def test_unsupported_op_names_the_op_and_module_path(monkeypatch, capsys):
-    _expect_exit2(monkeypatch, capsys, ["plan", f"{NETS}:gelu_net", "--input-shape",
+    expect_exit2(monkeypatch, capsys, ["plan", f"{NETS}:gelu_net", "--input-shape",
                                         "1,3,32,32"], "gelu (GELU)", "layer 'act'", "nets.py")
 
 
 def test_checkpoint_of_another_architecture_names_the_first_key(tmp_path, monkeypatch,
                                                                 capsys):
     _save_training_checkpoint(_nets().plain_net(), tmp_path / "plain.pth")
-    _expect_exit2(monkeypatch, capsys, ["plan", f"{NETS}:block_net", "--checkpoint",
+    expect_exit2(monkeypatch, capsys, ["plan", f"{NETS}:block_net", "--checkpoint",
                                         tmp_path / "plain.pth", "--input-shape", "1,3,32,32"],
                   "missing key 'stem.0.weight'", "features.0.weight")
     model = _nets().block_net()
     state = model.state_dict()
     state["fc2.weight"] = torch.zeros(1)
     torch.save(state, tmp_path / "extra.pt")  # a bare state dict with one key too many
-    _expect_exit2(monkeypatch, capsys, ["plan", f"{NETS}:block_net", "--checkpoint",
+    expect_exit2(monkeypatch, capsys, ["plan", f"{NETS}:block_net", "--checkpoint",
                                         tmp_path / "extra.pt", "--input-shape", "1,3,32,32"],
                   "unexpected key 'fc2.weight'")
 
@@ -153,10 +143,10 @@ def test_checkpoint_that_needs_code_to_load_is_refused(tmp_path, monkeypatch, ca
     model = _nets().block_net()
     _save_training_checkpoint(model, tmp_path / "args.pth",
                               args=argparse.Namespace(lr=0.1))  # not a torch.optim class
-    _expect_exit2(monkeypatch, capsys, ["plan", f"{NETS}:block_net", "--checkpoint",
+    expect_exit2(monkeypatch, capsys, ["plan", f"{NETS}:block_net", "--checkpoint",
                                         tmp_path / "args.pth", "--input-shape", "1,3,32,32"],
                   "args.pth", "without running code")
-    _expect_exit2(monkeypatch, capsys, ["plan", f"{NETS}:block_net", "--checkpoint",
+    expect_exit2(monkeypatch, capsys, ["plan", f"{NETS}:block_net", "--checkpoint",
                                         tmp_path / "none.pth"], "checkpoint not found")
 
 
@@ -180,5 +170,5 @@ def test_a_users_own_block_conv_is_recognised_by_what_it_computes(monkeypatch, c
     from relay_passes import ops
     blocks = [ops.attrs_dict(plan.values[lp.vars["conv"]])["block"] for lp in plan.layers]
     assert blocks == [(4, 4), (4, 4)]
-    _expect_exit2(monkeypatch, capsys, ["plan", f"{NETS}:tiled_net", "--block-size", "8",
+    expect_exit2(monkeypatch, capsys, ["plan", f"{NETS}:tiled_net", "--block-size", "8",
                                         "--input-shape", "1,3,16,16"], "block convs of its own")
