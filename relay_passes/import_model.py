@@ -7,6 +7,15 @@ Produces: IRModule with `main(x, *params)`: params kept as inputs (`num_input` =
           name layers; the attribute "bctvm.param_fqn" maps each parameter Var name to its
           PyTorch qualified name (e.g. p_layer1_0_conv1_weight -> layer1.0.conv1.weight).
           `F.pad` with replicate/reflect stays one `R.nn.pad` (run_ep_decomposition=False).
+          The attribute "bctvm.var_source" maps each Relax var an exported node produced to
+          [module path, module class, exported node name, "layer 'a.b' (file.py:12)"]: the
+          int8 flow names layers and errors with it and reads calibration values at the
+          exported node (bctvm.quant.graph).
+Sources:  an nn.Module, an ExportedProgram or `.pt2` file, `file.py:factory` (the file's
+          folder on sys.path while it is imported and the factory runs), or a zoo name;
+          `checkpoint=FILE` loads a training checkpoint into the model
+          (bctvm.models.checkpoint); block_size / type / padding_mode build a zoo model or
+          convert the convs of a model without block convs of its own.
 Requires: a float32 NCHW input of static shape.
 
 Errors: an op the importer cannot translate, or an export failure, raises

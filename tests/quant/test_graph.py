@@ -240,7 +240,7 @@ def test_calibration_reads_the_exported_program_as_the_relax_graph_computes():
     from bctvm.quant.graph import capture_graph
 
     model = randomize_bn(get_model("block_resnet18", block_size=4, num_classes=10))
-    x = torch.randn(2, 3, 16, 16)
+    x = torch.randn(2, 3, 32, 32)
     mod, ep = capture_graph(model, x[:1])
     by_torch = calibrate_graph(mod, x, progress=False, exported=ep)
     by_vm = calibrate_graph(mod, x, progress=False)
