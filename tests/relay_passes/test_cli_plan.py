@@ -101,3 +101,16 @@ def test_plan_gives_every_host_layer_its_reason(monkeypatch, capsys, model, bloc
     on_vta = {n for s in segment_plan(r.plan, q, "fused", 1, r.board) for n in s.layers}
     reasons = host_reasons(r.plan, r.qnet, r.board)
     assert list(reasons) == [layer.name for layer in q.layers if layer.name not in on_vta]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model, block", list(ZOO_HOST))
+def test_compile_and_plan_print_the_same_host_layers(tmp_path, monkeypatch, capsys, model,
+                                                    block):
+    args = [model, "--block-size", block, "--board", "zcu102", "--input-shape", "1,3,32,32"]
+    assert run_cli(monkeypatch, "plan", *args) == 0
+    planned = [line for line in capsys.readouterr().out.splitlines() if line.startswith("host")]
+    assert run_cli(monkeypatch, "compile", *args, "-o", tmp_path / "a") == 0
+    compiled = [line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("host")]
+    assert compiled == planned and planned
