@@ -177,13 +177,15 @@ def sim_cmd(
     regions: str = typer.Option(None, help="region map JSON (default: IMAGE.regions.json if present)"),
 ) -> None:
     """Run a program on the simulator and print a short summary."""
-    import json
-
     from boards import load_board
-    from bctvm.program import load_dram, load_regions, read_program_bytes, regions_path, save_dram
+    from bctvm.outputs import check_output_file, write_atomic, write_json_atomic
+    from bctvm.program import load_dram, load_regions, read_program_bytes, regions_path
     from bctvm.selftest import format_report
     from bctvm.sim import Simulator
 
+    for path, option in ((dram_out, "--dram-out"), (report, "--report")):
+        if path:
+            check_output_file(path, option)
     cfg = load_board(board)
     stream, image = read_program_bytes(program), load_dram(dram)  # the simulator decodes it
     side = regions or (regions_path(dram) if regions_path(dram).is_file() else None)
@@ -191,10 +193,9 @@ def sim_cmd(
     out = res.to_report()
     typer.echo(format_report(out))
     if dram_out:
-        save_dram(dram_out, res.dram)
+        write_atomic(dram_out, res.dram.tobytes())
     if report:
-        with open(report, "w") as f:
-            json.dump(out, f, indent=1)
+        write_json_atomic(report, out)
 
 
 @app.command("sim-selftest")
@@ -205,12 +206,14 @@ def sim_selftest_cmd(
     seed: int = typer.Option(0, help="random seed of the layer's data"),
 ) -> None:
     """Run a 3x3 conv layer program on the simulator and check it against numpy."""
-    import json
     from pathlib import Path
 
+    from bctvm.outputs import check_output_file, write_json_atomic
     from bctvm.program import regions_path, save_dram, save_program, save_regions
     from bctvm.selftest import format_report, raise_on_mismatch, run_selftest
 
+    if report:
+        check_output_file(report, "--report")
     rep, prog = run_selftest(board, seed=seed, strict=False)
     typer.echo(format_report(rep))
     if out:
@@ -221,7 +224,7 @@ def sim_selftest_cmd(
         typer.echo(f"wrote {d / 'PROG.bin'} and {d / 'IMAGE.bin'}: try "
                    f"`bctvm sim {d / 'PROG.bin'} --dram {d / 'IMAGE.bin'} --board {prog.cfg.name}`")
     if report:
-        Path(report).write_text(json.dumps(rep, indent=1))
+        write_json_atomic(report, rep)
     raise_on_mismatch(rep)
 
 
