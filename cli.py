@@ -341,7 +341,14 @@ def verify_cmd(
     typer.echo(verify_text(verify_artifact(artifact)))
 
 
-def _on_sigterm(signum, frame):
+_SIGNALLED: list[int] = []  # signals received, so an interrupt that an FFI callback turned
+#                             into another exception still ends as an interrupt
+
+
+def _on_signal(signum, frame):
+    _SIGNALLED.append(signum)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise errors.Terminated()
 
 
@@ -350,24 +357,38 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _interrupted(signum: int) -> None:
+    if signum == signal.SIGINT:
+        _fail("interrupted (SIGINT); nothing was left half-written", errors.EXIT_SIGINT)
+    _fail("terminated (SIGTERM); nothing was left half-written", errors.EXIT_SIGTERM)
+
+
 def main() -> None:
     """Console-script entry: run the app and map every outcome to one line + an exit code
     (bctvm/errors.py). Unexpected exceptions are bugs: one line, exit 4, and the traceback
     only with BCTVM_DEBUG=1."""
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    _SIGNALLED.clear()
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         rc = app(standalone_mode=False)
     except BctvmError as err:
         _fail(str(err), err.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted (SIGINT); nothing was left half-written", errors.EXIT_SIGINT)
+        _interrupted(signal.SIGINT)
     except errors.Terminated:
-        _fail("terminated (SIGTERM); nothing was left half-written", errors.EXIT_SIGTERM)
+        _interrupted(signal.SIGTERM)
+    except MemoryError:
+        _fail("out of memory: the model, input shape or program needs more memory than this "
+              "machine has", errors.EXIT_BAD_INPUT)
     except SystemExit:
         raise
     except (typer.Exit, typer.Abort) as err:
+        if _SIGNALLED:
+            _interrupted(_SIGNALLED[0])
         sys.exit(getattr(err, "exit_code", 1))
     except Exception as err:  # click usage errors carry their own exit code
+        if _SIGNALLED:  # e.g. a RuntimeError the TVM FFI made of the interrupt
+            _interrupted(_SIGNALLED[0])
         code = getattr(err, "exit_code", None)
         if isinstance(code, int) and hasattr(err, "show"):
             err.show()
@@ -380,9 +401,10 @@ def main() -> None:
         _fail(f"internal error: {type(err).__name__}: {first} (a bctvm bug; re-run with "
               f"{errors.DEBUG_ENV}=1 for the traceback)", errors.EXIT_INTERNAL)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    if rc == errors.EXIT_SIGINT:  # typer turns KeyboardInterrupt into this return value
-        _fail("interrupted (SIGINT); nothing was left half-written", errors.EXIT_SIGINT)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if _SIGNALLED or rc == errors.EXIT_SIGINT:  # typer returns 130 for KeyboardInterrupt
+        _interrupted(_SIGNALLED[0] if _SIGNALLED else signal.SIGINT)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 
