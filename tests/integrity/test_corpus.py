@@ -175,6 +175,10 @@ def _weights_mismatch(d: Path, tmp: Path):
     return ["run", d, "--no-float-check"]
 
 
+def _reseal(d: Path) -> None:
+    reseal(d)
+
+
 def _with_opcode(stream: bytes, index: int, opcode: int) -> bytes:
     """The stream with instruction `index`'s opcode field (low 3 bits) set to `opcode`."""
     b = bytearray(stream)
@@ -250,7 +254,7 @@ CASES = [
     # faults inside group calls (resealed programs), through the TVM FFI
     Case("illegal opcode in a group", lambda d, t: put(
         _program_bytes(d, t), _with_opcode(_program_bytes(d, t).read_bytes(), 3, 7))
-        or reseal(d) and None or ["run", d], 2,
+        or _reseal(d) or ["run", d], 2,
         ("group g0", "g0.p0.bin", "instruction 3", "opcode 7"), True),
     Case("SRAM index out of range in a group", lambda d, t: edit_program(
         d, lambda p: replaced(p, first(p, lambda x: isinstance(x, isa.Load)),
