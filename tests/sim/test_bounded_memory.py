@@ -12,10 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from boards import load_board
-from bctvm.isa import Alu, AluOp, Finish, Gemm, MemType, Uop
+from bctvm.isa import Alu, AluOp, Gemm, Uop
 from bctvm.sim import Simulator, uop_loop
 
-from .helpers import DramBuilder, dump_acc, load, undump_acc, wrap32
+from .helpers import loops_program, undump_acc, wrap32
 from .test_sim_properties import SETTINGS, loop_insn
 
 PYNQ = load_board("pynq")
@@ -27,19 +27,7 @@ PEAK_BYTES = 512 << 20  # what one max-extent loop may allocate (the documented 
 def run_loops(cfg, uops, insns, inp, wgt, acc, n_dump):
     """Load inp/wgt/acc and the micro-ops, run `insns`, return acc[0:n_dump] (int64) and the
     tracemalloc peak (bytes) of the simulation."""
-    dump_uop = len(uops)
-    all_uops = list(uops) + [Uop(dst=0)]
-    d = DramBuilder(cfg)
-    u = d.uops("uops", all_uops)
-    i_ = d.put("inp", inp, "inp")
-    w_ = d.put("wgt", wgt, "wgt")
-    a_ = d.put("acc", acc, "acc")
-    o_ = d.reserve("out", 4 * n_dump, "out")
-    prog = [load(MemType.INP, 0, i_, x=len(inp)),
-            load(MemType.WGT, 0, w_, x=len(wgt), push_next=True),
-            load(MemType.UOP, 0, u, x=len(all_uops)), load(MemType.ACC, 0, a_, x=len(acc))]
-    prog += [g.replace(pop_prev=(k == 0)) for k, g in enumerate(insns)]
-    prog += dump_acc(cfg, 0, n_dump, o_, dump_uop) + [Finish(pop_next=True)]
+    prog, d = loops_program(cfg, uops, insns, inp, wgt, acc, n_dump)
     image = d.image()
     tracemalloc.start()
     try:
