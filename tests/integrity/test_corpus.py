@@ -356,9 +356,10 @@ def test_a_board_holds_only_the_files_it_needs(art):
 
 
 def test_an_unexpected_exception_is_exit_4_with_a_hint(art, tmp_path):
-    """A bug (here: the host library's file vanishes between the check and the load is not
-    it; instead a genuine internal failure: a qnet whose layers do not match the artifact)
-    prints one line naming BCTVM_DEBUG and exits 4; BCTVM_DEBUG=1 shows the traceback."""
+    """An exception bctvm did not raise on purpose (here a KeyError: a resealed integer
+    reference that lost layers the artifact's head still names, a consistency the manifest
+    checks do not cover) prints one line naming BCTVM_DEBUG=1 and exits 4, never 0 or 1;
+    with BCTVM_DEBUG=1 the traceback follows."""
     q = json.loads((art / "qnet.json").read_text())
     q["layers"] = q["layers"][:1]
     (art / "qnet.json").write_text(json.dumps(q))

@@ -16,6 +16,7 @@ from bctvm.isa import Alu, AluOp, Gemm, Uop
 from bctvm.sim import Simulator, uop_loop
 
 from .helpers import loops_program, undump_acc, wrap32
+from .test_insn import ref_loop
 from .test_sim_properties import SETTINGS, loop_insn
 
 PYNQ = load_board("pynq")
@@ -126,9 +127,15 @@ def loop_programs(draw):
 @SETTINGS
 @given(loop_programs(), st.integers(1, 9))
 def test_loops_cut_into_sub_loops_compute_the_same(case, limit):
+    """Whole loops (collapsed axes included) match the sequential reference, and the same
+    loops cut into sub-loops of `limit` positions match the whole ones."""
     uops, insns, seed = case
     inp, wgt, acc = _data(PYNQ, 128, 32, 128, seed=seed)
     whole, _, res_whole = run_loops(PYNQ, uops, insns, inp, wgt, acc, 128)
+    ref = acc.astype(np.int64)
+    for insn in insns:
+        ref = ref_loop(insn, uops, ref, inp, wgt)
+    np.testing.assert_array_equal(whole, ref)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(uop_loop, "PLAN_POSITIONS", limit)
         parts, _, res_parts = run_loops(PYNQ, uops, insns, inp, wgt, acc, 128)
