@@ -26,15 +26,7 @@ import numpy as np
 from bctvm.isa import AluOp
 from bctvm.sim.sram import Scratchpads
 from bctvm.sim import uop_loop
-from bctvm.sim.uop_loop import (
-    DstIndex,
-    check_max,
-    collapse,
-    grid,
-    shifted,
-    sub_loops,
-    uop_range,
-)
+from bctvm.sim.uop_loop import DstIndex, check_max, grid, uop_range
 
 _SHIFT_CAP = 63  # tile-operand shifts are done on int64; 63 saturates like any larger amount
 _INT32_BITS = 32
@@ -69,7 +61,7 @@ class AluPlan:
                 return
         else:
             i0, ni, j0, nj = part
-            dk, sk = shifted(dk, dfac, i0, j0), shifted(sk, sfac, i0, j0)
+            dk, sk = uop_loop.shifted(dk, dfac, i0, j0), uop_loop.shifted(sk, sfac, i0, j0)
             iters = (ni, nj)
         dst = grid(dk, iters, dfac).reshape(-1)
         if not row.use_imm:
@@ -93,7 +85,7 @@ def run_alu(row, index: int, sp: Scratchpads) -> int:
     elif row.use_imm:
         _repeat(row, sp)
     else:
-        for part in sub_loops((row.iter_out, row.iter_in), row.uop_end - row.uop_bgn):
+        for part in uop_loop.sub_loops((row.iter_out, row.iter_in), row.uop_end - row.uop_bgn):
             _execute(row, sp, AluPlan(row, index, sp, part))
     return plan.n
 
@@ -143,11 +135,11 @@ def loop_counts(row, sp: Scratchpads) -> np.ndarray:
     depth = sp.depth["acc"]
     bgn, end = row.uop_bgn, row.uop_end
     dfac = (row.dst_factor_out, row.dst_factor_in)
-    iters, repeat = collapse((row.iter_out, row.iter_in), [f != 0 for f in dfac])
+    iters, repeat = uop_loop.collapse((row.iter_out, row.iter_in), [f != 0 for f in dfac])
     counts = np.zeros(depth, dtype=np.int64)
     dk = sp.uop_dst[bgn:end]
-    for i0, ni, j0, nj in sub_loops(iters, end - bgn):
-        idx = grid(shifted(dk, dfac, i0, j0), (ni, nj), dfac).reshape(-1)
+    for i0, ni, j0, nj in uop_loop.sub_loops(iters, end - bgn):
+        idx = grid(uop_loop.shifted(dk, dfac, i0, j0), (ni, nj), dfac).reshape(-1)
         counts += np.bincount(idx, minlength=depth)
     return counts * repeat
 

@@ -37,15 +37,7 @@ import numpy as np
 
 from bctvm.sim.sram import Scratchpads
 from bctvm.sim import uop_loop
-from bctvm.sim.uop_loop import (
-    DstIndex,
-    check_max,
-    collapse,
-    grid,
-    shifted,
-    sub_loops,
-    uop_range,
-)
+from bctvm.sim.uop_loop import DstIndex, check_max, grid, uop_range
 
 _CHUNK_BYTES = 32 << 20  # working-set bound per vectorised step
 _INT8_PRODUCT_MAX = 128 * 128  # |a*b| for int8 a, b
@@ -90,14 +82,15 @@ class GemmPlan:
         # axes along which nothing moves repeat the same products (reset: the same zeroing)
         moving = [dfac[a] != 0 or (not self.reset and (sfac[a] != 0 or wfac[a] != 0))
                   for a in range(2)]
-        iters, self.repeat = collapse(iters, moving)
+        iters, self.repeat = uop_loop.collapse(iters, moving)
         self.iters, self.n_uops = iters, end - bgn
         if part is None and iters[0] * iters[1] * (end - bgn) > uop_loop.PLAN_POSITIONS:
             self.chunked = True
             return
         if part is not None:
             i0, ni, j0, nj = part
-            dk, sk, wk = (shifted(k, f, i0, j0) for k, f in ((dk, dfac), (sk, sfac), (wk, wfac)))
+            dk, sk, wk = (uop_loop.shifted(k, f, i0, j0)
+                          for k, f in ((dk, dfac), (sk, sfac), (wk, wfac)))
             iters = (ni, nj)
         dst = grid(dk, iters, dfac)
         self.nbytes = dst.nbytes
@@ -158,7 +151,7 @@ def run_gemm(row, index: int, sp: Scratchpads) -> int:
     if not plan.chunked:
         _execute(sp, plan)
         return plan.n
-    for part in sub_loops(plan.iters, plan.n_uops):  # bounded memory: module docstring
+    for part in uop_loop.sub_loops(plan.iters, plan.n_uops):  # bounded memory: module docstring
         _execute(sp, GemmPlan(row, index, sp, part))
     return plan.n
 
