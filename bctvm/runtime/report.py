@@ -8,6 +8,8 @@ feature_maps (group boundaries through DRAM), uops, instructions; total.
 lower_bound_bytes = every weight region once + the network input + the network output
 (packed int8, channels padded to the board's block). cycles: sum over the VTA programs at the
 board clock (host ops not included). gemm_utilisation = MACs / (cycles x GEMM MACs per cycle).
+energy: DRAM bytes, on-chip buffer bytes (sram_bytes) and MACs weighted by the board's
+[energy] constants (bctvm/runtime/energy.py; microjoules, per group and in total).
 validation: the boundary tensor against the integer reference (bit-exact flag, max error in
 int8 steps) and the model output against the float PyTorch model (max error; top-1 agreement
 for classifier outputs of shape N x K).
@@ -18,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .artifact import Artifact
+from .energy import energy_uj
 from .executor import KINDS, RunResult
 
 
@@ -89,10 +92,13 @@ def build_report(art: Artifact, result: RunResult, x: np.ndarray, validate_run: 
     for st in result.groups:
         for k, v in st.dram_bytes.items():
             total[k] = total.get(k, 0) + v
-        groups.append({"name": st.name, "layers": st.layers, "dram_bytes": _bytes(st.dram_bytes),
-                       "cycles": st.cycles, "macs": st.macs})
+        gbytes = _bytes(st.dram_bytes)
+        groups.append({"name": st.name, "layers": st.layers, "dram_bytes": gbytes,
+                       "cycles": st.cycles, "macs": st.macs, "sram_bytes": st.sram_bytes,
+                       "energy_uj": energy_uj(gbytes["total"], st.sram_bytes, st.macs, cfg)})
     cycles = result.cycles
     macs = sum(st.macs for st in result.groups)
+    sram = sum(st.sram_bytes for st in result.groups)
     rep = {
         "model": m["model"], "board": m["board"], "board_kind": result.board_kind,
         "mode": m["mode"],
@@ -105,8 +111,10 @@ def build_report(art: Artifact, result: RunResult, x: np.ndarray, validate_run: 
         "macs": int(macs),
         "gemm_utilisation": macs / (cycles * cfg.gemm_macs_per_cycle) if cycles else 0.0,
         "host_layers": m.get("host_layers", []),
+        "sram_bytes": int(sram),
         "groups": groups,
     }
+    rep["energy"] = energy_uj(rep["dram_bytes"]["total"], sram, macs, cfg)
     rep["dram_vs_lower_bound"] = rep["dram_bytes"]["total"] / max(1, rep["lower_bound_bytes"])
     if validate_run:
         rep["validation"] = validate(art, result, x, float_model)
@@ -123,6 +131,11 @@ def summary_text(rep: dict) -> str:
         "DRAM bytes: " + ", ".join(f"{k} {v:,}" for k, v in b.items())
         + f"  ({rep['dram_vs_lower_bound']:.2f}x the lower bound {rep['lower_bound_bytes']:,})",
     ]
+    e = rep.get("energy")
+    if e:
+        lines.append(f"energy estimate: {e['total_uj']:,.1f} uJ (DRAM {e['dram_uj']:,.1f}, "
+                     f"on-chip buffers {e['sram_uj']:,.1f}, MACs {e['mac_uj']:,.1f}; "
+                     f"constants of boards/{rep['board']}.toml)")
     v = rep.get("validation")
     if v:
         line = (f"validation: bit-exact vs the integer reference: {v['bit_exact']} "
