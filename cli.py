@@ -1,15 +1,19 @@
 """bctvm command line (typer). Each command is a few lines over the library.
 
 Errors: every bctvm.errors.BctvmError becomes a one-line message on stderr and its exit code
-(0 ok, 1 validation mismatch, 2 bad input, 3 board/RPC failure); this mapping lives in main().
+(0 ok, 1 validation mismatch, 2 bad input, 3 board/RPC failure, 4 internal error, 130 SIGINT,
+143 SIGTERM; the codes live in bctvm/errors.py); this mapping lives in main().
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 import typer
 
+from bctvm import errors
 from bctvm.errors import BctvmError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
@@ -282,6 +286,8 @@ def compile_cmd(
     host_fallback: bool = typer.Option(False, "--host-fallback",
                                        help="run a layer that cannot fit the board on the host "
                                        "instead of failing"),
+    force: bool = typer.Option(False, "--force", help="replace -o DIR even when it is a "
+                               "non-empty folder that is not a bctvm artifact"),
     verbose: bool = VERBOSE_OPT,
 ) -> None:
     """Compile a model for a board into an artifact directory (`--plan`: print the plan only)."""
@@ -300,7 +306,7 @@ def compile_cmd(
     manifest = compile_model(model, out_dir=out, board=board, mode=mode, block_size=block_size,
                              block_type=type, padding_mode=padding,
                              input_shape=parse_input_shape(input_shape), calib=calib, stem=stem,
-                             qnet=qnet, host_fallback=host_fallback)
+                             qnet=qnet, host_fallback=host_fallback, force=force)
     typer.echo(describe(manifest, out))
 
 
@@ -319,24 +325,62 @@ def run_cmd(
     typer.echo(run_artifact(artifact, input, output, report, float_model=not no_float))
 
 
+# --- integrity: verify (bctvm/runtime/integrity.py) ----------------------------------------
+
+
+@app.command("verify")
+def verify_cmd(
+    artifact: str = typer.Argument(..., help="artifact directory (bctvm compile -o DIR)"),
+) -> None:
+    """Check an artifact's manifest, paths, sizes and SHA-256 digests (exit 2 on a mismatch)."""
+    from bctvm.runtime.artifact import verify_artifact, verify_text
+
+    typer.echo(verify_text(verify_artifact(artifact)))
+
+
+def _on_sigterm(signum, frame):
+    raise errors.Terminated()
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
 def main() -> None:
-    """Console-script entry: run the app, turning BctvmError into a one-line error + exit code."""
+    """Console-script entry: run the app and map every outcome to one line + an exit code
+    (bctvm/errors.py). Unexpected exceptions are bugs: one line, exit 4, and the traceback
+    only with BCTVM_DEBUG=1."""
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
     except BctvmError as err:
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(err.exit_code)
+        _fail(str(err), err.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted (SIGINT); nothing was left half-written", errors.EXIT_SIGINT)
+    except errors.Terminated:
+        _fail("terminated (SIGTERM); nothing was left half-written", errors.EXIT_SIGTERM)
     except SystemExit:
         raise
     except (typer.Exit, typer.Abort) as err:
         sys.exit(getattr(err, "exit_code", 1))
     except Exception as err:  # click usage errors carry their own exit code
         code = getattr(err, "exit_code", None)
-        if code is not None:
-            if hasattr(err, "show"):
-                err.show()
+        if isinstance(code, int) and hasattr(err, "show"):
+            err.show()
             sys.exit(code)
-        raise
+        if os.environ.get(errors.DEBUG_ENV) == "1":
+            import traceback
+
+            traceback.print_exc()
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        _fail(f"internal error: {type(err).__name__}: {first} (a bctvm bug; re-run with "
+              f"{errors.DEBUG_ENV}=1 for the traceback)", errors.EXIT_INTERNAL)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if rc == errors.EXIT_SIGINT:  # typer turns KeyboardInterrupt into this return value
+        _fail("interrupted (SIGINT); nothing was left half-written", errors.EXIT_SIGINT)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":
