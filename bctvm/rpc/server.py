@@ -45,6 +45,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` right now (the OS picks it)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def default_workdir(board: str) -> Path:
     """~/.cache/bctvm/serve/<board>: where a server keeps uploaded artifacts by digest."""
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
@@ -93,7 +102,7 @@ class BoardServer:
         self.cfg = load_board(board)  # a bad board name is exit 2 here, not in the worker
         self.board = str(board)
         self.host, self.port, self.tracker = host, int(port), tracker
-        self.key = key or self.cfg.name
+        self.key = key or ""  # TVM matches it on direct connections too: only with a tracker
         if tracker and not key:
             raise BadInputError("serve: --tracker needs --key (the board kind clients ask for)")
         self.workdir = str(workdir or default_workdir(self.cfg.name))

@@ -24,18 +24,27 @@ from .energy import energy_uj
 from .executor import KINDS, RunResult
 
 
-def lower_bound_bytes(art: Artifact) -> int:
-    """Every weight region of the model once (not the compiler's identity tiles) + each
-    network input / output tensor once (bytes)."""
-    total = 0
-    io = {}
+def group_lower_bounds(art: Artifact) -> dict:
+    """{group name: bytes} of the lower bound: the group's weight regions (not the compiler's
+    identity tiles) + each network input / output tensor, counted in the first group that
+    holds it. Their sum is lower_bound_bytes."""
+    seen, out = set(), {}
     for g in art.groups:
+        total = 0
         for name, r in g["regions"].items():
             if r["kind"] == "weights" and name != "identity":
                 total += r["nbytes"]
-            elif r["kind"] in ("input", "output") and "tensor" in r:
-                io[r["tensor"]] = r["nbytes"]
-    return total + sum(io.values())
+            elif r["kind"] in ("input", "output") and "tensor" in r and r["tensor"] not in seen:
+                seen.add(r["tensor"])
+                total += r["nbytes"]
+        out[g["name"]] = total
+    return out
+
+
+def lower_bound_bytes(art: Artifact) -> int:
+    """Every weight region of the model once (not the compiler's identity tiles) + each
+    network input / output tensor once (bytes)."""
+    return sum(group_lower_bounds(art).values())
 
 
 def _bytes(d: dict) -> dict:
@@ -89,11 +98,13 @@ def build_report(art: Artifact, result: RunResult, x: np.ndarray, validate_run: 
     m = art.manifest
     total = {}
     groups = []
+    bounds = group_lower_bounds(art)
     for st in result.groups:
         for k, v in st.dram_bytes.items():
             total[k] = total.get(k, 0) + v
         gbytes = _bytes(st.dram_bytes)
         groups.append({"name": st.name, "layers": st.layers, "dram_bytes": gbytes,
+                       "lower_bound_bytes": bounds.get(st.name, 0),
                        "cycles": st.cycles, "macs": st.macs, "sram_bytes": st.sram_bytes,
                        "energy_uj": energy_uj(gbytes["total"], st.sram_bytes, st.macs, cfg)})
     cycles = result.cycles
