@@ -2,7 +2,7 @@
 the server's worker before it listens; sessions are forked from it and inherit them).
 
     bctvm.board.info() -> str
-        JSON {"board", "key", "driver", "host", "pid", "bctvm"}: which board answers.
+        JSON {"board", "key", "driver", "host", "port", "pid", "bctvm"}: which board answers.
     bctvm.board.run_program(program: bytes, dram: bytes, regions_json: str) -> str
         Runs one encoded VTA instruction stream on a copy of the DRAM image; JSON
         {"cycles": int, "counters": {...}} (the board's counters; the image is not returned).
@@ -51,15 +51,17 @@ def _named_errors(fn):
     return call
 
 
-def board_info(board) -> dict:
+def board_info(board, port: int) -> dict:
     from bctvm import __version__
 
     return {"board": board.cfg.name, "key": board.cfg.key, "driver": board.kind,
-            "host": socket.gethostname(), "pid": os.getpid(), "bctvm": __version__}
+            "host": socket.gethostname(), "port": port, "pid": os.getpid(),
+            "bctvm": __version__}
 
 
-def register(board, store) -> None:
-    """Register the functions of the module docstring for `board` and `store`."""
+def register(board, store, port: int) -> None:
+    """Register the functions of the module docstring for `board` and `store` (a server
+    listening on `port`)."""
     import tvm_ffi
 
     from bctvm.runtime.executor import ModelRunner
@@ -68,7 +70,7 @@ def register(board, store) -> None:
         tvm_ffi.register_global_func(name, _named_errors(fn), override=True)
 
     def info() -> str:
-        return json.dumps(board_info(board))
+        return json.dumps(board_info(board, port))
 
     def run_program(program, dram, regions_json) -> str:
         try:
@@ -101,7 +103,7 @@ def register(board, store) -> None:
         seconds = time.perf_counter() - start
         arrays = {f"out{i}": o for i, o in enumerate(res.output)}
         arrays["boundary"] = res.boundary
-        meta = {"groups": [asdict(g) for g in res.groups], "board": board_info(board),
+        meta = {"groups": [asdict(g) for g in res.groups], "board": board_info(board, port),
                 "run_seconds": seconds}
         return wire.pack_arrays(arrays, meta)
 

@@ -79,14 +79,15 @@ def _guard(parent_pid: int) -> None:
     os._exit(3)
 
 
-def _init_worker(board: str, driver: str, options: dict, workdir: str, parent_pid: int) -> None:
+def _init_worker(board: str, driver: str, options: dict, workdir: str, port: int,
+                 parent_pid: int) -> None:
     """server_init_callback: open the board, register the functions, start the guard."""
     from bctvm.runtime.board import open_board
 
     from . import functions
     from .store import ArtifactStore
 
-    functions.register(open_board(board, driver, **options), ArtifactStore(workdir))
+    functions.register(open_board(board, driver, **options), ArtifactStore(workdir), port)
     threading.Thread(target=_guard, args=(parent_pid,), daemon=True, name="bctvm-guard").start()
 
 
@@ -117,7 +118,7 @@ class BoardServer:
         from tvm import rpc
 
         init = functools.partial(_init_worker, self.board, self.driver, self.options,
-                                 self.workdir, os.getpid())
+                                 self.workdir, self.port, os.getpid())
         try:
             server = rpc.Server(self.host, self.port, self.port + 1, key=self.key,
                                 tracker_addr=self.tracker, server_init_callback=init,
