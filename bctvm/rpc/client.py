@@ -36,9 +36,14 @@ def _first_line(err: BaseException) -> str:
     return lines[-1] if lines else type(err).__name__
 
 
-def bounded(fn, seconds: float, what: str):
+# how TVM reports a peer that went away in the middle of a call
+_CLOSED = ("kShutdown", "kReturn", "Broken pipe", "Connection reset", "SockChannel")
+
+
+def bounded(fn, seconds: float, what: str,
+            late: str = "no answer within {s:g} s (server hung or board busy; see --timeout)"):
     """fn() in a daemon thread; its result, its error mapped to a bctvm error, or BoardError
-    when it takes longer than `seconds` (the thread is abandoned)."""
+    "<what>: <late>" when it takes longer than `seconds` (the thread is abandoned)."""
     out: queue.Queue = queue.Queue(maxsize=1)
 
     def body():
@@ -51,8 +56,7 @@ def bounded(fn, seconds: float, what: str):
     try:
         ok, value = out.get(timeout=seconds)
     except queue.Empty:
-        raise BoardError(f"{what}: no answer within {seconds:g} s (server hung or board "
-                         "busy; see --timeout)") from None
+        raise BoardError(f"{what}: {late.format(s=seconds)}") from None
     if ok:
         return value
     if isinstance(value, BctvmError):
@@ -61,8 +65,9 @@ def bounded(fn, seconds: float, what: str):
 
     if isinstance(value, RPCError):
         raise wire.remote_error(str(value), what) from None
-    if "kShutdown" in str(value) or "kReturn" in str(value):
-        raise BoardError(f"{what}: the server closed the session (killed or crashed)") from None
+    if any(sign in str(value) for sign in _CLOSED):
+        raise BoardError(f"{what}: the server closed the session (killed or crashed: "
+                         f"{_first_line(value)})") from None
     raise BoardError(f"{what}: {_first_line(value)}") from None
 
 
@@ -97,11 +102,11 @@ class BoardClient:
         wait = timeout if wait is None else float(wait)
         try:
             sess = bounded(lambda: tsess.request(key, max_retry=1), wait,
-                           f"lease a '{key}' board from {where}")
+                           f"lease a '{key}' board from {where}",
+                           "no free board within {s:g} s (see --wait)")
         except BoardError as err:
-            free = _free_boards(tsess, key)
             tsess.close()  # drops the pending request at the tracker
-            raise BoardError(f"{err}{free}") from None
+            raise BoardError(f"{err}{_free_boards(host, port, key)}") from None
         return cls(sess, f"{where} key {key}", timeout, tsess)
 
     def call(self, name: str, *args, timeout: float | None = None):
@@ -134,12 +139,19 @@ class BoardClient:
         self.close()
 
 
-def _free_boards(tsess, key: str) -> str:
-    """", the tracker lists N free / M queued under key" (best effort, one line)."""
+def _free_boards(host: str, port: int, key: str) -> str:
+    """" (F of N boards under 'K' free)" or " (no server is registered under 'K')", asked
+    on a connection of its own (best effort)."""
+    from tvm import rpc as tvm_rpc
+
     try:
-        q = bounded(tsess.summary, 5.0, "tracker summary")["queue_info"].get(key)
-    except (BctvmError, KeyError, TypeError):
+        summary = bounded(lambda: tvm_rpc.connect_tracker(host, port).summary(), 5.0,
+                          "tracker summary")
+        servers = sum(1 for s in summary.get("server_info", [])
+                      if s.get("key") == f"server:{key}")
+        free = int(summary.get("queue_info", {}).get(key, {}).get("free", 0))
+    except (BctvmError, AttributeError, TypeError, ValueError):
         return ""
-    if not q:
+    if not servers:
         return f" (no server is registered under '{key}')"
-    return f" ({q.get('free', 0)} free, {q.get('pending', 0)} waiting under '{key}')"
+    return f" ({free} of {servers} boards under '{key}' free)"
