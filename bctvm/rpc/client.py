@@ -65,6 +65,9 @@ def bounded(fn, seconds: float, what: str,
 
     if isinstance(value, RPCError):
         raise wire.remote_error(str(value), what) from None
+    if "sock.Connect" in str(value):
+        raise BoardError(f"{what}: connection refused (is a board server running there?)") \
+            from None
     if any(sign in str(value) for sign in _CLOSED):
         raise BoardError(f"{what}: the server closed the session (killed or crashed: "
                          f"{_first_line(value)})") from None
