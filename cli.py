@@ -362,13 +362,12 @@ def serve_cmd(
     """Serve a board over TVM RPC until Ctrl-C (which stops every child process)."""
     import logging
 
-    from bctvm.rpc.client import parse_addr
     from bctvm.rpc.server import BoardServer, serve_forever
 
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     opts = {"bitstream": bitstream} if driver == "pynq" else {}
-    srv = BoardServer(board, host, port, tracker=parse_addr(tracker, "--tracker") if tracker
-                      else None, key=key, workdir=workdir, driver=driver, options=opts)
+    srv = BoardServer(board, host, port, tracker=tracker, key=key, workdir=workdir,
+                      driver=driver, options=opts)
     serve_forever(srv, typer.echo)
 
 

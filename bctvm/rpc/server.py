@@ -91,16 +91,32 @@ def _init_worker(board: str, driver: str, options: dict, workdir: str, port: int
     threading.Thread(target=_guard, args=(parent_pid,), daemon=True, name="bctvm-guard").start()
 
 
+def _check_driver(driver: str, options: dict) -> None:
+    """Bad driver options are exit 2 here, before a worker is started."""
+    from bctvm.runtime.board import DRIVERS
+
+    if driver not in DRIVERS:
+        raise BadInputError(f"--driver {driver}: unknown (known: {', '.join(DRIVERS)})")
+    bit = options.get("bitstream")
+    if driver == "pynq" and (not bit or not Path(bit).is_file()):
+        raise BadInputError(f"--bitstream {bit}: the pynq driver needs the VTA bitstream file")
+
+
 class BoardServer:
     """One board served over TVM RPC (module docstring). `board`: a board name or .toml;
-    `driver`: "simulator" or "pynq" (`options`: the driver's, e.g. bitstream=...)."""
+    `tracker`: (host, port) or "HOST:PORT"; `driver`: "simulator" or "pynq" (`options`: the
+    driver's, e.g. bitstream=...)."""
 
     def __init__(self, board="pynq", host: str = "127.0.0.1", port: int = 9091,
-                 tracker: tuple[str, int] | None = None, key: str | None = None,
+                 tracker: tuple[str, int] | str | None = None, key: str | None = None,
                  workdir=None, driver: str = "simulator", options: dict | None = None):
         from boards import load_board
 
+        from .client import parse_addr
+
         self.cfg = load_board(board)  # a bad board name is exit 2 here, not in the worker
+        if isinstance(tracker, str):
+            tracker = parse_addr(tracker, "--tracker")
         self.board = str(board)
         self.host, self.port, self.tracker = host, int(port), tracker
         self.key = key or ""  # TVM matches it on direct connections too: only with a tracker
@@ -108,6 +124,7 @@ class BoardServer:
             raise BadInputError("serve: --tracker needs --key (the board kind clients ask for)")
         self.workdir = str(workdir or default_workdir(self.cfg.name))
         self.driver, self.options = driver, dict(options or {})
+        _check_driver(driver, self.options)
         self.restarts = 0
         self._server = None
         self._lock = threading.Lock()

@@ -116,3 +116,12 @@ def test_serve_warns_when_not_loopback(tmp_path):
         proc.wait(timeout=30)
     assert "no authentication" in proc.stderr.read()
     assert os.path.isdir(tmp_path / "artifacts")
+
+
+def test_serve_option_errors_are_exit_2(monkeypatch, capsys):
+    assert run_cli(monkeypatch, "serve", "--driver", "fpga") == 2
+    assert "--driver fpga" in capsys.readouterr().err
+    assert run_cli(monkeypatch, "serve", "--driver", "pynq") == 2
+    assert "--bitstream" in capsys.readouterr().err
+    assert run_cli(monkeypatch, "serve", "--tracker", "127.0.0.1:9190") == 2
+    assert "--key" in capsys.readouterr().err
