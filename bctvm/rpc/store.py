@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 
 from bctvm.errors import BadInputError
-from bctvm.runtime.artifact import Artifact, verify_artifact
+from bctvm.runtime.artifact import Artifact, read_manifest, verify_artifact
 from bctvm.runtime.integrity import MANIFEST, safe_path
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -66,6 +66,9 @@ class ArtifactStore:
         if offset == 0 and relpath == MANIFEST:
             shutil.rmtree(d, ignore_errors=True)  # a fresh upload starts with the manifest
         d.mkdir(parents=True, exist_ok=True)
+        if relpath != MANIFEST and relpath not in read_manifest(d).get("files", {}):
+            raise BadInputError(f"upload of {digest[:12]}: {relpath!r} is not a file of its "
+                                "manifest (send manifest.json first)")
         path = safe_path(d, relpath, "uploaded file")
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "r+b" if offset else "wb") as f:
