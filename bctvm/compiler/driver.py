@@ -292,9 +292,11 @@ def _write_references(out: Path, imported, qnet) -> None:
     import torch
 
     from bctvm.quant.serialize import save_qnet
+    from bctvm.runtime.float_model import load_float_model
 
     save_qnet(qnet, out / "qnet")
     torch.export.save(imported.exported, str(out / "model.pt2"))
+    load_float_model(out / "model.pt2")  # `run` must be able to read it without unpickling
     np.save(out / "example_input.npy", imported.example_input.detach().numpy())
 
 
