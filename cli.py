@@ -341,6 +341,100 @@ def verify_cmd(
     typer.echo(verify_text(verify_artifact(artifact)))
 
 
+
+# --- boards over RPC: serve, deploy, demo; reports (bctvm/rpc, bctvm/runtime/report_view.py)
+
+
+TIMEOUT_OPT = typer.Option(120.0, "--timeout", help="seconds each RPC step may take before "
+                           "the client gives up (a hung server: exit 3)")
+
+
+@app.command("serve")
+def serve_cmd(
+    board: str = BOARD_OPT,
+    host: str = typer.Option("127.0.0.1", help="address to bind (TVM RPC has no "
+                             "authentication: keep it loopback unless the network is trusted)"),
+    port: int = typer.Option(9091, help="port to bind"),
+    tracker: str = typer.Option(None, help="register with the tracker at HOST:PORT"),
+    key: str = typer.Option(None, help="with --tracker: the key clients lease this board by"),
+    workdir: str = typer.Option(None, help="where uploaded artifacts are kept by digest "
+                                "(default ~/.cache/bctvm/serve/BOARD)"),
+    driver: str = typer.Option("simulator", help="simulator | pynq (a real Pynq board)"),
+    bitstream: str = typer.Option(None, help="pynq driver: the VTA bitstream (.bit)"),
+) -> None:
+    """Serve a board over TVM RPC until Ctrl-C (which stops every child process)."""
+    import logging
+
+    from bctvm.rpc.server import BoardServer, serve_forever
+
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    opts = {"bitstream": bitstream} if driver == "pynq" else {}
+    srv = BoardServer(board, host, port, tracker=tracker, key=key, workdir=workdir,
+                      driver=driver, options=opts)
+    serve_forever(srv, typer.echo)
+
+
+@app.command("deploy")
+def deploy_cmd(
+    artifact: str = typer.Argument(..., help="artifact directory (bctvm compile -o DIR)"),
+    rpc: str = typer.Option(None, "--rpc", help="board server HOST:PORT"),
+    tracker: str = typer.Option(None, help="tracker HOST:PORT (with --key)"),
+    key: str = typer.Option(None, help="board key to lease from the tracker"),
+    validate: bool = typer.Option(True, "--validate/--no-validate",
+                                  help="check the result against the integer reference and "
+                                  "the float model"),
+    input: str = typer.Option(None, "--input", help="float32 NCHW .npy (default: random, seed 0)"),
+    output: str = typer.Option(None, "--output", help="write the float32 model output (.npy)"),
+    report: str = typer.Option(None, "--report", help="write the JSON report here"),
+    timeout: float = TIMEOUT_OPT,
+    wait: float = typer.Option(None, help="seconds to wait for a free board at the tracker "
+                               "(default: --timeout)"),
+) -> None:
+    """Run an artifact on a board server, validate it here and report (exit 3: board/RPC)."""
+    from bctvm.rpc.deploy import deploy
+
+    text, _ = deploy(artifact, rpc=rpc, tracker=tracker, key=key, input_path=input,
+                     output_path=output, report_path=report, timeout=timeout, wait=wait,
+                     validate=validate)
+    typer.echo(text)
+
+
+@app.command("demo")
+def demo_cmd(
+    model: str = typer.Option("block_resnet18", help="zoo model"),
+    board: str = BOARD_OPT,
+    input_shape: str = typer.Option("1,3,64,64", help="N,C,H,W"),
+    block_size: int = typer.Option(8, help="block size"),
+    out: str = typer.Option("build/demo", "--out", "-o", help="artifact directory to write"),
+    timeout: float = TIMEOUT_OPT,
+) -> None:
+    """The main job: compile, serve the simulator board on loopback, deploy over RPC, print
+    the validated report (OUT/report.json, OUT/report.png), stop the server."""
+    from bctvm.models.zoo import parse_input_shape
+    from bctvm.rpc.demo import run_demo
+
+    run_demo(model, board, parse_input_shape(input_shape), block_size, out, timeout, typer.echo)
+
+
+@app.command("report")
+def report_cmd(
+    reports: list[str] = typer.Argument(..., help="r.json files or artifact directories "
+                                        "(two or more: side by side)"),
+    png: str = typer.Option(None, "--png", help="write the plot here (PNG)"),
+) -> None:
+    """Print reports as a table (per group: DRAM bytes by kind vs the lower bound, cycles)."""
+    from bctvm.outputs import check_output_file
+    from bctvm.runtime.report_view import plot_reports, read_report, report_table
+
+    if png:
+        check_output_file(png, "--png")
+    reps = [read_report(r) for r in reports]
+    typer.echo(report_table(reps))
+    if png:
+        plot_reports(reps, png)
+        typer.echo(f"wrote {png}")
+
+
 _SIGNALLED: list[int] = []  # signals received, so an interrupt that an FFI callback turned
 #                             into another exception still ends as an interrupt
 

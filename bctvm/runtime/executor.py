@@ -30,6 +30,7 @@ from bctvm.errors import BadInputError, BctvmError
 
 from .artifact import Artifact
 from .board import Board, SimulatorBoard
+from .energy import onchip_bytes
 
 KINDS = ("weights", "input", "output", "feature_maps", "uops")
 
@@ -41,6 +42,7 @@ class GroupStats:
     cycles: int = 0
     dram_bytes: dict = field(default_factory=dict)
     macs: int = 0
+    sram_bytes: int = 0  # on-chip buffer bytes read + written (energy.onchip_bytes)
     calls: int = 0
 
 
@@ -156,5 +158,6 @@ class _GroupRunner:
                     by[kind] = by.get(kind, 0) + int(b)
             by["instructions"] = by.get("instructions", 0) + int(c.get("insn_bytes", 0))
             st.macs += int(c.get("macs", 0))
+            st.sram_bytes += onchip_bytes(c, self.board.cfg)
         st.calls += 1
         out.copyfrom(self.layout.read(img, "out"))
