@@ -251,7 +251,14 @@ def _load(source, example_input, input_shape, checkpoint, model_kw):
         if not hasattr(module, factory):
             raise BadInputError(f"{file}: no factory function '{factory}'")
         with _on_path(Path(file).resolve().parent):
+            try:
                 model = getattr(module, factory)()
+            except BctvmError:
+                raise
+            except Exception as err:  # noqa: BLE001 - the user's factory failed
+                first = (str(err).strip().splitlines() or [""])[0][:200]
+                raise BadInputError(f"{text}: the factory raised {type(err).__name__}: "
+                                    f"{first}") from None
         if not isinstance(model, torch.nn.Module):
             raise BadInputError(f"{text}: factory did not return an nn.Module")
         x = example_input if example_input is not None else torch.randn(*input_shape)
