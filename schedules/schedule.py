@@ -30,6 +30,8 @@ into micro-ops. Function attributes tell the lowering the virtual-thread count a
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tvm import s_tir
 
 from .block_conv2d import GroupStages, LayerStages
@@ -206,16 +208,19 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
     return sch
 
 
+def group_knobs(group: GroupStages, knobs: ScheduleKnobs | None = None) -> ScheduleKnobs:
+    """`knobs` with the fields the group's compute fixes: input kept on chip, outputs kept
+    for later residuals, identity-GEMM residual pairs."""
+    kept = tuple(sorted({r for r, ls in zip(group.residuals, group.layers)
+                         if isinstance(r, int) and ls.res_pad is None}))
+    return replace(knobs or ScheduleKnobs(), input_on_chip=group.data_out is not None,
+                   kept_outputs=kept, identity_residuals=group.identity_pairs())
+
+
 def scheduled_module(group: GroupStages, knobs: ScheduleKnobs | None = None):
     """(IRModule ready for the bctvm TIR pipeline, resolved knobs)."""
     cfg = group.cfg
-    from dataclasses import replace
-
-    kept = tuple(sorted({r for r, ls in zip(group.residuals, group.layers)
-                         if isinstance(r, int) and ls.res_pad is None}))
-    knobs = replace(knobs or ScheduleKnobs(), input_on_chip=group.data_out is not None,
-                    kept_outputs=kept, identity_residuals=group.identity_pairs())
-    resolved = resolve_knobs(cfg, group.specs, knobs)
+    resolved = resolve_knobs(cfg, group.specs, group_knobs(group, knobs))
     sch = schedule_group(group, resolved)
     func = sch.mod["main"]
     func = func.with_attr("bctvm.vthreads", resolved.vthreads)

@@ -82,8 +82,15 @@ class SramPlanner:
         self.sites: dict = {}  # buffer var -> Site
         self.peak = {"inp": 0, "wgt": 0, "acc": 0}
 
-    def plan(self, body) -> dict:
+    def place(self, body) -> dict:
+        """Place every site of `body` without checking the depths; the peak elements per
+        buffer kind (bctvm.lower.fit measures groups with this)."""
         self._plan(body, {"inp": 0, "wgt": 0, "acc": 0}, 1)
+        return dict(self.peak)
+
+    def plan(self, body) -> dict:
+        """Place every site; BufferFitError when a buffer kind overflows its depth."""
+        self.place(body)
         for kind, need in self.peak.items():
             depth = depth_of(self.cfg, kind)
             if need > depth:
