@@ -222,16 +222,3 @@ def zoo_kwargs(source, block_size=None, block_type=None, padding_mode=None) -> d
     return given
 
 
-def plan_text(source, *, board="pynq", block_size=None, block_type=None, padding_mode=None,
-              input_shape=(1, 3, 224, 224), calib: int = 1, stem: str = "auto",
-              policy: str = "graph", verbose: bool = False, json_path=None,
-              progress: bool = True) -> str:
-    """What `bctvm plan` / `bctvm compile --plan` print (optionally writing the plan JSON)."""
-    kw = zoo_kwargs(source, block_size, block_type, padding_mode)
-    plan = plan_model(source, board=board, input_shape=tuple(input_shape), calib=calib,
-                      stem=stem, policy=policy, progress=progress, **kw)
-    if json_path:
-        from pathlib import Path
-
-        Path(json_path).write_text(json.dumps(plan.to_dict(), indent=1))
-    return plan.table(verbose=verbose)

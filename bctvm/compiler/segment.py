@@ -18,17 +18,29 @@ Rules, in order:
 3. mode "fused": a conv joins the open segment when it is in the same plan group and its data
    input is the segment's last output.
 4. A segment is cut after any layer whose output is also read outside the segment.
-The schedule's fit check is authoritative: compile_segments (driver.py) splits a segment in
-two when its program does not fit the board's buffers (schedules.BufferFitError).
+5. plan_segments gives every segment its GroupFit(s) (bctvm.lower.fit, the one fit rule:
+   residual path, resolved knobs, footprint) and cuts a segment that does not fit in two.
+   What it returns is what the compile builds and what `bctvm plan` prints; each segment
+   says why it ends (`cut`, CUT_REASONS).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from bctvm.errors import BadInputError, UnsupportedOpError
 
 MODES = ("fused", "layerwise")
+CUT_REASONS = {
+    "end": "last VTA layer of its plan group",
+    "layerwise": "layerwise mode (or a board without onchip_reuse): one layer per program",
+    "branch": "the next layer does not read this output (a branch or residual input)",
+    "grid": "the next layer runs on another block grid",
+    "host": "the next layer runs on the host",
+    "escapes": "this output is also read outside the segment",
+    "fit": "the two parts do not fit the board's buffers together (bctvm.lower.fit)",
+}
 
 
 @dataclass
@@ -41,6 +53,8 @@ class Segment:
     data: str = ""  # plan tensor name of the first layer's input
     residuals: list = field(default_factory=list)  # per layer: None|"input"|int|"external"
     external: list[str] = field(default_factory=list)  # tensor per "external" residual, in order
+    cut: str = "end"  # why the segment ends after its last layer (CUT_REASONS)
+    fits: list = field(default_factory=list)  # GroupFit per program (plan_segments)
 
     @property
     def output(self) -> str:
@@ -131,15 +145,20 @@ def segment_plan(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None) -> l
         for name in sorted(g.layers, key=lambda n: plan.layers[n].position):
             q = qlayers.get(name)
             if q is None or not _conv_on_vta(q, cfg, batch):
+                if cur is not None:
+                    cur.cut = "host"
                 cur = None
                 continue
             li = plan.layers[name]
-            if (fuse and cur is not None and li.inputs[0] == cur.layers[-1]
-                    and li.grid == cur.grid):
-                cur.layers.append(name)
-            else:
-                cur = Segment([name], g.index, tuple(li.grid))
-                chains.append(cur)
+            if cur is not None:
+                why = ("layerwise" if not fuse else "branch" if li.inputs[0] != cur.layers[-1]
+                       else "grid" if li.grid != cur.grid else None)
+                if why is None:
+                    cur.layers.append(name)
+                    continue
+                cur.cut = why
+            cur = Segment([name], g.index, tuple(li.grid))
+            chains.append(cur)
     out: list[Segment] = []
     todo = chains[::-1]
     while todo:  # cut until no segment has an inner output read outside it
@@ -149,9 +168,71 @@ def segment_plan(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None) -> l
         if cut is None:
             out.append(seg)
         else:
-            todo.append(Segment(seg.layers[cut:], seg.plan_group, seg.grid))
-            todo.append(Segment(seg.layers[:cut], seg.plan_group, seg.grid))
+            todo.append(Segment(seg.layers[cut:], seg.plan_group, seg.grid, cut=seg.cut))
+            todo.append(Segment(seg.layers[:cut], seg.plan_group, seg.grid, cut="escapes"))
     return [_resolve(s, plan) for s in out]
+
+
+def segment_specs(qconvs: list, batch: int) -> list:
+    """LayerSpecs of a segment's convs. A 1x1 conv without padding computes the same on any
+    block grid, so inside a segment it takes its input's blocks (MobileNet's pointwise convs
+    after a blocked depthwise conv)."""
+    from schedules.from_quant import spec_from_qconv
+
+    specs = []
+    for q in qconvs:
+        spec = spec_from_qconv(q, batch=batch)
+        if specs and spec.kernel == (1, 1) and not any(spec.padding) and \
+                spec.block != specs[-1].out_block:
+            spec = dataclasses.replace(spec, block=specs[-1].out_block)
+        specs.append(spec)
+    return specs
+
+
+def plan_segments(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None,
+                  host_fallback: bool = False, fallbacks: dict | None = None,
+                  progress: bool = False) -> list[Segment]:
+    """The VTA programs the compile builds: segment_plan's chains, each given its GroupFit(s)
+    by the one fit rule (bctvm.lower.fit); a chain that does not fit is cut in two (near the
+    middle, `cut` = "fit") until every part fits. A single layer that cannot fit is a
+    BufferFitError naming it, or with `host_fallback` left to the host (its reason recorded
+    in `fallbacks`: layer -> message)."""
+    from tqdm import tqdm
+
+    from bctvm.lower.group import plan_fits
+    from boards import load_board
+    from schedules.knobs import BufferFitError
+
+    cfg = cfg or load_board(plan.board)
+    qlayers = {layer.name: layer for layer in qnet.layers}
+    segs = segment_plan(plan, qnet, mode, batch, cfg)
+    todo = segs[::-1]
+    out: list[Segment] = []
+    with tqdm(total=sum(len(s.layers) for s in segs), desc="fit", unit="layer",
+              disable=not progress, leave=False) as bar:
+        while todo:
+            seg = todo.pop()
+            specs = segment_specs([qlayers[n] for n in seg.layers], batch)
+            try:
+                seg.fits = plan_fits(cfg, specs, "fused" if len(specs) > 1 else mode,
+                                     list(seg.residuals))
+            except BufferFitError as err:
+                if len(seg.layers) > 1:
+                    a, b = split_segment(seg, plan)
+                    a.cut, b.cut = "fit", seg.cut
+                    todo += [b, a]
+                    continue
+                msg = f"layer {seg.layers[0]} does not fit board '{cfg.name}': {err}"
+                if not host_fallback:
+                    raise BufferFitError(msg + " (--host-fallback runs it on the host)") \
+                        from None
+                if fallbacks is not None:
+                    fallbacks[seg.layers[0]] = str(err)
+                bar.update(1)
+                continue
+            out.append(seg)
+            bar.update(len(seg.layers))
+    return out
 
 
 def host_layers(plan, segments: list[Segment]) -> list[str]:
