@@ -47,6 +47,7 @@ from tvm import relax
 
 from bctvm.errors import BadInputError
 from boards import BoardConfig, load_board
+from schedules.int_expr import block_geometry
 
 from . import ops
 from .base import BctvmPass
@@ -231,8 +232,8 @@ def _conv_layer(name, call, var, tensors) -> LayerInfo:
             h % src[0] == 0 and w % src[1] == 0:
         bh, bw = h // src[0], w // src[1]  # a 1x1 conv without padding: any grid gives the
     grid = (h // bh, w // bw)              # same result, so it follows its input's grid
-    ch = (bh + pt + pb - dh * (kh - 1) - 1) // sh + 1
-    cw = (bw + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    _, _, ch, cw = block_geometry(h, w, (bh, bw), (pt, pl, pb, pr), (kh, kw), (dh, dw),
+                                  (sh, sw))
     oh, ow = (ch // 2, cw // 2) if a["pool"] else (ch, cw)
     aligned = not a["pool"] or (ch % 2 == 0 and cw % 2 == 0)
     residual = len(call.args) == 5

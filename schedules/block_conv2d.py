@@ -41,6 +41,7 @@ from tvm import te, tirx
 from boards import BoardConfig
 from bctvm.errors import BadInputError, BlockShapeError
 
+from .int_expr import align, clip, i32, reflect_index, replicate_index, round_shift
 from .layer import LayerSpec
 
 
@@ -96,42 +97,6 @@ class GroupStages:
         return {ls.tag: ls.spec for ls in self.layers}
 
 
-# ---- scalar helpers (the integer contract, written once) -----------------------------------
-
-
-def _c32(v: int):
-    return tirx.const(int(v), "int32")
-
-
-def round_shift(v, sh: int):
-    """(v + (1 << (sh-1))) >> sh for sh > 0 (arithmetic), v << -sh for sh < 0, v for 0."""
-    if sh > 0:
-        return tirx.shift_right(v + _c32(1 << (sh - 1)), _c32(sh))
-    if sh < 0:
-        return tirx.shift_left(v, _c32(-sh))
-    return v
-
-
-def align(v, s: int):
-    """v << s for s >= 0, round_shift(v, -s) otherwise."""
-    return tirx.shift_left(v, _c32(s)) if s > 0 else round_shift(v, -s)
-
-
-def _clip(v, relu: bool):
-    return tirx.max(tirx.min(v, _c32(127)), _c32(0 if relu else -128))
-
-
-def _reflect(i, n: int):
-    """Index reflected into [0, n) (no edge repeat), for |i| < n: (n-1) - |(n-1) - |i||."""
-    a = tirx.max(i, 0 - i)
-    d = (n - 1) - a
-    return (n - 1) - tirx.max(d, 0 - d)
-
-
-def _replicate(i, n: int):
-    return tirx.max(tirx.min(i, n - 1), 0)
-
-
 # ---- compute -------------------------------------------------------------------------------
 
 
@@ -182,7 +147,7 @@ def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_
             inside = tirx.all(r >= pt, r < pt + bh, s >= pl, s < pl + bw)
             return tirx.if_then_else(inside, source(n, c, bi, bj, y, x, b, ci),
                                      tirx.const(0, "int8"))
-        fix = _replicate if mode == "replicate" else _reflect
+        fix = replicate_index if mode == "replicate" else reflect_index
         return source(n, c, bi, bj, fix(y, bh), fix(x, bw), b, ci)
 
     pad = te.compute((nb, nbh, nbw, cit, prow, pcol, bt, bi_l), pad_fn, name=f"{tag}_pad")
@@ -243,8 +208,8 @@ def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_
             rr = res_aligned if res_aligned is not None else res32
             v = v + rr[n, bi, bj, co, y, x, b, o]
         if spec.rounding_in_bias:  # 2^(sh-1) is in the bias data (layout.pack_bias)
-            return _clip(tirx.shift_right(v, _c32(spec.shift)), spec.relu)
-        return _clip(round_shift(v, spec.shift), spec.relu)
+            return clip(tirx.shift_right(v, i32(spec.shift)), spec.relu)
+        return clip(round_shift(v, spec.shift), spec.relu)
 
     epi = te.compute((nb, nbh, nbw, cot, oh, ow, bt, bo_l), epi_fn, name=f"{tag}_epi")
     own_res32 = res32 if res32 is not None and res32 is not residual_tensor else None
@@ -348,7 +313,7 @@ def group_compute(cfg: BoardConfig, specs, residual_source="external",
             name="data_acc")
         # max(v, -128) is the identity on int8 values, but a real ALU op (a bare copy would be
         # simplified away): it writes the output buffer, which OUT_INP loads read
-        data_out = te.compute(data_acc.shape, lambda *i: tirx.max(data_acc[i], _c32(-128)),
+        data_out = te.compute(data_acc.shape, lambda *i: tirx.max(data_acc[i], i32(-128)),
                               name="data_out")
     layers = []
     prev = None

@@ -159,6 +159,9 @@ def segment_plan(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None) -> l
                 cur.cut = why
             cur = Segment([name], g.index, tuple(li.grid))
             chains.append(cur)
+    if not fuse:
+        for seg in chains:
+            seg.cut = "layerwise"
     out: list[Segment] = []
     todo = chains[::-1]
     while todo:  # cut until no segment has an inner output read outside it
@@ -222,7 +225,8 @@ def plan_segments(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None,
                     a.cut, b.cut = "fit", seg.cut
                     todo += [b, a]
                     continue
-                msg = f"layer {seg.layers[0]} does not fit board '{cfg.name}': {err}"
+                msg = (f"group g{len(out)} (layer {seg.layers[0]}) does not fit board "
+                       f"'{cfg.name}': {err}")
                 if not host_fallback:
                     raise BufferFitError(msg + " (--host-fallback runs it on the host)") \
                         from None
