@@ -63,6 +63,7 @@ class LayerStages:
     res_aligned: te.Tensor | None  # align(res32, s) in place (None when s == 0)
     epi: te.Tensor
     res_pad: int | None = None  # identity GEMM residual: index of the layer whose pad it reads
+    pad_of: int | None = None  # the GEMM reads this layer's pad (shared input block); None: own
 
 
 @dataclass
@@ -84,6 +85,11 @@ class GroupStages:
     data_out: te.Tensor | None = None
     residuals: list = field(default_factory=list)  # per layer (resolve_residuals)
     identity: te.Tensor | None = None  # identity weight tile (identity_residuals)
+    sources: list = field(default_factory=list)  # per layer: "input" or source layer index
+
+    def consumer(self, i: int) -> int | None:
+        """The layer that reads layer i's output as its data input (None: only a residual)."""
+        return next((j for j in range(i + 1, len(self.layers)) if self.sources[j] == i), None)
 
     def identity_pairs(self) -> tuple:
         """(k, j): layer j's residual is the identity GEMM of layer k's padded input."""
@@ -118,10 +124,12 @@ def _identity_res32(cfg: BoardConfig, spec: LayerSpec, tag: str, pad: te.Tensor,
 
 
 def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_tensor,
-                  res_pad=None, identity=None):
+                  res_pad=None, identity=None, shared_pad=None):
     """Stages of one layer; `source(n, c, bi, bj, r, s, b, ci)` gives the unpadded block pixel.
     res_pad (with `identity`): the residual is the identity GEMM of a padded input block:
-    "self" (this layer's own pad) or (pad tensor, (top, left) padding of that layer)."""
+    "self" (this layer's own pad) or (pad tensor, (top, left) padding of that layer).
+    shared_pad: (pad tensor, (top, left) offset) of another layer that reads the same input
+    block with at least this layer's padding: the GEMM reads it there (no own copy)."""
     nb = spec.batch // cfg.batch
     bt, bi_l, bo_l = cfg.batch, cfg.block_in, cfg.block_out
     cit, cot = spec.ci_tiles(cfg), spec.co_tiles(cfg)
@@ -150,7 +158,11 @@ def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_
         fix = replicate_index if mode == "replicate" else reflect_index
         return source(n, c, bi, bj, fix(y, bh), fix(x, bw), b, ci)
 
-    pad = te.compute((nb, nbh, nbw, cit, prow, pcol, bt, bi_l), pad_fn, name=f"{tag}_pad")
+    if shared_pad is None:
+        pad = te.compute((nb, nbh, nbw, cit, prow, pcol, bt, bi_l), pad_fn, name=f"{tag}_pad")
+        oy = ox = 0
+    else:
+        pad, (oy, ox) = shared_pad
     ric = te.reduce_axis((0, tig), f"{tag}_ric")
     rky = te.reduce_axis((0, kh), f"{tag}_rky")
     rkx = te.reduce_axis((0, kw), f"{tag}_rkx")
@@ -159,7 +171,7 @@ def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_
     def mac(n, bi, bj, y, x, co, b, o):
         it = ric if gp == 1 else (co // cot_g) * tig + ric  # grouped: this tile's input tiles
         return te.sum(
-            pad[n, bi, bj, it, y + rky * dh, x + rkx * dw, b, rci].astype("int32")
+            pad[n, bi, bj, it, oy + y + rky * dh, ox + x + rkx * dw, b, rci].astype("int32")
             * weight[co, ric, rky, rkx, o, rci].astype("int32"),
             axis=[ric, rky, rkx, rci])
 
@@ -180,7 +192,7 @@ def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_
 
     res32 = res_aligned = None
     if spec.residual_shift is not None and res_pad is not None:
-        src, off = (pad, (pt, pl)) if res_pad == "self" else res_pad
+        src, off = (pad, (oy + pt, ox + pl)) if res_pad == "self" else res_pad
         res32 = _identity_res32(cfg, spec, tag, src, off, identity)
     elif spec.residual_shift is not None:
         r = residual_tensor
@@ -217,14 +229,40 @@ def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_
                        own_res32, res_aligned, epi)
 
 
-def check_chain(cfg: BoardConfig, specs) -> None:
-    """Raise BadInputError/BlockShapeError naming the layer if `specs` do not chain on one
-    block grid (each layer's input block = the previous layer's output block)."""
+def resolve_sources(specs, sources=None) -> list:
+    """Where each layer's data input comes from: "input" (the group input) or the index k of
+    an earlier layer (its output block). Default (None): a chain, layer i reads layer i-1.
+    Layer 0 always reads the group input."""
+    n = len(specs)
+    src = ["input"] + list(range(n - 1)) if sources is None else list(sources)
+    if len(src) != n or src[0] != "input":
+        raise BadInputError(f"sources {sources!r}: one per layer, the first 'input'")
+    for i, r in enumerate(src[1:], 1):
+        if r != "input" and not (isinstance(r, int) and not isinstance(r, bool) and 0 <= r < i):
+            raise BadInputError(f"{specs[i].where()}: source {r!r} is not 'input' or an "
+                                f"earlier layer index")
+    return src
+
+
+def check_chain(cfg: BoardConfig, specs, sources=None) -> None:
+    """Raise BadInputError/BlockShapeError naming the layer if a layer's input does not
+    continue its source on the group's block grid (its input block = the source's output
+    block, or the group input's block)."""
     if not specs:
         raise BadInputError("a fused group needs at least one layer")
     for s in specs:
         s.validate(cfg)
-    for a, b in zip(specs, specs[1:]):
+    src = resolve_sources(specs, sources)
+    s0 = specs[0]
+    for i, b in enumerate(specs[1:], 1):
+        if src[i] == "input":
+            if (b.in_channels, b.batch, b.height, b.width, b.block) != \
+                    (s0.in_channels, s0.batch, s0.height, s0.width, s0.block):
+                raise BlockShapeError(f"{b.where()}: reads the group input but its input "
+                                      f"{b.in_channels}x{b.height}x{b.width} block {b.block} "
+                                      f"differs from {s0.where()}'s")
+            continue
+        a = specs[src[i]]
         if a.out_channels != b.in_channels or a.batch != b.batch:
             raise BadInputError(f"{b.where()}: input {b.batch}x{b.in_channels} does not match "
                                 f"{a.where()} output {a.batch}x{a.out_channels}")
@@ -232,6 +270,13 @@ def check_chain(cfg: BoardConfig, specs) -> None:
             raise BlockShapeError(
                 f"{b.where()}: block {b.block} on a {b.height}x{b.width} map does not continue "
                 f"{a.where()} (output {a.out_size[0]}x{a.out_size[1]}, block {a.out_block})")
+
+
+def _shares_input_pad(a: LayerSpec, b: LayerSpec) -> bool:
+    """Whether layer b can read its input from a's padded copy of the same block: b's padding
+    fits inside a's on every side, with a's border values where b has padding."""
+    inside = all(pb <= pa for pa, pb in zip(a.padding, b.padding))
+    return inside and (not any(b.padding) or b.padding_mode == a.padding_mode)
 
 
 def resolve_residuals(specs, residual_source) -> list:
@@ -276,7 +321,8 @@ def resolve_residuals(specs, residual_source) -> list:
 
 
 def group_compute(cfg: BoardConfig, specs, residual_source="external",
-                  input_on_chip: bool = False, identity_residuals: bool = False) -> GroupStages:
+                  input_on_chip: bool = False, identity_residuals: bool = False,
+                  sources=None) -> GroupStages:
     """TE stages of a chain of layers run block by block.
 
     residual_source: see resolve_residuals ("external", "input", or per layer None /
@@ -284,16 +330,21 @@ def group_compute(cfg: BoardConfig, specs, residual_source="external",
     accumulator for the whole group (see GroupStages; needs BLOCK_IN == BLOCK_OUT and
     onchip_reuse). identity_residuals: every residual from the group input or an earlier
     layer is the identity GEMM of the padded input block that holds it (module docstring;
-    needs BLOCK_IN == BLOCK_OUT, excludes input_on_chip)."""
+    needs BLOCK_IN == BLOCK_OUT, excludes input_on_chip). sources: each layer's data input
+    (resolve_sources; default a chain); a layer reading the same block as an earlier one (a
+    branch: a ResNet downsample beside conv1) shares that layer's padded copy, which needs its
+    padding inside the earlier layer's."""
     specs = tuple(specs)
-    check_chain(cfg, specs)
+    check_chain(cfg, specs, sources)
+    srcs = resolve_sources(specs, sources)
     residuals = resolve_residuals(specs, residual_source)
     s0 = specs[0]
     data = te.placeholder((s0.batch // cfg.batch, s0.ci_tiles(cfg), s0.height, s0.width,
                            cfg.batch, cfg.block_in), "int8", name="data")
     params = [data]
     identity = None
-    if identity_residuals and any(r == "input" or isinstance(r, int) for r in residuals):
+    if identity_residuals and any(_pad_holding(srcs, r, i) is not None
+                                  for i, r in enumerate(residuals)):
         if cfg.block_in != cfg.block_out or input_on_chip:
             raise BadInputError(f"{s0.where()}: residuals by identity GEMM need BLOCK_IN == "
                                 f"BLOCK_OUT (board '{cfg.name}') and exclude input_on_chip")
@@ -316,10 +367,21 @@ def group_compute(cfg: BoardConfig, specs, residual_source="external",
         data_out = te.compute(data_acc.shape, lambda *i: tirx.max(data_acc[i], i32(-128)),
                               name="data_out")
     layers = []
-    prev = None
     for i, spec in enumerate(specs):
         tag = f"l{i}"
         bh, bw = spec.block
+        prev = None if srcs[i] == "input" else layers[srcs[i]]
+        shared = None
+        owner = next((j for j in range(i) if srcs[j] == srcs[i]), None)
+        if owner is not None:  # an earlier layer reads the same block: share its padded copy
+            lo = specs[owner]
+            if not _shares_input_pad(lo, spec):
+                raise BadInputError(f"{spec.where()}: reads its input with padding "
+                                    f"{spec.padding} {spec.padding_mode}, which "
+                                    f"{lo.where()}'s padded block {lo.padding} "
+                                    f"{lo.padding_mode} does not hold")
+            shared = (layers[owner].pad, (lo.padding[0] - spec.padding[0],
+                                          lo.padding[1] - spec.padding[1]))
         if prev is None and data_out is not None:
             def source(n, c, bi, bj, r, s, b, ci):
                 return data_out[n, bi, bj, c, r, s, b, ci].astype("int8")
@@ -334,8 +396,8 @@ def group_compute(cfg: BoardConfig, specs, residual_source="external",
             def source(n, c, bi, bj, r, s, b, ci, _e=prev.epi):
                 return _e[n, bi, bj, c, r, s, b, ci].astype("int8")
         res_t = res_pad = None
-        if identity is not None and (residuals[i] == "input" or isinstance(residuals[i], int)):
-            k = 0 if residuals[i] == "input" else residuals[i] + 1  # whose pad holds it
+        k = _pad_holding(srcs, residuals[i], i)
+        if identity is not None and k is not None:
             res_pad = "self" if k == i else (layers[k].pad, layers[k].spec.padding[:2])
         elif residuals[i] == "input":
             res_t = data_out if data_out is not None else data
@@ -345,16 +407,17 @@ def group_compute(cfg: BoardConfig, specs, residual_source="external",
             oh, ow = spec.out_size
             res_t = te.placeholder((spec.batch // cfg.batch, spec.co_tiles(cfg), oh, ow,
                                     cfg.batch, cfg.block_out), "int8", name=f"{tag}_residual")
-        ls = _layer_stages(cfg, spec, tag, source, res_t, res_pad, identity)
+        ls = _layer_stages(cfg, spec, tag, source, res_t, res_pad, identity, shared)
         if res_pad is not None:
             ls.res_pad = k
+        if shared is not None:
+            ls.pad_of = owner
         params += [ls.weight, ls.bias]
         if ls.sign is not None:
             params.append(ls.sign)
         if residuals[i] == "external":
             params.append(res_t)
         layers.append(ls)
-        prev = ls
     last = layers[-1]
     oh, ow = last.spec.out_block
     out_h, out_w = last.spec.out_size
@@ -365,7 +428,17 @@ def group_compute(cfg: BoardConfig, specs, residual_source="external",
         lambda n, co, h, w, b, o: epi[n, h // oh, w // ow, co, h % oh, w % ow, b, o].astype("int8"),
         name="out")
     return GroupStages(cfg, specs, data, layers, output, params, data_acc, data_out, residuals,
-                       identity)
+                       identity, srcs)
+
+
+def _pad_holding(srcs: list, residual, i: int) -> int | None:
+    """Index of the layer (<= i) whose own padded input block holds the residual of layer i
+    (the group input: layer 0's; layer m's output: the first layer reading it), or None."""
+    if residual == "input":
+        return 0
+    if isinstance(residual, int) and not isinstance(residual, bool):
+        return next((j for j in range(residual + 1, i + 1) if srcs[j] == residual), None)
+    return None
 
 
 def layer_compute(cfg: BoardConfig, spec: LayerSpec) -> GroupStages:

@@ -71,7 +71,8 @@ def _place_layer(sch, ls: LayerStages, caches: dict, anchor, p_anchor, w_anchor,
         ci_o = _split_passes(sch, ls, ci_chunk)
     if inp_per_pass:
         p_anchor = ci_o if ci_o is not None else anchor
-    sch.compute_at(_block(sch, ls.pad), p_anchor, **at)
+    if ls.pad_of is None:  # a shared padded block is placed by its owner
+        sch.compute_at(_block(sch, ls.pad), p_anchor, **at)
     if not resident:
         sch.compute_at(caches["weight"], ci_o if ci_o is not None else w_anchor, **at)
     return ci_o
@@ -136,7 +137,8 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
         if t is not None:
             sch.set_scope(_block(sch, t), 0, ACC_SCOPE)
     for ls in layers:
-        sch.set_scope(_block(sch, ls.pad), 0, INP_SCOPE)
+        if ls.pad_of is None:
+            sch.set_scope(_block(sch, ls.pad), 0, INP_SCOPE)
         for t in (ls.conv, ls.biased, ls.res32, ls.res_aligned, ls.epi):
             if t is not None:
                 sch.set_scope(_block(sch, t), 0, ACC_SCOPE)
@@ -188,11 +190,12 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
         e_anchor = sch.split(e_co, [None, chunk])[0]
         passes[i] = _place_layer(sch, ls, caches[i], e_anchor, bj, e_anchor,
                                  knobs.weights_resident, knobs.layer(i).ci_chunk, vec_res)
-        if knobs.chunked_handover:
-            # copy each finished chunk into the next layer's padded input right away: split
+        j = group.consumer(i)
+        if knobs.chunked_handover and j is not None:
+            # copy each finished chunk into the consumer's padded input right away: split
             # the copy's channel loop like this layer's chunks and merge the two chunk loops
-            pb = _block(sch, layers[i + 1].pad)
-            p_co = sch.get_loops(pb)[-len(layers[i + 1].pad.shape):][3]
+            pb = _block(sch, layers[j].pad)
+            p_co = sch.get_loops(pb)[-len(layers[j].pad.shape):][3]
             p_chunk = sch.split(p_co, [None, chunk])[0]
             sch.merge(e_anchor, p_chunk)
 

@@ -65,9 +65,10 @@ def compile_segments(cfg: BoardConfig, segments: list[Segment], qnet, mode: str,
             bar.set_postfix_str(f"{seg.layers[0]}" + (f" +{len(seg.layers) - 1}"
                                                       if len(seg.layers) > 1 else ""))
             t0 = time.perf_counter()
-            specs = segment_specs([qlayers[n] for n in seg.layers], batch)
+            specs = segment_specs([qlayers[n] for n in seg.layers], batch, seg.sources)
             cg = compile_group(cfg, specs, mode="fused" if len(specs) > 1 else mode,
-                               residual_source=list(seg.residuals), name=name, fit=seg.fits)
+                               residual_source=list(seg.residuals), name=name, fit=seg.fits,
+                               sources=list(seg.sources))
             done.append(CompiledSegment(seg, cg, time.perf_counter() - t0))
             bar.update(len(seg.layers))
     finally:

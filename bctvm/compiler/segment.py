@@ -15,8 +15,10 @@ Rules, in order:
    for llvm), and so do a strided plain nn.Conv2d and a stride-2 block conv whose per-block
    output has an odd side. Each such layer closes the current segment.
 2. mode "layerwise", or a board without onchip_reuse: one layer per segment.
-3. mode "fused": a conv joins the open segment when it is in the same plan group and its data
-   input is the segment's last output.
+3. mode "fused": a conv joins the open segment when it is in the same plan group, on the
+   same grid, and its data input is an output of the segment or the segment's input (a
+   branch: it shares the resident input block; the reader with the widest padding goes
+   first, `_order`).
 4. A segment is cut after any layer whose output is also read outside the segment.
 5. plan_segments gives every segment its GroupFit(s) (bctvm.lower.fit, the one fit rule:
    residual path, resolved knobs, footprint) and cuts a segment that does not fit in two.
@@ -53,6 +55,7 @@ class Segment:
     data: str = ""  # plan tensor name of the first layer's input
     residuals: list = field(default_factory=list)  # per layer: None|"input"|int|"external"
     external: list[str] = field(default_factory=list)  # tensor per "external" residual, in order
+    sources: list = field(default_factory=list)  # per layer: "input" or source layer index
     cut: str = "end"  # why the segment ends after its last layer (CUT_REASONS)
     fits: list = field(default_factory=list)  # GroupFit per program (plan_segments)
 
@@ -85,10 +88,30 @@ def _conv_on_vta(qlayer, cfg, batch: int) -> bool:
     return True
 
 
+def _order(seg: Segment, plan) -> None:
+    """Among the layers reading one block (the segment input or a layer's output), put the
+    one with the widest padding first where the order allows (its residual made before): the
+    others (branches) share its padded copy (schedules.block_conv2d)."""
+    layers = seg.layers
+    for t in dict.fromkeys(plan.layers[n].inputs[0] for n in list(layers)):
+        readers = [n for n in layers if plan.layers[n].inputs[0] == t]
+        widest = max(readers, key=lambda n: (sum(plan.layers[n].padding), -layers.index(n)))
+        at = layers.index(readers[0])
+        res = plan.layers[widest].inputs[-1] if plan.layers[widest].residual else None
+        if widest == readers[0] or (res in layers and layers.index(res) >= at):
+            continue
+        layers.remove(widest)
+        layers.insert(at, widest)
+
+
 def _resolve(seg: Segment, plan) -> Segment:
-    """Fill data, per-layer residual sources and external tensors from the plan's tensors."""
+    """Fill data, per-layer data and residual sources and external tensors from the plan's
+    tensors."""
+    _order(seg, plan)
     info = [plan.layers[n] for n in seg.layers]
     seg.data = info[0].inputs[0]
+    seg.sources = ["input" if li.inputs[0] == seg.data else seg.layers.index(li.inputs[0])
+                   for li in info]
     seg.residuals, seg.external = [], []
     for j, li in enumerate(info):
         if not li.residual:
@@ -113,9 +136,16 @@ def _escapes(plan, layer: str, inside: list[str]) -> bool:
 
 def cut_points(seg: Segment, plan) -> list[int]:
     """Indices k (0 < k < len) where the segment can be cut in two: no output of layers
-    [0, k-1) is read outside layers [.., k) (the first part's only output is layer k-1's)."""
-    return [k for k in range(1, len(seg.layers))
-            if not any(_escapes(plan, seg.layers[i], seg.layers[i + 1:k]) for i in range(k - 1))]
+    [0, k-1) is read outside layers [.., k) (the first part's only output is layer k-1's),
+    and every layer of the second part reads its first layer's input or a layer of it."""
+    def second_ok(k):
+        part = seg.layers[k:]
+        data = plan.layers[part[0]].inputs[0]
+        return all(plan.layers[n].inputs[0] in part or plan.layers[n].inputs[0] == data
+                   for n in part[1:])
+
+    return [k for k in range(1, len(seg.layers)) if second_ok(k) and
+            not any(_escapes(plan, seg.layers[i], seg.layers[i + 1:k]) for i in range(k - 1))]
 
 
 def split_segment(seg: Segment, plan, at: int | None = None) -> tuple[Segment, Segment]:
@@ -151,7 +181,8 @@ def segment_plan(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None) -> l
                 continue
             li = plan.layers[name]
             if cur is not None:
-                why = ("layerwise" if not fuse else "branch" if li.inputs[0] != cur.layers[-1]
+                reads = cur.layers + [plan.layers[cur.layers[0]].inputs[0]]  # or a branch
+                why = ("layerwise" if not fuse else "branch" if li.inputs[0] not in reads
                        else "grid" if li.grid != cur.grid else None)
                 if why is None:
                     cur.layers.append(name)
@@ -176,18 +207,21 @@ def segment_plan(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None) -> l
     return [_resolve(s, plan) for s in out]
 
 
-def segment_specs(qconvs: list, batch: int) -> list:
-    """LayerSpecs of a segment's convs. A 1x1 conv without padding computes the same on any
-    block grid, so inside a segment it takes its input's blocks (MobileNet's pointwise convs
-    after a blocked depthwise conv)."""
+def segment_specs(qconvs: list, batch: int, sources=None) -> list:
+    """LayerSpecs of a segment's convs (`sources`: each one's data input, "input" or a layer
+    index; default a chain). A 1x1 conv without padding computes the same on any block grid,
+    so inside a segment it takes its input's blocks (MobileNet's pointwise convs after a
+    blocked depthwise conv, a ResNet downsample beside conv1)."""
     from schedules.from_quant import spec_from_qconv
 
+    sources = sources or ["input"] + list(range(len(qconvs) - 1))
     specs = []
-    for q in qconvs:
+    for q, src in zip(qconvs, sources):
         spec = spec_from_qconv(q, batch=batch)
-        if specs and spec.kernel == (1, 1) and not any(spec.padding) and \
-                spec.block != specs[-1].out_block:
-            spec = dataclasses.replace(spec, block=specs[-1].out_block)
+        if specs and spec.kernel == (1, 1) and not any(spec.padding):
+            block = specs[0].block if src == "input" else specs[src].out_block
+            if spec.block != block:
+                spec = dataclasses.replace(spec, block=block)
         specs.append(spec)
     return specs
 
@@ -215,16 +249,19 @@ def plan_segments(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None,
               disable=not progress, leave=False) as bar:
         while todo:
             seg = todo.pop()
-            specs = segment_specs([qlayers[n] for n in seg.layers], batch)
+            specs = segment_specs([qlayers[n] for n in seg.layers], batch, seg.sources)
             try:
                 seg.fits = plan_fits(cfg, specs, "fused" if len(specs) > 1 else mode,
-                                     list(seg.residuals))
-            except BufferFitError as err:
+                                     list(seg.residuals), sources=list(seg.sources))
+            except (BufferFitError, BadInputError) as err:
                 if len(seg.layers) > 1:
                     a, b = split_segment(seg, plan)
-                    a.cut, b.cut = "fit", seg.cut
+                    a.cut = "fit" if isinstance(err, BufferFitError) else "branch"
+                    b.cut = seg.cut
                     todo += [b, a]
                     continue
+                if not isinstance(err, BufferFitError):
+                    raise
                 msg = (f"group g{len(out)} (layer {seg.layers[0]}) does not fit board "
                        f"'{cfg.name}': {err}")
                 if not host_fallback:

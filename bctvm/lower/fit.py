@@ -82,10 +82,11 @@ def measure(cfg: BoardConfig, stages, knobs: ScheduleKnobs | None = None,
 
 
 def fits(cfg: BoardConfig, specs, knobs: ScheduleKnobs, residual_source="external",
-         input_on_chip: bool = False, identity_residuals: bool = False) -> bool:
+         input_on_chip: bool = False, identity_residuals: bool = False,
+         sources=None) -> bool:
     """Whether a group with these knobs (unset ones resolved) fits the board's buffers."""
     stages = group_compute(cfg, specs, residual_source, input_on_chip=input_on_chip,
-                           identity_residuals=identity_residuals)
+                           identity_residuals=identity_residuals, sources=sources)
     try:
         _, peak = measure(cfg, stages, knobs)
     except BufferFitError:
@@ -137,9 +138,10 @@ def _fit_path(cfg: BoardConfig, stages, knobs: ScheduleKnobs) -> tuple[ScheduleK
 
 def fit_group(cfg: BoardConfig, specs, residual_source="external",
               knobs: ScheduleKnobs | None = None, input_on_chip: bool | None = None,
-              identity_residuals: bool | None = None) -> GroupFit:
+              identity_residuals: bool | None = None, sources=None) -> GroupFit:
     """The first residual path (residual_paths) and knobs with which the group fits; unset
-    knobs resolved. Raises BufferFitError (from the last path tried) when none fits."""
+    knobs resolved; `sources`: each layer's data input (schedules.block_conv2d.
+    resolve_sources). Raises BufferFitError (from the last path tried) when none fits."""
     specs = tuple(specs)
     residuals = resolve_residuals(specs, residual_source)
     bases = [knobs or ScheduleKnobs()]
@@ -148,7 +150,7 @@ def fit_group(cfg: BoardConfig, specs, residual_source="external",
     err = None
     for ioc, ident in residual_paths(cfg, specs, residuals, input_on_chip, identity_residuals):
         stages = group_compute(cfg, specs, residuals, input_on_chip=ioc,
-                               identity_residuals=ident)
+                               identity_residuals=ident, sources=sources)
         for base in bases:
             try:
                 resolved, peak = _fit_path(cfg, stages, base)

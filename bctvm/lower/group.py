@@ -31,7 +31,7 @@ import numpy as np
 
 from boards import BoardConfig
 from bctvm.errors import BadInputError
-from schedules.block_conv2d import group_compute, resolve_residuals
+from schedules.block_conv2d import group_compute, resolve_residuals, resolve_sources
 from schedules.layer import LayerSpec
 from schedules.layout import (identity_weight, pack_activation, pack_bias, pack_channel_vector,
                               pack_weight, unpack_activation)
@@ -137,14 +137,15 @@ def _layout(cfg: BoardConfig, specs, mode: str, residuals: list,
 
 def plan_fits(cfg: BoardConfig, specs, mode: str = "fused", residual_source="external",
               knobs=None, input_on_chip: bool | None = None,
-              identity_residuals: bool | None = None) -> list:
+              identity_residuals: bool | None = None, sources=None) -> list:
     """The GroupFit of every program of a group: one (fused, or one layer) or one per layer
     (layerwise, each with its residual from DRAM). `knobs` as for compile_group. Raises
     BufferFitError naming the layer(s) when a program cannot fit."""
     specs = tuple(specs)
     if mode == "fused" or len(specs) == 1:
         k = knobs[0] if isinstance(knobs, (list, tuple)) else knobs
-        return [fit_group(cfg, specs, residual_source, k, input_on_chip, identity_residuals)]
+        return [fit_group(cfg, specs, residual_source, k, input_on_chip, identity_residuals,
+                          sources)]
     return [fit_group(cfg, [s], "external", knobs[i] if isinstance(knobs, (list, tuple))
                       else knobs) for i, s in enumerate(specs)]
 
@@ -152,7 +153,8 @@ def plan_fits(cfg: BoardConfig, specs, mode: str = "fused", residual_source="ext
 def compile_group(cfg: BoardConfig, specs, mode: str = "fused", knobs=None,
                   residual_source="external", name: str = "g",
                   input_on_chip: bool | None = None,
-                  identity_residuals: bool | None = None, fit=None) -> CompiledGroup:
+                  identity_residuals: bool | None = None, fit=None,
+                  sources=None) -> CompiledGroup:
     """VTA programs of a chain of block-conv layers (see the module docstring).
 
     knobs: a ScheduleKnobs for the fused program, or (layerwise) a list with one per layer;
@@ -165,7 +167,9 @@ def compile_group(cfg: BoardConfig, specs, mode: str = "fused", knobs=None,
     accumulator ways do not fit (before re-reading the input from DRAM). The path taken is in
     `knobs[0]` (input_on_chip, kept_outputs, identity_residuals). fit: the GroupFit (fused)
     or one per layer (layerwise) a planner chose (plan_fits); None plans here. The programs
-    are built with exactly those knobs: no retry, the fit rule is bctvm.lower.fit."""
+    are built with exactly those knobs: no retry, the fit rule is bctvm.lower.fit.
+    sources: each layer's data input, "input" or an earlier layer's index (default a chain;
+    schedules.block_conv2d.resolve_sources): a branch reads the group input."""
     specs = tuple(specs)
     if mode not in MODES:
         raise BadInputError(f"mode must be one of {MODES}, got {mode!r}")
@@ -173,9 +177,11 @@ def compile_group(cfg: BoardConfig, specs, mode: str = "fused", knobs=None,
         raise BadInputError(f"group {name}: fused mode keeps blocks on chip and needs a board with "
                             f"onchip_reuse; board '{cfg.name}' has none (use mode='layerwise')")
     residuals = resolve_residuals(specs, residual_source)
+    srcs = resolve_sources(specs, sources)
     single = mode == "fused" or len(specs) == 1
     if fit is None:
-        fit = plan_fits(cfg, specs, mode, residuals, knobs, input_on_chip, identity_residuals)
+        fit = plan_fits(cfg, specs, mode, residuals, knobs, input_on_chip, identity_residuals,
+                        srcs)
     fits = [fit] if isinstance(fit, GroupFit) else list(fit)
     if len(fits) != (1 if single else len(specs)):
         raise BadInputError(f"group {name}: {len(fits)} fits for {len(specs)} layers ({mode})")
@@ -183,7 +189,7 @@ def compile_group(cfg: BoardConfig, specs, mode: str = "fused", knobs=None,
     if single:
         f = fits[0]
         group = group_compute(cfg, specs, residuals, input_on_chip=f.input_on_chip,
-                              identity_residuals=f.identity_residuals)
+                              identity_residuals=f.identity_residuals, sources=srcs)
         layout = _layout(cfg, specs, mode, residuals, identity=group.identity is not None)
         mod, _ = scheduled_module(group, f.knobs)
         programs.append(build_program(cfg, mod, layout, {"data": "data", "out": "out"},
@@ -196,7 +202,7 @@ def compile_group(cfg: BoardConfig, specs, mode: str = "fused", knobs=None,
             mod, _ = scheduled_module(group, f.knobs)
             r = residuals[i]
             params = {
-                "data": "data" if i == 0 else f"fm{i - 1}",
+                "data": "data" if srcs[i] == "input" else f"fm{srcs[i]}",
                 "out": "out" if i == last else f"fm{i}",
                 "l0_weight": f"l{i}_weight", "l0_bias": f"l{i}_bias", "l0_sign": f"l{i}_sign",
                 "l0_residual": ("data" if r == "input" else f"fm{r}" if isinstance(r, int)
