@@ -255,10 +255,16 @@ def plan_segments(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None,
                                      list(seg.residuals), sources=list(seg.sources))
             except (BufferFitError, BadInputError) as err:
                 if len(seg.layers) > 1:
-                    a, b = split_segment(seg, plan)
-                    a.cut = "fit" if isinstance(err, BufferFitError) else "branch"
-                    b.cut = seg.cut
-                    todo += [b, a]
+                    why = "fit" if isinstance(err, BufferFitError) else "branch"
+                    if cut_points(seg, plan):
+                        parts = list(split_segment(seg, plan))
+                    else:  # branches that only run together: one program per layer
+                        parts = [_resolve(Segment([n], seg.plan_group, tuple(
+                            plan.layers[n].grid)), plan) for n in seg.layers]
+                    for part in parts[:-1]:
+                        part.cut = why
+                    parts[-1].cut = seg.cut
+                    todo += parts[::-1]
                     continue
                 if not isinstance(err, BufferFitError):
                     raise
