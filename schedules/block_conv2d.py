@@ -64,6 +64,8 @@ class LayerStages:
     epi: te.Tensor
     res_pad: int | None = None  # identity GEMM residual: index of the layer whose pad it reads
     pad_of: int | None = None  # the GEMM reads this layer's pad (shared input block); None: own
+    hold: te.Tensor | None = None  # int8 copy of the output in the input buffer, read back by
+    #                                a later layer's identity-GEMM residual (no data consumer)
 
 
 @dataclass
@@ -343,8 +345,7 @@ def group_compute(cfg: BoardConfig, specs, residual_source="external",
                            cfg.batch, cfg.block_in), "int8", name="data")
     params = [data]
     identity = None
-    if identity_residuals and any(_pad_holding(srcs, r, i) is not None
-                                  for i, r in enumerate(residuals)):
+    if identity_residuals and any(r == "input" or isinstance(r, int) for r in residuals):
         if cfg.block_in != cfg.block_out or input_on_chip:
             raise BadInputError(f"{s0.where()}: residuals by identity GEMM need BLOCK_IN == "
                                 f"BLOCK_OUT (board '{cfg.name}') and exclude input_on_chip")
@@ -397,7 +398,12 @@ def group_compute(cfg: BoardConfig, specs, residual_source="external",
                 return _e[n, bi, bj, c, r, s, b, ci].astype("int8")
         res_t = res_pad = None
         k = _pad_holding(srcs, residuals[i], i)
-        if identity is not None and k is not None:
+        if identity is not None and k is None and isinstance(residuals[i], int):
+            m = residuals[i]  # read by no layer: hold an int8 copy in the input buffer
+            if layers[m].hold is None:
+                layers[m].hold = _hold(layers[m])
+            res_pad, k = (layers[m].hold, (0, 0)), m
+        elif identity is not None and k is not None:
             res_pad = "self" if k == i else (layers[k].pad, layers[k].spec.padding[:2])
         elif residuals[i] == "input":
             res_t = data_out if data_out is not None else data
@@ -429,6 +435,12 @@ def group_compute(cfg: BoardConfig, specs, residual_source="external",
         name="out")
     return GroupStages(cfg, specs, data, layers, output, params, data_acc, data_out, residuals,
                        identity, srcs)
+
+
+def _hold(ls: LayerStages) -> te.Tensor:
+    """An int8 copy of a layer's output block in the input buffer (blocked layout)."""
+    e = ls.epi
+    return te.compute(e.shape, lambda *i: e[i].astype("int8"), name=f"{ls.tag}_hold")
 
 
 def _pad_holding(srcs: list, residual, i: int) -> int | None:

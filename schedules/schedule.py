@@ -139,6 +139,8 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
     for ls in layers:
         if ls.pad_of is None:
             sch.set_scope(_block(sch, ls.pad), 0, INP_SCOPE)
+        if ls.hold is not None:
+            sch.set_scope(_block(sch, ls.hold), 0, INP_SCOPE)
         for t in (ls.conv, ls.biased, ls.res32, ls.res_aligned, ls.epi):
             if t is not None:
                 sch.set_scope(_block(sch, t), 0, ACC_SCOPE)
@@ -182,6 +184,8 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
     # earlier layers: whole output block at the block loop, chunked inside their own loops
     for i in range(len(layers) - 2, -1, -1):
         ls = layers[i]
+        if ls.hold is not None:  # the int8 copy a later identity-GEMM residual reads
+            sch.compute_at(_block(sch, ls.hold), bj, preserve_unit_loops=True)
         eb = _block(sch, ls.epi)
         sch.compute_at(eb, bj, preserve_unit_loops=True)
         e_loops = sch.get_loops(eb)[-len(ls.epi.shape):]
@@ -191,11 +195,13 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
         passes[i] = _place_layer(sch, ls, caches[i], e_anchor, bj, e_anchor,
                                  knobs.weights_resident, knobs.layer(i).ci_chunk, vec_res)
         j = group.consumer(i)
-        if knobs.chunked_handover and j is not None:
-            # copy each finished chunk into the consumer's padded input right away: split
-            # the copy's channel loop like this layer's chunks and merge the two chunk loops
-            pb = _block(sch, layers[j].pad)
-            p_co = sch.get_loops(pb)[-len(layers[j].pad.shape):][3]
+        target = layers[j].pad if j is not None else ls.hold
+        if knobs.chunked_handover and target is not None:
+            # copy each finished chunk into the consumer's padded input (or the held copy)
+            # right away: split the copy's channel loop like this layer's chunks and merge
+            # the two chunk loops
+            pb = _block(sch, target)
+            p_co = sch.get_loops(pb)[-len(target.shape):][3]
             p_chunk = sch.split(p_co, [None, chunk])[0]
             sch.merge(e_anchor, p_chunk)
 

@@ -77,3 +77,21 @@ def test_branch_shares_the_padded_input_block():
     wide = [_block()[1], _block()[0], _block()[2]]
     with pytest.raises(BadInputError, match="does not hold"):
         group_compute(cfg, wide, RESIDUALS, sources=["input", "input", 1])
+
+
+@pytest.mark.parametrize("board", ["zcu102"])
+def test_downsample_held_in_the_input_buffer(board):
+    """Residuals by identity GEMM: the downsample's output (read by no layer as data) is held
+    as int8 in the input buffer, not whole in the accumulator; bit-exact, and the accumulator
+    peak is below the kept-output path's."""
+    cfg = load_board(board)
+    specs = _block(cin=64, cout=128)
+    x, layers, ref = _data(specs)
+    kept = compile_group(cfg, specs, residual_source=RESIDUALS, sources=SOURCES, name="k",
+                         identity_residuals=False)
+    held = compile_group(cfg, specs, residual_source=RESIDUALS, sources=SOURCES, name="h",
+                         identity_residuals=True)
+    assert held.fits[0].identity_residuals and held.fits[0].knobs.identity_residuals == ((1, 2),)
+    for cg in (kept, held):
+        assert np.array_equal(run_group(cg, cg.image(x, layers)).output, ref)
+    assert held.fits[0].footprint["acc"] < kept.fits[0].footprint["acc"]
