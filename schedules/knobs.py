@@ -32,6 +32,10 @@ Knobs (what a tuner may change; the defaults are chosen here to fit the board):
   residual that is the group input is not read from DRAM a second time (fused groups);
 - `identity_residuals` (set by the group): pairs (k, j), layer j's residual is the identity
   GEMM of layer k's padded input, which stays in the input buffer from layer k to layer j.
+- `blocks_inside`: the loop order of a one-layer group with streamed weights: output-channel
+  chunks outside the block loops, so each chunk's weights are loaded once for all blocks and
+  every block's input once per chunk (True), or blocks outside chunks, weights once per block
+  (False). Default: the order with fewer estimated DRAM bytes (no row sub-tiles with True).
 
 Footprint model (elements of each buffer, one block in flight per copy):
     inp = ci_tiles * in_rows * padded_cols                       x vthreads
@@ -81,6 +85,8 @@ class ScheduleKnobs:
     kept_outputs: tuple = ()  # inner layers whose output a later layer adds (set by the group)
     identity_residuals: tuple = ()  # (k, j): layer j adds layer k's padded input (identity GEMM)
     bias_resident: bool | None = None  # bias/sign tiles loaded once (None: resolve_knobs)
+    blocks_inside: bool | None = None  # loop order: blocks inside output-channel chunks
+    #                                    (weights once, input per chunk; None: by traffic)
 
     def layer(self, i: int) -> LayerKnobs:
         return self.layers[i] if i < len(self.layers) else LayerKnobs()
@@ -229,6 +235,9 @@ def _validate(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> None:
                 and k.sub_rows is not None and k.sub_rows < oh):
             raise BadInputError(f"{spec.where()}: ci_chunk {k.ci_chunk} (GEMM passes inside "
                                 f"the row sub-tiles) needs rows_outer")
+        if knobs.blocks_inside and (len(specs) != 1 or (k.sub_rows or oh) < oh):
+            raise BadInputError(f"{spec.where()}: blocks_inside (chunks outside the block "
+                                f"loops) only for a one-layer group without row sub-tiles")
         if k.inp_per_pass and not per_pass_eligible(cfg, specs):
             raise BadInputError(f"{spec.where()}: inp_per_pass (input loaded per GEMM pass) "
                                 f"only for a one-layer group of an ungrouped conv")
@@ -251,7 +260,8 @@ def per_pass_eligible(cfg: BoardConfig, specs) -> bool:
 
 def estimate_dram_bytes(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: int,
                         rows_outer: bool, resident: bool, first: bool = True,
-                        bias_resident: bool | None = None, inp_per_pass: bool = False) -> int:
+                        bias_resident: bool | None = None, inp_per_pass: bool = False,
+                        blocks_inside: bool = False) -> int:
     """DRAM bytes a layer's schedule moves for its input, weights, biases and signs (the
     parts the knobs change; output and residual bytes are fixed). Rows sub-tiles re-read their kernel halo;
     with output-channel chunks outside the row sub-tiles (`rows_outer=False`) the input is
@@ -287,6 +297,8 @@ def estimate_dram_bytes(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_ro
         total_in, per_load = blocks * n_chunk * inp, blocks
     if inp_per_pass:  # every chunk reads its (sub-tile's) input again, pass by pass
         total_in = blocks * n_chunk * inp
+    if blocks_inside:  # chunks outside the blocks: weights once, the input once per chunk
+        total_in, per_load = blocks * n_chunk * inp, 1
     total_w = w_bytes if resident else per_load * w_bytes
     total_v = v_bytes if vec_res else per_load * v_bytes
     return total_in + total_w + total_v
@@ -380,10 +392,40 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None,
     first_err = None
     for per_pass in rounds:
         try:
-            return _resolve_residency(cfg, specs, knobs, per_pass, budget)
+            return _loop_order(cfg, specs, knobs, per_pass, budget)
         except BufferFitError as err:
             first_err = first_err or err
     raise first_err
+
+
+def _order_bytes(cfg: BoardConfig, spec: LayerSpec, k: ScheduleKnobs) -> int:
+    """estimate_dram_bytes of a resolved one-layer group."""
+    lk = k.layer(0)
+    return estimate_dram_bytes(cfg, spec, lk.oc_chunk, lk.sub_rows, lk.rows_outer is not False,
+                               bool(k.weights_resident), True, k.bias_resident,
+                               bool(lk.inp_per_pass), bool(k.blocks_inside))
+
+
+def _loop_order(cfg: BoardConfig, specs, knobs: ScheduleKnobs, per_pass: bool,
+                budget: dict | None) -> ScheduleKnobs:
+    """_resolve_residency with the loop order (`blocks_inside`) chosen by traffic: blocks
+    inside chunks only for a one-layer group with streamed weights over several blocks."""
+    spec = specs[0]
+    blocks = (spec.batch // cfg.batch) * spec.grid[0] * spec.grid[1]
+    if knobs.blocks_inside is not None or len(specs) != 1 or blocks == 1:
+        return _resolve_residency(cfg, specs, replace(knobs, blocks_inside=bool(
+            knobs.blocks_inside)), per_pass, budget)
+    outer = _resolve_residency(cfg, specs, replace(knobs, blocks_inside=False), per_pass,
+                               budget)
+    if outer.weights_resident:
+        return outer
+    whole = replace(knobs.layer(0), sub_rows=spec.out_block[0])
+    try:
+        inner = _resolve_residency(cfg, specs, replace(knobs, layers=(whole,),
+                                                       blocks_inside=True), per_pass, budget)
+    except BufferFitError:
+        return outer
+    return inner if _order_bytes(cfg, spec, inner) < _order_bytes(cfg, spec, outer) else outer
 
 
 def _resolve_residency(cfg: BoardConfig, specs, knobs: ScheduleKnobs,

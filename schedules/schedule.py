@@ -166,7 +166,10 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
     bj, wx = sch.split(w, [None, ow])
     co_o, co_i = sch.split(co, [None, lk.oc_chunk])
     sub = lk.sub_rows < oh
-    if sub:
+    if knobs.blocks_inside:  # one layer: chunks outside the blocks (weights once per chunk)
+        sch.reorder(co_o, n, bi, bj, co_i, hy, wx, b, o)
+        anchor, p_anchor = bj, bj
+    elif sub:
         ho, hi = sch.split(hy, [None, lk.sub_rows])
         outer = [ho, co_o] if lk.rows_outer is not False else [co_o, ho]
         sch.reorder(n, bi, bj, *outer, co_i, hi, wx, b, o)
