@@ -7,7 +7,7 @@
     Quantize           float graph -> integer graph of the QuantizedNet (bctvm.quant)
     FoldMaxPool        conv + standalone 2x2/2 max-pool -> one pooling block conv
     PackLayout         VTA ops -> NCHW{b}n{c}c / OIHW{o}o{i}i of the board
-    PlanFusedGroups    fused groups that fit the board's buffers (plan in the module)
+    PlanFusedGroups    fused groups on one block grid (graph structure; plan in the module)
     Partition          each group -> a vta_group_<i> function; the rest stays on the host
 
 `run_pipeline(model, board=...)` runs them all and keeps the module after each pass;

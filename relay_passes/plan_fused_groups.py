@@ -134,6 +134,7 @@ class FusedGroup:
     footprint: dict = field(default_factory=dict)
     fit: list = field(default_factory=list)
     cut: str = ""
+    note: str = ""  # cycles measured when fusing was weighed against a split
     dram_bytes: dict[str, int] = field(default_factory=dict)
 
     @property

@@ -59,7 +59,7 @@ def format_plan(plan: FusedPlan, verbose: bool = False) -> str:
             f"{_layers(g.layers, 34):<34}"
             + "".join(f" {_cell(fp.get(b), cap[b])}" for b in BUFFERS)
             + f" {'resident' if g.weights_resident else 'stream':>8} {_path(g.fit):>9}"
-            + f" {vt:>2}  {g.cut or '-'}")
+            + f" {vt:>2}  {g.cut or '-'}" + (f" ({g.note})" if g.note else ""))
         if verbose:
             for name in g.layers:
                 li = plan.layers[name]

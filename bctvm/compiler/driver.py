@@ -207,7 +207,7 @@ def _write_group(out: Path, i: int, c: CompiledSegment, mod, names, kinds, qlaye
         "args": args, "programs": programs, "dram": dram_file, "dram_bytes": int(template.size),
         "regions": regions,
         "macs": int(sum(s.macs() for s in cg.specs)),
-        "cut": c.seg.cut, "fit": [f.to_dict() for f in cg.fits],
+        "cut": c.seg.cut, "note": c.seg.note, "fit": [f.to_dict() for f in cg.fits],
         "compile_seconds": round(c.seconds, 2),
     }
 

@@ -36,6 +36,7 @@ def segments_plan(plan: FusedPlan, segments: list[Segment], cfg: BoardConfig) ->
                                  inputs=seg.inputs, outputs=[seg.output],
                                  weights_resident=resident, footprint=peak,
                                  fit=[f.to_dict() for f in seg.fits], cut=seg.cut,
+                                 note=seg.note,
                                  dram_bytes=dram))
     host = list(plan.host_layers) + host_layers(plan, segments)
     return dataclasses.replace(plan, groups=groups, host_layers=host)

@@ -42,6 +42,7 @@ CUT_REASONS = {
     "host": "the next layer runs on the host",
     "escapes": "this output is also read outside the segment",
     "fit": "the two parts do not fit the board's buffers together (bctvm.lower.fit)",
+    "cycles": "fused, the two parts take more cycles than apart (measured, `note`)",
 }
 
 
@@ -57,6 +58,7 @@ class Segment:
     external: list[str] = field(default_factory=list)  # tensor per "external" residual, in order
     sources: list = field(default_factory=list)  # per layer: "input" or source layer index
     cut: str = "end"  # why the segment ends after its last layer (CUT_REASONS)
+    note: str = ""  # the cycles measured when fusing was weighed against a split
     fits: list = field(default_factory=list)  # GroupFit per program (plan_segments)
 
     @property
@@ -277,9 +279,52 @@ def plan_segments(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None,
                     fallbacks[seg.layers[0]] = str(err)
                 bar.update(1)
                 continue
+            if mode == "fused" and seg.fits[0].knobs.vthreads == 1 and cut_points(seg, plan):
+                parts = _faster_split(cfg, seg, plan, qlayers, batch)
+                if parts:
+                    todo += parts[::-1]
+                    continue
             out.append(seg)
             bar.update(len(seg.layers))
     return out
+
+
+def _probe_cycles(cfg, seg: Segment, qlayers: dict, batch: int) -> int:
+    """Simulator cycles of a fitted segment's program (the cycle model does not depend on
+    the data: weights of the model, zero input)."""
+    from bctvm.lower.group import compile_group, run_group
+    from schedules.from_quant import params_from_qconv
+
+    qconvs = [qlayers[n] for n in seg.layers]
+    specs = segment_specs(qconvs, batch, seg.sources)
+    cg = compile_group(cfg, specs, mode="fused", residual_source=list(seg.residuals),
+                       name="probe", fit=seg.fits, sources=list(seg.sources))
+    return run_group(cg, cg.image(None, [params_from_qconv(q) for q in qconvs])).cycles
+
+
+def _faster_split(cfg, seg: Segment, plan, qlayers: dict, batch: int) -> list | None:
+    """Fused never slower than apart: a segment that fits only with one virtual thread (no
+    overlap of one block's loads with the previous block's compute) is weighed against its
+    split near the middle, both measured on the simulator; returns the two parts (to plan
+    again, `cut` = "cycles") when they are faster, else None (the measurement in `note`)."""
+    from bctvm.lower.group import plan_fits
+    from schedules.knobs import BufferFitError
+
+    parts = list(split_segment(seg, plan))
+    try:
+        for p in parts:
+            specs = segment_specs([qlayers[n] for n in p.layers], batch, p.sources)
+            p.fits = plan_fits(cfg, specs, "fused", list(p.residuals), sources=list(p.sources))
+    except (BufferFitError, BadInputError):
+        return None
+    whole = _probe_cycles(cfg, seg, qlayers, batch)
+    apart = sum(_probe_cycles(cfg, p, qlayers, batch) for p in parts)
+    if apart < whole:
+        parts[0].cut, parts[-1].cut = "cycles", seg.cut
+        parts[0].note = f"split: {apart:,} < fused {whole:,} cycles"
+        return parts
+    seg.note = f"kept fused: {whole:,} <= split {apart:,} cycles"
+    return None
 
 
 def host_layers(plan, segments: list[Segment]) -> list[str]:

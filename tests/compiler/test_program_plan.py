@@ -13,7 +13,7 @@ import pytest
 
 from bctvm.compiler.driver import compile_segments
 from bctvm.compiler.plan import program_plan
-from bctvm.compiler.segment import CUT_REASONS
+from bctvm.compiler.segment import CUT_REASONS, cut_points
 from bctvm.lower.fit import GroupFit, fit_group, fits
 from boards import load_board
 from relay_passes.fold_max_pool import folded_qnet
@@ -42,6 +42,11 @@ def test_plan_footprint_is_the_allocators_peak(model, board):
     plan, segments = program_plan(res.plan, vq, "fused", 1, cfg)
     assert [g.layers for g in plan.groups] == [s.layers for s in segments]
     assert all(g.cut in CUT_REASONS for g in plan.groups)
+    for seg in segments:  # fused never slower than apart: one-thread programs were weighed
+        if seg.fits[0].knobs.vthreads == 1 and cut_points(seg, res.plan):
+            assert seg.note.startswith("kept fused:"), seg.layers
+        if seg.cut == "cycles":
+            assert seg.note.startswith("split:")
     compiled = compile_segments(cfg, segments, vq, "fused", 1, progress=False)
     for g, c in zip(plan.groups, compiled):
         peak = {b: max(p.stats["sram_peak"][b] for p in c.cg.programs) for b in g.footprint}
@@ -68,7 +73,8 @@ def test_plan_json_is_what_compiles(monkeypatch, capsys, tmp_path):
     for g, m in zip(plan["groups"], manifest["groups"]):
         assert g["layers"] == m["layers"] and g["cut"] == m["cut"]
         assert g["fit"] == m["fit"]
-        assert GroupFit.from_dict(m["fit"][0]).to_dict() == m["fit"][0]
+        again = GroupFit.from_dict(m["fit"][0]).to_dict()
+        assert json.loads(json.dumps(again)) == m["fit"][0]
 
 
 def test_fit_rule_agrees_with_the_allocator_and_names_layers():
