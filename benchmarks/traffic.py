@@ -168,7 +168,7 @@ def artifact_path(out_root: Path, model: str, board: str, mode: str, size: int) 
 
 
 def measure(model: str, board: str, mode: str, size: int, block_size, out_root: Path,
-            seed: int, progress: bool) -> Row:
+            seed: int, progress: bool, block_type=None) -> Row:
     """Compile, run once, report and validate one (model, board, mode)."""
     from bctvm.compiler import compile_model
     from bctvm.runtime import ModelRunner, build_report, load_artifact
@@ -179,7 +179,7 @@ def measure(model: str, board: str, mode: str, size: int, block_size, out_root: 
         t0 = time.perf_counter()
         manifest = compile_model(model, out_dir=out, board=board, mode=mode,
                                  input_shape=(1, 3, size, size), block_size=block_size,
-                                 progress=progress)
+                                 block_type=block_type, progress=progress)
         row.compile_s = time.perf_counter() - t0
         row.compile_breakdown = manifest["compile_seconds"]
         art = load_artifact(out)
@@ -481,6 +481,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--input-size", type=int, default=224, help="H = W of the input (pixels)")
     ap.add_argument("--block-size", type=int, default=None,
                     help="fixed block size (pixels); default: the zoo model's own")
+    ap.add_argument("--block-type", default=None, choices=("fixed", "hierarchical"),
+                    help="block type of the zoo model (default: its own)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the float32 N(0,1) input")
     ap.add_argument("--out-dir", default=None,
                     help="keep the artifacts here (default: a temporary directory)")
@@ -522,7 +524,7 @@ def main(argv=None) -> int:
         for m, b, mode in bar:
             bar.set_postfix_str(f"{m} {b} {mode}")
             row = measure(m, b, mode, args.input_size, args.block_size, root, args.seed,
-                          progress=not args.quiet)
+                          progress=not args.quiet, block_type=args.block_type)
             rows.append(row)
             if row.error:
                 tqdm.write(f"ERROR {m} {b} {mode}: {row.error}", file=sys.stderr)
@@ -537,6 +539,7 @@ def main(argv=None) -> int:
             tmp.cleanup()
 
     block = f"block size {args.block_size}" if args.block_size else "zoo block size"
+    block += f" ({args.block_type})" if args.block_type else ""
     print(f"input 1x3x{args.input_size}x{args.input_size}, {block}, seed {args.seed}; "
           f"bytes: K = KiB, M = MiB; cycles at each board's clock; wall seconds on this machine")
     print(table(rows))

@@ -66,9 +66,13 @@ def compile_segments(cfg: BoardConfig, segments: list[Segment], qnet, mode: str,
                                                       if len(seg.layers) > 1 else ""))
             t0 = time.perf_counter()
             specs = segment_specs([qlayers[n] for n in seg.layers], batch, seg.sources)
-            cg = compile_group(cfg, specs, mode="fused" if len(specs) > 1 else mode,
-                               residual_source=list(seg.residuals), name=name, fit=seg.fits,
-                               sources=list(seg.sources))
+            cg = seg.compiled  # compiled while planning (fused vs split weighed), or now
+            if cg is None:
+                cg = compile_group(cfg, specs, mode="fused" if len(specs) > 1 else mode,
+                                   residual_source=list(seg.residuals), name=name,
+                                   fit=seg.fits, sources=list(seg.sources))
+            for prog in cg.programs:
+                prog.name = name
             done.append(CompiledSegment(seg, cg, time.perf_counter() - t0))
             bar.update(len(seg.layers))
     finally:

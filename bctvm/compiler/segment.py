@@ -59,6 +59,7 @@ class Segment:
     sources: list = field(default_factory=list)  # per layer: "input" or source layer index
     cut: str = "end"  # why the segment ends after its last layer (CUT_REASONS)
     note: str = ""  # the cycles measured when fusing was weighed against a split
+    compiled: object = field(default=None, repr=False, compare=False)  # CompiledGroup probed
     fits: list = field(default_factory=list)  # GroupFit per program (plan_segments)
 
     @property
@@ -299,6 +300,7 @@ def _probe_cycles(cfg, seg: Segment, qlayers: dict, batch: int) -> int:
     specs = segment_specs(qconvs, batch, seg.sources)
     cg = compile_group(cfg, specs, mode="fused", residual_source=list(seg.residuals),
                        name="probe", fit=seg.fits, sources=list(seg.sources))
+    seg.compiled = cg  # the compile reuses it (the same fit)
     return run_group(cg, cg.image(None, [params_from_qconv(q) for q in qconvs])).cycles
 
 
