@@ -60,6 +60,7 @@ class Segment:
     cut: str = "end"  # why the segment ends after its last layer (CUT_REASONS)
     note: str = ""  # the cycles measured when fusing was weighed against a split
     compiled: object = field(default=None, repr=False, compare=False)  # CompiledGroup probed
+    cycles: int = 0  # simulator cycles of `compiled`
     fits: list = field(default_factory=list)  # GroupFit per program (plan_segments)
 
     @property
@@ -233,8 +234,9 @@ def plan_segments(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None,
                   host_fallback: bool = False, fallbacks: dict | None = None,
                   progress: bool = False) -> list[Segment]:
     """The VTA programs the compile builds: segment_plan's chains, each given its GroupFit(s)
-    by the one fit rule (bctvm.lower.fit); a chain that does not fit is cut in two (near the
-    middle, `cut` = "fit") until every part fits. A single layer that cannot fit is a
+    by the one fit rule (bctvm.lower.fit); a chain that does not fit is cut after its longest
+    first part that fits (`cut` = "fit"; near the middle when no first part fits) until every
+    part fits. A single layer that cannot fit is a
     BufferFitError naming it, or with `host_fallback` left to the host (its reason recorded
     in `fallbacks`: layer -> message)."""
     from tqdm import tqdm
@@ -254,12 +256,16 @@ def plan_segments(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None,
             seg = todo.pop()
             specs = segment_specs([qlayers[n] for n in seg.layers], batch, seg.sources)
             try:
-                seg.fits = plan_fits(cfg, specs, "fused" if len(specs) > 1 else mode,
-                                     list(seg.residuals), sources=list(seg.sources))
+                seg.fits = seg.fits or plan_fits(cfg, specs, "fused" if len(specs) > 1
+                                                 else mode, list(seg.residuals),
+                                                 sources=list(seg.sources))
             except (BufferFitError, BadInputError) as err:
                 if len(seg.layers) > 1:
                     why = "fit" if isinstance(err, BufferFitError) else "branch"
-                    if cut_points(seg, plan):
+                    parts = _longest_fitting_prefix(cfg, seg, plan, qlayers, batch, mode)
+                    if parts:
+                        pass
+                    elif cut_points(seg, plan):
                         parts = list(split_segment(seg, plan))
                     else:  # branches that only run together: one program per layer
                         parts = [_resolve(Segment([n], seg.plan_group, tuple(
@@ -290,18 +296,41 @@ def plan_segments(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None,
     return out
 
 
+def _longest_fitting_prefix(cfg, seg: Segment, plan, qlayers: dict, batch: int,
+                            mode: str) -> list | None:
+    """[the longest valid first part that fits (its fits set), the rest], growing the first
+    part cut by cut from the front until it stops fitting; None when no first part fits."""
+    from bctvm.lower.group import plan_fits
+    from schedules.knobs import BufferFitError
+
+    best = None
+    for k in cut_points(seg, plan):
+        a, b = split_segment(seg, plan, k)
+        specs = segment_specs([qlayers[n] for n in a.layers], batch, a.sources)
+        try:
+            a.fits = plan_fits(cfg, specs, "fused" if len(specs) > 1 else mode,
+                               list(a.residuals), sources=list(a.sources))
+        except (BufferFitError, BadInputError):
+            break
+        best = [a, b]
+    return best
+
+
 def _probe_cycles(cfg, seg: Segment, qlayers: dict, batch: int) -> int:
     """Simulator cycles of a fitted segment's program (the cycle model does not depend on
     the data: weights of the model, zero input)."""
     from bctvm.lower.group import compile_group, run_group
     from schedules.from_quant import params_from_qconv
 
+    if seg.compiled is not None:
+        return seg.cycles
     qconvs = [qlayers[n] for n in seg.layers]
     specs = segment_specs(qconvs, batch, seg.sources)
     cg = compile_group(cfg, specs, mode="fused", residual_source=list(seg.residuals),
                        name="probe", fit=seg.fits, sources=list(seg.sources))
     seg.compiled = cg  # the compile reuses it (the same fit)
-    return run_group(cg, cg.image(None, [params_from_qconv(q) for q in qconvs])).cycles
+    seg.cycles = run_group(cg, cg.image(None, [params_from_qconv(q) for q in qconvs])).cycles
+    return seg.cycles
 
 
 def _faster_split(cfg, seg: Segment, plan, qlayers: dict, batch: int) -> list | None:
