@@ -30,7 +30,8 @@ def segments_plan(plan: FusedPlan, segments: list[Segment], cfg: BoardConfig) ->
     for i, seg in enumerate(segments):
         members = [plan.layers[n] for n in seg.layers]
         resident = all(f.knobs.weights_resident for f in seg.fits)
-        _, _, dram = group_dram(members, plan.tensors, cfg, resident, tuple(seg.grid))
+        once = all(f.knobs.weights_resident or f.knobs.blocks_inside for f in seg.fits)
+        _, _, dram = group_dram(members, plan.tensors, cfg, once, tuple(seg.grid))
         peak = {b: max(f.footprint[b] for f in seg.fits) for b in seg.fits[0].footprint}
         groups.append(FusedGroup(index=i, layers=list(seg.layers), grid=tuple(seg.grid),
                                  inputs=seg.inputs, outputs=[seg.output],

@@ -43,6 +43,8 @@ CUT_REASONS = {
     "escapes": "this output is also read outside the segment",
     "fit": "the two parts do not fit the board's buffers together (bctvm.lower.fit)",
     "cycles": "fused, the two parts take more cycles than apart (measured, `note`)",
+    "traffic": "fused, the weights would be read once per block: apart (chunks outside the "
+               "blocks) moves fewer DRAM bytes (estimated, `note`)",
 }
 
 
@@ -268,8 +270,7 @@ def plan_segments(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None,
                     elif cut_points(seg, plan):
                         parts = list(split_segment(seg, plan))
                     else:  # branches that only run together: one program per layer
-                        parts = [_resolve(Segment([n], seg.plan_group, tuple(
-                            plan.layers[n].grid)), plan) for n in seg.layers]
+                        parts = _singles(seg, plan)
                     for part in parts[:-1]:
                         part.cut = why
                     parts[-1].cut = seg.cut
@@ -286,6 +287,11 @@ def plan_segments(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None,
                     fallbacks[seg.layers[0]] = str(err)
                 bar.update(1)
                 continue
+            if mode == "fused" and len(seg.layers) > 1:
+                parts = _less_traffic_split(cfg, seg, plan, qlayers, batch)
+                if parts:
+                    todo += parts[::-1]
+                    continue
             if mode == "fused" and seg.fits[0].knobs.vthreads == 1 and cut_points(seg, plan):
                 parts = _faster_split(cfg, seg, plan, qlayers, batch)
                 if parts:
@@ -314,6 +320,69 @@ def _longest_fitting_prefix(cfg, seg: Segment, plan, qlayers: dict, batch: int,
             break
         best = [a, b]
     return best
+
+
+def _estimated_bytes(cfg, specs, fit, residuals) -> int:
+    """DRAM bytes of one fitted program: every layer's input (the first layer's only, when
+    fused), weights and bias tiles under its knobs (schedules.knobs.estimate_dram_bytes), its
+    output, and residuals read from DRAM."""
+    from schedules.knobs import estimate_dram_bytes
+
+    k = fit.knobs
+    total = 0
+    for i, spec in enumerate(specs):
+        lk = k.layer(i)
+        total += estimate_dram_bytes(cfg, spec, lk.oc_chunk, lk.sub_rows or spec.out_block[0],
+                                     lk.rows_outer is not False, bool(k.weights_resident),
+                                     i == 0, k.bias_resident, bool(lk.inp_per_pass),
+                                     bool(k.blocks_inside))
+        if residuals[i] == "external":
+            total += _map_bytes(cfg, spec)
+    return total + _map_bytes(cfg, specs[-1])
+
+
+def _map_bytes(cfg, spec) -> int:
+    """Bytes of a layer's packed int8 output map."""
+    oh, ow = spec.out_size
+    return spec.batch * spec.co_tiles(cfg) * cfg.block_out * oh * ow
+
+
+def _less_traffic_split(cfg, seg: Segment, plan, qlayers: dict, batch: int) -> list | None:
+    """A fused segment whose weights stream over several blocks reads them once per block;
+    one program per layer may read them once (blocks inside output-channel chunks) at the
+    price of the inner maps through DRAM. Returns the split near the middle (to plan again,
+    `cut` = "traffic") when all layers apart move fewer estimated bytes, else None."""
+    from bctvm.lower.group import plan_fits
+    from schedules.knobs import BufferFitError
+
+    fit = seg.fits[0]
+    specs = segment_specs([qlayers[n] for n in seg.layers], batch, seg.sources)
+    blocks = specs[0].grid[0] * specs[0].grid[1] * (specs[0].batch // cfg.batch)
+    if fit.knobs.weights_resident or blocks == 1:
+        return None
+    fused = _estimated_bytes(cfg, specs, fit, seg.residuals)
+    apart = 0
+    for spec, r in zip(specs, seg.residuals):
+        res = None if r is None else "external"
+        try:
+            (f,) = plan_fits(cfg, [spec], "fused", [res])
+        except (BufferFitError, BadInputError):
+            return None
+        apart += _estimated_bytes(cfg, [spec], f, [res])
+    if apart >= fused:
+        seg.note = f"kept fused: {fused:,} <= apart {apart:,} estimated bytes"
+        return None
+    parts = list(split_segment(seg, plan)) if cut_points(seg, plan) else _singles(seg, plan)
+    for p in parts[:-1]:
+        p.cut, p.note = "traffic", f"split: apart {apart:,} < fused {fused:,} estimated bytes"
+    parts[-1].cut = seg.cut
+    return parts
+
+
+def _singles(seg: Segment, plan) -> list[Segment]:
+    """One segment per layer (branches that only run together cannot be cut otherwise)."""
+    return [_resolve(Segment([n], seg.plan_group, tuple(plan.layers[n].grid)), plan)
+            for n in seg.layers]
 
 
 def _probe_cycles(cfg, seg: Segment, qlayers: dict, batch: int) -> int:
