@@ -6,7 +6,7 @@
 Steps (one way: model -> graph passes -> schedules -> VTA programs -> artifact):
 1. relay_passes up to PlanFusedGroups (import, legalize, fold BN, one calibration, quantize,
    pack, plan);
-2. segment the plan into VTA programs, each with its fit (segment.plan_segments: residual
+2. segment the plan into VTA programs, each with its fit (plan.plan_segments: residual
    path, knobs, footprint by the one fit rule, bctvm.lower.fit; what `bctvm plan` prints),
    then compile each with exactly that fit with the schedules and the "bctvm" TIR pipeline
    (bctvm.lower.compile_group), ahead of time; a single layer that cannot fit is an error

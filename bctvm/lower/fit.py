@@ -8,7 +8,7 @@ knobs is the peak, per on-chip buffer (inp / wgt / acc, in that buffer's element
 lowering's SRAM allocator (bctvm.lower.sram) places for the scheduled group: the schedule is
 built and lowered to kernels and every allocation site gets its address range exactly as in
 the compile; no instruction is emitted, so one measurement costs 10-150 ms. The planner
-(bctvm.compiler.segment.plan_segments, what `bctvm plan` prints), the compile
+(bctvm.compiler.plan.plan_segments, what `bctvm plan` prints), the compile
 (`compile_group(..., fit=)`) and a tuner (`fits`) all use this rule, so a planned group
 compiles as planned and the plan's footprint is the program's.
 
