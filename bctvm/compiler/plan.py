@@ -45,6 +45,7 @@ def plan_segments(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None,
     cfg = cfg or load_board(plan.board)
     qlayers = {layer.name: layer for layer in qnet.layers}
     segs = segment_plan(plan, qnet, mode, batch, cfg)
+    apart_cache: dict = {}  # layer -> its one-layer segment, probed (_faster_split)
     todo = segs[::-1]
     out: list[Segment] = []
     with tqdm(total=sum(len(s.layers) for s in segs), desc="fit", unit="layer",
@@ -87,11 +88,15 @@ def plan_segments(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None,
                 if parts:
                     todo += parts[::-1]
                     continue
-            if mode == "fused" and seg.fits[0].knobs.vthreads == 1 and cut_points(seg, plan):
-                parts = _faster_split(cfg, seg, plan, qlayers, batch)
+            if mode == "fused" and len(seg.layers) > 1 and seg.fits[0].knobs.vthreads == 1:
+                parts = _faster_split(cfg, seg, plan, qlayers, batch, apart_cache)
                 if parts:
                     todo += parts[::-1]
                     continue
+            if len(seg.layers) == 1 and seg.layers[0] in apart_cache:  # probed already
+                probed = apart_cache[seg.layers[0]]
+                if probed.sources == seg.sources and probed.residuals == seg.residuals:
+                    seg.compiled, seg.cycles = probed.compiled, probed.cycles
             out.append(seg)
             bar.update(len(seg.layers))
     return out
@@ -191,29 +196,38 @@ def _probe_cycles(cfg, seg: Segment, qlayers: dict, batch: int) -> int:
     return seg.cycles
 
 
-def _faster_split(cfg, seg: Segment, plan, qlayers: dict, batch: int) -> list | None:
+def _faster_split(cfg, seg: Segment, plan, qlayers: dict, batch: int,
+                  apart_cache: dict) -> list | None:
     """Fused never slower than apart: a segment that fits only with one virtual thread (no
     overlap of one block's loads with the previous block's compute) is weighed against its
-    split near the middle, both measured on the simulator; returns the two parts (to plan
-    again, `cut` = "cycles") when they are faster, else None (the measurement in `note`)."""
+    layers as one-layer programs, all measured on the simulator (`apart_cache`: layer ->
+    its one-layer segment, probed once); returns the split (near the middle, or into single
+    layers for branches; to plan again, `cut` = "cycles") when apart is faster, else None
+    (the measurement in `note`)."""
     from bctvm.lower.group import plan_fits
     from schedules.knobs import BufferFitError
 
-    parts = list(split_segment(seg, plan))
-    try:
-        for p in parts:
-            specs = segment_specs([qlayers[n] for n in p.layers], batch, p.sources)
-            p.fits = plan_fits(cfg, specs, "fused", list(p.residuals), sources=list(p.sources))
-    except (BufferFitError, BadInputError):
-        return None
+    apart = 0
+    for name in seg.layers:
+        single = apart_cache.get(name)
+        if single is None:
+            (single,) = singles(Segment([name], seg.plan_group, seg.grid), plan)
+            specs = segment_specs([qlayers[name]], batch, single.sources)
+            try:
+                single.fits = plan_fits(cfg, specs, "fused", list(single.residuals))
+            except (BufferFitError, BadInputError):
+                return None
+            apart_cache[name] = single
+        apart += _probe_cycles(cfg, single, qlayers, batch)
     whole = _probe_cycles(cfg, seg, qlayers, batch)
-    apart = sum(_probe_cycles(cfg, p, qlayers, batch) for p in parts)
-    if apart < whole:
-        parts[0].cut, parts[-1].cut = "cycles", seg.cut
-        parts[0].note = f"split: {apart:,} < fused {whole:,} cycles"
-        return parts
-    seg.note = f"kept fused: {whole:,} <= split {apart:,} cycles"
-    return None
+    if apart >= whole:
+        seg.note = f"kept fused: {whole:,} <= apart {apart:,} cycles"
+        return None
+    parts = list(split_segment(seg, plan)) if cut_points(seg, plan) else singles(seg, plan)
+    for p in parts[:-1]:
+        p.cut, p.note = "cycles", f"split: apart {apart:,} < fused {whole:,} cycles"
+    parts[-1].cut = seg.cut
+    return parts
 
 
 def segments_plan(plan: FusedPlan, segments: list[Segment], cfg: BoardConfig) -> FusedPlan:
