@@ -412,7 +412,10 @@ def _loop_order(cfg: BoardConfig, specs, knobs: ScheduleKnobs, per_pass: bool,
     inside chunks only for a one-layer group with streamed weights over several blocks."""
     spec = specs[0]
     blocks = (spec.batch // cfg.batch) * spec.grid[0] * spec.grid[1]
-    if knobs.blocks_inside is not None or len(specs) != 1 or blocks == 1:
+    lk = knobs.layer(0)
+    asked_rows = lk.sub_rows is not None and lk.sub_rows < spec.out_block[0]
+    if (knobs.blocks_inside is not None or len(specs) != 1 or blocks == 1 or asked_rows
+            or lk.inp_per_pass):
         return _resolve_residency(cfg, specs, replace(knobs, blocks_inside=bool(
             knobs.blocks_inside)), per_pass, budget)
     outer = _resolve_residency(cfg, specs, replace(knobs, blocks_inside=False), per_pass,

@@ -69,7 +69,7 @@ def plan_segments(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None,
                         parts = singles(seg, plan)
                     for part in parts[:-1]:
                         part.cut = why
-                    parts[-1].cut = seg.cut
+                    parts[-1].cut, parts[-1].note = seg.cut, seg.note
                     todo += parts[::-1]
                     continue
                 if not isinstance(err, BufferFitError):
@@ -170,12 +170,13 @@ def _less_traffic_split(cfg, seg: Segment, plan, qlayers: dict, batch: int) -> l
             return None
         apart += _estimated_bytes(cfg, [spec], f, [res])
     if apart >= fused:
-        seg.note = f"kept fused: {fused:,} <= apart {apart:,} estimated bytes"
+        seg.note = "; ".join(filter(None, [seg.note, f"kept fused: {fused:,} <= apart "
+                                                      f"{apart:,} estimated bytes"]))
         return None
     parts = list(split_segment(seg, plan)) if cut_points(seg, plan) else singles(seg, plan)
     for p in parts[:-1]:
         p.cut, p.note = "traffic", f"split: apart {apart:,} < fused {fused:,} estimated bytes"
-    parts[-1].cut = seg.cut
+    parts[-1].cut, parts[-1].note = seg.cut, seg.note
     return parts
 
 
@@ -221,12 +222,13 @@ def _faster_split(cfg, seg: Segment, plan, qlayers: dict, batch: int,
         apart += _probe_cycles(cfg, single, qlayers, batch)
     whole = _probe_cycles(cfg, seg, qlayers, batch)
     if apart >= whole:
-        seg.note = f"kept fused: {whole:,} <= apart {apart:,} cycles"
+        seg.note = "; ".join(filter(None, [seg.note, f"kept fused: {whole:,} <= apart "
+                                                      f"{apart:,} cycles"]))
         return None
     parts = list(split_segment(seg, plan)) if cut_points(seg, plan) else singles(seg, plan)
     for p in parts[:-1]:
         p.cut, p.note = "cycles", f"split: apart {apart:,} < fused {whole:,} cycles"
-    parts[-1].cut = seg.cut
+    parts[-1].cut, parts[-1].note = seg.cut, seg.note
     return parts
 
 

@@ -44,7 +44,7 @@ def test_plan_footprint_is_the_allocators_peak(model, board):
     assert all(g.cut in CUT_REASONS for g in plan.groups)
     for seg in segments:  # fused never slower than apart: one-thread programs were weighed
         if seg.fits[0].knobs.vthreads == 1 and len(seg.layers) > 1:
-            assert seg.note.startswith("kept fused:"), seg.layers
+            assert "kept fused:" in seg.note and "cycles" in seg.note, seg.layers
         if seg.cut == "cycles":
             assert seg.note.startswith("split:")
     compiled = compile_segments(cfg, segments, vq, "fused", 1, progress=False)
