@@ -1,15 +1,19 @@
 """bctvm command line (typer). Each command is a few lines over the library.
 
 Errors: every bctvm.errors.BctvmError becomes a one-line message on stderr and its exit code
-(0 ok, 1 validation mismatch, 2 bad input, 3 board/RPC failure); this mapping lives in main().
+(0 ok, 1 validation mismatch, 2 bad input, 3 board/RPC failure, 4 internal error, 130 SIGINT,
+143 SIGTERM; the codes live in bctvm/errors.py); this mapping lives in main().
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 import typer
 
+from bctvm import errors
 from bctvm.errors import BctvmError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
@@ -173,13 +177,15 @@ def sim_cmd(
     regions: str = typer.Option(None, help="region map JSON (default: IMAGE.regions.json if present)"),
 ) -> None:
     """Run a program on the simulator and print a short summary."""
-    import json
-
     from boards import load_board
-    from bctvm.program import load_dram, load_regions, read_program_bytes, regions_path, save_dram
+    from bctvm.outputs import check_output_file, write_atomic, write_json_atomic
+    from bctvm.program import load_dram, load_regions, read_program_bytes, regions_path
     from bctvm.selftest import format_report
     from bctvm.sim import Simulator
 
+    for path, option in ((dram_out, "--dram-out"), (report, "--report")):
+        if path:
+            check_output_file(path, option)
     cfg = load_board(board)
     stream, image = read_program_bytes(program), load_dram(dram)  # the simulator decodes it
     side = regions or (regions_path(dram) if regions_path(dram).is_file() else None)
@@ -187,10 +193,9 @@ def sim_cmd(
     out = res.to_report()
     typer.echo(format_report(out))
     if dram_out:
-        save_dram(dram_out, res.dram)
+        write_atomic(dram_out, res.dram.tobytes())
     if report:
-        with open(report, "w") as f:
-            json.dump(out, f, indent=1)
+        write_json_atomic(report, out)
 
 
 @app.command("sim-selftest")
@@ -201,12 +206,14 @@ def sim_selftest_cmd(
     seed: int = typer.Option(0, help="random seed of the layer's data"),
 ) -> None:
     """Run a 3x3 conv layer program on the simulator and check it against numpy."""
-    import json
     from pathlib import Path
 
+    from bctvm.outputs import check_output_file, write_json_atomic
     from bctvm.program import regions_path, save_dram, save_program, save_regions
     from bctvm.selftest import format_report, raise_on_mismatch, run_selftest
 
+    if report:
+        check_output_file(report, "--report")
     rep, prog = run_selftest(board, seed=seed, strict=False)
     typer.echo(format_report(rep))
     if out:
@@ -217,7 +224,7 @@ def sim_selftest_cmd(
         typer.echo(f"wrote {d / 'PROG.bin'} and {d / 'IMAGE.bin'}: try "
                    f"`bctvm sim {d / 'PROG.bin'} --dram {d / 'IMAGE.bin'} --board {prog.cfg.name}`")
     if report:
-        Path(report).write_text(json.dumps(rep, indent=1))
+        write_json_atomic(report, rep)
     raise_on_mismatch(rep)
 
 
@@ -284,6 +291,8 @@ def compile_cmd(
     host_fallback: bool = typer.Option(False, "--host-fallback",
                                        help="run a layer that cannot fit the board on the host "
                                        "instead of failing"),
+    force: bool = typer.Option(False, "--force", help="replace -o DIR even when it is a "
+                               "non-empty folder that is not a bctvm artifact"),
     verbose: bool = VERBOSE_OPT,
 ) -> None:
     """Compile a model for a board into an artifact directory (`--plan`: print the plan only)."""
@@ -302,7 +311,7 @@ def compile_cmd(
     manifest = compile_model(model, out_dir=out, board=board, mode=mode, block_size=block_size,
                              block_type=type, padding_mode=padding,
                              input_shape=parse_input_shape(input_shape), calib=calib, stem=stem,
-                             qnet=qnet, host_fallback=host_fallback)
+                             qnet=qnet, host_fallback=host_fallback, force=force)
     typer.echo(describe(manifest, out))
 
 
@@ -321,24 +330,178 @@ def run_cmd(
     typer.echo(run_artifact(artifact, input, output, report, float_model=not no_float))
 
 
+# --- integrity: verify (bctvm/runtime/integrity.py) ----------------------------------------
+
+
+@app.command("verify")
+def verify_cmd(
+    artifact: str = typer.Argument(..., help="artifact directory (bctvm compile -o DIR)"),
+) -> None:
+    """Check an artifact's manifest, paths, sizes and SHA-256 digests (exit 2 on a mismatch)."""
+    from bctvm.runtime.artifact import verify_artifact, verify_text
+
+    typer.echo(verify_text(verify_artifact(artifact)))
+
+
+
+# --- boards over RPC: serve, deploy, demo; reports (bctvm/rpc, bctvm/runtime/report_view.py)
+
+
+TIMEOUT_OPT = typer.Option(120.0, "--timeout", help="seconds each RPC step may take before "
+                           "the client gives up (a hung server: exit 3)")
+
+
+@app.command("serve")
+def serve_cmd(
+    board: str = BOARD_OPT,
+    host: str = typer.Option("127.0.0.1", help="address to bind (TVM RPC has no "
+                             "authentication: keep it loopback unless the network is trusted)"),
+    port: int = typer.Option(9091, help="port to bind"),
+    tracker: str = typer.Option(None, help="register with the tracker at HOST:PORT"),
+    key: str = typer.Option(None, help="with --tracker: the key clients lease this board by"),
+    workdir: str = typer.Option(None, help="where uploaded artifacts are kept by digest "
+                                "(default ~/.cache/bctvm/serve/BOARD)"),
+    driver: str = typer.Option("simulator", help="simulator | pynq (a real Pynq board)"),
+    bitstream: str = typer.Option(None, help="pynq driver: the VTA bitstream (.bit)"),
+) -> None:
+    """Serve a board over TVM RPC until Ctrl-C (which stops every child process)."""
+    import logging
+
+    from bctvm.rpc.server import BoardServer, serve_forever
+
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    opts = {"bitstream": bitstream} if driver == "pynq" else {}
+    srv = BoardServer(board, host, port, tracker=tracker, key=key, workdir=workdir,
+                      driver=driver, options=opts)
+    serve_forever(srv, typer.echo)
+
+
+@app.command("deploy")
+def deploy_cmd(
+    artifact: str = typer.Argument(..., help="artifact directory (bctvm compile -o DIR)"),
+    rpc: str = typer.Option(None, "--rpc", help="board server HOST:PORT"),
+    tracker: str = typer.Option(None, help="tracker HOST:PORT (with --key)"),
+    key: str = typer.Option(None, help="board key to lease from the tracker"),
+    validate: bool = typer.Option(True, "--validate/--no-validate",
+                                  help="check the result against the integer reference and "
+                                  "the float model"),
+    input: str = typer.Option(None, "--input", help="float32 NCHW .npy (default: random, seed 0)"),
+    output: str = typer.Option(None, "--output", help="write the float32 model output (.npy)"),
+    report: str = typer.Option(None, "--report", help="write the JSON report here"),
+    timeout: float = TIMEOUT_OPT,
+    wait: float = typer.Option(None, help="seconds to wait for a free board at the tracker "
+                               "(default: --timeout)"),
+) -> None:
+    """Run an artifact on a board server, validate it here and report (exit 3: board/RPC)."""
+    from bctvm.rpc.deploy import deploy
+
+    text, _ = deploy(artifact, rpc=rpc, tracker=tracker, key=key, input_path=input,
+                     output_path=output, report_path=report, timeout=timeout, wait=wait,
+                     validate=validate)
+    typer.echo(text)
+
+
+@app.command("demo")
+def demo_cmd(
+    model: str = typer.Option("block_resnet18", help="zoo model"),
+    board: str = BOARD_OPT,
+    input_shape: str = typer.Option("1,3,64,64", help="N,C,H,W"),
+    block_size: int = typer.Option(8, help="block size"),
+    out: str = typer.Option("build/demo", "--out", "-o", help="artifact directory to write"),
+    timeout: float = TIMEOUT_OPT,
+) -> None:
+    """The main job: compile, serve the simulator board on loopback, deploy over RPC, print
+    the validated report (OUT/report.json, OUT/report.png), stop the server."""
+    from bctvm.models.zoo import parse_input_shape
+    from bctvm.rpc.demo import run_demo
+
+    run_demo(model, board, parse_input_shape(input_shape), block_size, out, timeout, typer.echo)
+
+
+@app.command("report")
+def report_cmd(
+    reports: list[str] = typer.Argument(..., help="r.json files or artifact directories "
+                                        "(two or more: side by side)"),
+    png: str = typer.Option(None, "--png", help="write the plot here (PNG)"),
+) -> None:
+    """Print reports as a table (per group: DRAM bytes by kind vs the lower bound, cycles)."""
+    from bctvm.outputs import check_output_file
+    from bctvm.runtime.report_view import plot_reports, read_report, report_table
+
+    if png:
+        check_output_file(png, "--png")
+    reps = [read_report(r) for r in reports]
+    typer.echo(report_table(reps))
+    if png:
+        plot_reports(reps, png)
+        typer.echo(f"wrote {png}")
+
+
+_SIGNALLED: list[int] = []  # signals received, so an interrupt that an FFI callback turned
+#                             into another exception still ends as an interrupt
+
+
+def _on_signal(signum, frame):
+    _SIGNALLED.append(signum)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise errors.Terminated()
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _interrupted(signum: int) -> None:
+    if signum == signal.SIGINT:
+        _fail("interrupted (SIGINT); nothing was left half-written", errors.EXIT_SIGINT)
+    _fail("terminated (SIGTERM); nothing was left half-written", errors.EXIT_SIGTERM)
+
+
 def main() -> None:
-    """Console-script entry: run the app, turning BctvmError into a one-line error + exit code."""
+    """Console-script entry: run the app and map every outcome to one line + an exit code
+    (bctvm/errors.py). Unexpected exceptions are bugs: one line, exit 4, and the traceback
+    only with BCTVM_DEBUG=1."""
+    _SIGNALLED.clear()
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
     except BctvmError as err:
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(err.exit_code)
+        _fail(str(err), err.exit_code)
+    except KeyboardInterrupt:
+        _interrupted(signal.SIGINT)
+    except errors.Terminated:
+        _interrupted(signal.SIGTERM)
+    except MemoryError:
+        _fail("out of memory: the model, input shape or program needs more memory than this "
+              "machine has", errors.EXIT_BAD_INPUT)
     except SystemExit:
         raise
     except (typer.Exit, typer.Abort) as err:
+        if _SIGNALLED:
+            _interrupted(_SIGNALLED[0])
         sys.exit(getattr(err, "exit_code", 1))
     except Exception as err:  # click usage errors carry their own exit code
+        if _SIGNALLED:  # e.g. a RuntimeError the TVM FFI made of the interrupt
+            _interrupted(_SIGNALLED[0])
         code = getattr(err, "exit_code", None)
-        if code is not None:
-            if hasattr(err, "show"):
-                err.show()
+        if isinstance(code, int) and hasattr(err, "show"):
+            err.show()
             sys.exit(code)
-        raise
+        if os.environ.get(errors.DEBUG_ENV) == "1":
+            import traceback
+
+            traceback.print_exc()
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        _fail(f"internal error: {type(err).__name__}: {first} (a bctvm bug; re-run with "
+              f"{errors.DEBUG_ENV}=1 for the traceback)", errors.EXIT_INTERNAL)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if _SIGNALLED or rc == errors.EXIT_SIGINT:  # typer returns 130 for KeyboardInterrupt
+        _interrupted(_SIGNALLED[0] if _SIGNALLED else signal.SIGINT)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

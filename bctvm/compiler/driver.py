@@ -13,7 +13,10 @@ Steps (one way: model -> graph passes -> schedules -> VTA programs -> artifact):
    naming it and the buffer (or, with host_fallback, runs on the host);
 3. Partition with the segments as groups, turn each group call into an external call
    (host_module.py) and build the host side for llvm (`export_library`);
-4. write the artifact (bctvm.runtime.artifact documents the files).
+4. write the artifact (bctvm.runtime.artifact documents the files) into a staging folder
+   beside `out_dir`, record every file's size and SHA-256 in the manifest (written last),
+   and rename the folder into place (bctvm.outputs.staged_dir): an interrupted or failed
+   compile leaves `out_dir` as it was.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from tqdm import tqdm
 import bctvm
 from bctvm.errors import BadInputError
 from bctvm.lower.group import CompiledGroup, compile_group
+from bctvm.outputs import staged_dir
 from bctvm.runtime.artifact import FORMAT as ARTIFACT_FORMAT
 from bctvm.runtime.artifact import VERSION as ARTIFACT_VERSION
+from bctvm.runtime.integrity import MANIFEST, files_digest, record_files
 from boards import BoardConfig, board_to_dict, load_board
 from relay_passes.fold_max_pool import folded_qnet
 from relay_passes.partition import Partition, vta_groups
@@ -96,15 +101,26 @@ def tensor_kinds(plan: FusedPlan, compiled: list[CompiledSegment]) -> dict[str, 
     return kinds
 
 
-def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_size=None,
+def compile_model(source, *, out_dir, force: bool = False, **kw) -> dict:
+    """Compile `source` (zoo name, .pt2 file, file.py:factory or nn.Module) into `out_dir`;
+    returns the manifest (also written as manifest.json); keywords as _compile_into.
+
+    `out_dir` is checked first (a file, or a non-empty folder that holds no artifact unless
+    `force`, is refused) and replaced as a whole only when the compile completes: the work
+    goes into a staging folder beside it (bctvm.outputs.staged_dir)."""
+    with staged_dir(out_dir, force) as stage:
+        return _compile_into(source, stage, **kw)
+
+
+def _compile_into(source, out_dir, *, board="pynq", mode: str = "fused", block_size=None,
                   block_type=None, padding_mode=None, input_shape=(1, 3, 224, 224),
                   calib: int = 1, stem: str = "auto", qnet=None, host_fallback: bool = False,
                   opt_level: int = 2, progress: bool = True) -> dict:
-    """Compile `source` (zoo name, .pt2 file, file.py:factory or nn.Module) into `out_dir`;
-    returns the manifest (also written as manifest.json). `qnet`: a QuantizedNet or the path
-    of a saved one (bctvm.quant.save_qnet) to use instead of calibrating (a .pt2 model has
-    no nn.Module to calibrate). `host_fallback`: a layer that cannot fit the board's buffers
-    runs on the host (recorded in the manifest's "host_fallbacks") instead of being an error."""
+    """Compile `source` into the (staging) folder `out_dir`. `qnet`: a QuantizedNet or the
+    path of a saved one (bctvm.quant.save_qnet) to use instead of calibrating (a .pt2 model
+    has no nn.Module to calibrate). `host_fallback`: a layer that cannot fit the board's
+    buffers runs on the host (recorded in the manifest's "host_fallbacks") instead of being
+    an error."""
     if mode not in MODES:
         raise BadInputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     cfg = load_board(board)
@@ -172,7 +188,9 @@ def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_s
                             "vta_programs": round(t_vta - t_pass, 2),
                             "host_library": round(t_host - t_vta, 2)},
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    manifest["files"] = record_files(out)  # every file but the manifest: size + SHA-256
+    manifest["digest"] = files_digest(manifest["files"])
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1, allow_nan=False))
     return manifest
 
 
@@ -227,9 +245,11 @@ def _write_references(out: Path, imported, qnet) -> None:
     import torch
 
     from bctvm.quant.serialize import save_qnet
+    from bctvm.runtime.float_model import load_float_model
 
     save_qnet(qnet, out / "qnet")
     torch.export.save(imported.exported, str(out / "model.pt2"))
+    load_float_model(out / "model.pt2")  # `run` must be able to read it without unpickling
     np.save(out / "example_input.npy", imported.example_input.detach().numpy())
 
 
