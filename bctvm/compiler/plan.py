@@ -169,13 +169,19 @@ def _less_traffic_split(cfg, seg: Segment, plan, qlayers: dict, batch: int) -> l
         except (BufferFitError, BadInputError):
             return None
         apart += _estimated_bytes(cfg, [spec], f, [res])
+    return _verdict(seg, plan, fused, apart, "traffic", "estimated bytes")
+
+
+def _verdict(seg: Segment, plan, fused: int, apart: int, cut: str, unit: str) -> list | None:
+    """Keep `seg` fused (None, the figures in its note) unless apart costs less: then its
+    split (near the middle, or into single layers for branches), the boundary cut `cut`."""
     if apart >= fused:
         seg.note = "; ".join(filter(None, [seg.note, f"kept fused: {fused:,} <= apart "
-                                                      f"{apart:,} estimated bytes"]))
+                                                      f"{apart:,} {unit}"]))
         return None
     parts = list(split_segment(seg, plan)) if cut_points(seg, plan) else singles(seg, plan)
     for p in parts[:-1]:
-        p.cut, p.note = "traffic", f"split: apart {apart:,} < fused {fused:,} estimated bytes"
+        p.cut, p.note = cut, f"split: apart {apart:,} < fused {fused:,} {unit}"
     parts[-1].cut, parts[-1].note = seg.cut, seg.note
     return parts
 
@@ -221,15 +227,7 @@ def _faster_split(cfg, seg: Segment, plan, qlayers: dict, batch: int,
             apart_cache[name] = single
         apart += _probe_cycles(cfg, single, qlayers, batch)
     whole = _probe_cycles(cfg, seg, qlayers, batch)
-    if apart >= whole:
-        seg.note = "; ".join(filter(None, [seg.note, f"kept fused: {whole:,} <= apart "
-                                                      f"{apart:,} cycles"]))
-        return None
-    parts = list(split_segment(seg, plan)) if cut_points(seg, plan) else singles(seg, plan)
-    for p in parts[:-1]:
-        p.cut, p.note = "cycles", f"split: apart {apart:,} < fused {whole:,} cycles"
-    parts[-1].cut, parts[-1].note = seg.cut, seg.note
-    return parts
+    return _verdict(seg, plan, whole, apart, "cycles", "cycles")
 
 
 def segments_plan(plan: FusedPlan, segments: list[Segment], cfg: BoardConfig) -> FusedPlan:
