@@ -246,14 +246,15 @@ VERBOSE_OPT = typer.Option(False, "--verbose", "-v", help="plan: one line per la
 
 
 def _plan_options(model, board, block_size, type, padding, input_shape, calib, stem, verbose,
-                  json_out, groups="graph", checkpoint=None) -> str:
+                  json_out, groups="graph", mode="fused", host_fallback=False,
+                  checkpoint=None) -> str:
+    from bctvm.compiler.plan import plan_text
     from bctvm.models.zoo import parse_input_shape
-    from relay_passes.pipeline import plan_text
 
-    return plan_text(model, board=board, block_size=block_size, block_type=type,
+    return plan_text(model, board=board, mode=mode, block_size=block_size, block_type=type,
                      padding_mode=padding, input_shape=parse_input_shape(input_shape),
                      calib=calib, stem=stem, policy=groups, verbose=verbose, json_path=json_out,
-                     checkpoint=checkpoint)
+                     host_fallback=host_fallback, checkpoint=checkpoint)
 
 
 @app.command("plan")
@@ -267,13 +268,14 @@ def plan_cmd(
     calib: int = CALIB_OPT,
     stem: str = STEM_OPT,
     groups: str = typer.Option("graph", help="grouping: graph (branches) | chain (linear)"),
+    mode: str = typer.Option("fused", help="fused (blocks stay on chip) | layerwise (stock VTA)"),
     verbose: bool = VERBOSE_OPT,
     json_out: str = typer.Option(None, "--json", help="also write the plan as JSON"),
     checkpoint: str = CHECKPOINT_OPT,
 ) -> None:
-    """Print the fused-group plan: groups, layers, per-block footprint vs capacity, spills."""
+    """Print the program plan the compile executes: groups, footprint vs capacity, knobs."""
     typer.echo(_plan_options(model, board, block_size, type, padding, input_shape, calib, stem,
-                             verbose, json_out, groups, checkpoint))
+                             verbose, json_out, groups, mode, checkpoint=checkpoint))
 
 
 @app.command("compile")
@@ -304,7 +306,8 @@ def compile_cmd(
 
     if plan:
         typer.echo(_plan_options(model, board, block_size, type, padding, input_shape, calib,
-                                 stem, verbose, None, checkpoint=checkpoint))
+                                 stem, verbose, None, mode=mode, host_fallback=host_fallback,
+                                 checkpoint=checkpoint))
         return
     if not out:
         raise BadInputError("compile: give the artifact directory with -o DIR (or --plan)")

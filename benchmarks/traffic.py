@@ -26,6 +26,13 @@ any traffic outside every named region (which the report would miss).
     python benchmarks/traffic.py                                  # block_resnet18, 224, all boards
     python benchmarks/traffic.py --models block_mobilenet,block_vgg16 --boards zcu102
     python benchmarks/traffic.py --modes fused --input-size 64 --block-size 16 --json rows.json
+    python benchmarks/traffic.py --boards zcu102 --sweep sweep.png    # + DRAM-bandwidth sweep
+
+DRAM-bandwidth sweep (`--sweep PNG`): every (model, board) compiled in both modes is run again
+on simulator boards whose DRAM bus is the board's width x 1, 1/2, 1/4 and 1/8 (a board-config
+override of log_bus_width: the same programs, only the cycle model's bytes per cycle change),
+printing fused and layerwise cycles and their ratio, and plotting them (matplotlib) into PNG:
+where keeping blocks on chip pays in latency, not only in bytes.
 """
 
 from __future__ import annotations
@@ -155,20 +162,24 @@ class Row:
                 "error": self.error or None, "report": self.report}
 
 
+def artifact_path(out_root: Path, model: str, board: str, mode: str, size: int) -> Path:
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(model)).name)
+    return out_root / f"{tag}-{board}-{mode}-{size}"
+
+
 def measure(model: str, board: str, mode: str, size: int, block_size, out_root: Path,
-            seed: int, progress: bool) -> Row:
+            seed: int, progress: bool, block_type=None) -> Row:
     """Compile, run once, report and validate one (model, board, mode)."""
     from bctvm.compiler import compile_model
     from bctvm.runtime import ModelRunner, build_report, load_artifact
 
     row = Row(model, board, mode, size)
-    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(model)).name)
-    out = out_root / f"{tag}-{board}-{mode}-{size}"
+    out = artifact_path(out_root, model, board, mode, size)
     try:
         t0 = time.perf_counter()
         manifest = compile_model(model, out_dir=out, board=board, mode=mode,
                                  input_shape=(1, 3, size, size), block_size=block_size,
-                                 progress=progress)
+                                 block_type=block_type, progress=progress)
         row.compile_s = time.perf_counter() - t0
         row.compile_breakdown = manifest["compile_seconds"]
         art = load_artifact(out)
@@ -195,6 +206,92 @@ def measure(model: str, board: str, mode: str, size: int, block_size, out_root: 
         row.error = f"{type(err).__name__}: {err}"
         traceback.print_exc(file=sys.stderr)
     return row
+
+
+# ---- DRAM-bandwidth sweep ---------------------------------------------------------------------
+BUS_FRACTIONS = (1, 2, 4, 8)  # the board's bus width divided by these
+
+
+def bus_override(cfg, divisor: int):
+    """The board with its DRAM bus `divisor` times narrower (a power of two)."""
+    import dataclasses
+
+    shift = divisor.bit_length() - 1
+    if 1 << shift != divisor or cfg.log_bus_width - shift < 3:
+        raise ValueError(f"bus divisor {divisor}: a power of two leaving at least 8 bits")
+    return dataclasses.replace(cfg, log_bus_width=cfg.log_bus_width - shift)
+
+
+def sweep_cycles(artifact_dir: Path, seed: int) -> dict[int, int]:
+    """{divisor: cycles} of one compiled artifact run on the bus-narrowed boards."""
+    from bctvm.runtime import ModelRunner, load_artifact
+
+    art = load_artifact(artifact_dir)
+    x = np.random.default_rng(seed).standard_normal(art.input_shape()).astype(np.float32)
+    out = {}
+    for d in BUS_FRACTIONS:
+        board = measuring_board(bus_override(art.cfg, d))
+        out[d] = int(ModelRunner(art, board=board).run(x).cycles)
+    return out
+
+
+def bandwidth_sweep(rows: list[Row], out_root: Path, seed: int) -> list[dict]:
+    """Sweep rows: per (model, board) with both modes measured and per bus fraction, the
+    bus bits, fused and layerwise cycles."""
+    from boards import load_board
+
+    by = {(r.model, r.board, r.mode): r for r in rows if not r.error}
+    out = []
+    for (m, b, mode), r in by.items():
+        if mode != "fused" or (m, b, "layerwise") not in by:
+            continue
+        cyc = {md: sweep_cycles(artifact_path(out_root, m, b, md, r.size), seed)
+               for md in MODES}
+        bits = load_board(b).bus_bytes * 8
+        for d in BUS_FRACTIONS:
+            out.append({"model": m, "board": b, "bus_fraction": f"1/{d}" if d > 1 else "1",
+                        "bus_bits": bits // d, "fused": cyc["fused"][d],
+                        "layerwise": cyc["layerwise"][d],
+                        "ratio": cyc["fused"][d] / cyc["layerwise"][d]})
+    return out
+
+
+def sweep_table(sweep: list[dict]) -> str:
+    head = ["model", "board", "bus", "bus bits", "fused cycles", "layerwise cycles",
+            "fused/layerwise"]
+    body = [[s["model"], s["board"], s["bus_fraction"], str(s["bus_bits"]), f"{s['fused']:,}",
+             f"{s['layerwise']:,}", f"{s['ratio']:.3f}"] for s in sweep]
+    return _columns(head, body)
+
+
+def sweep_plot(sweep: list[dict], path: str) -> None:
+    """Fused and layerwise cycles against the bus width (log2 axis), one panel per
+    (model, board)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(dict.fromkeys((s["model"], s["board"]) for s in sweep))
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
+    for ax, (m, b) in zip(axes[0], keys):
+        pts = [s for s in sweep if (s["model"], s["board"]) == (m, b)]
+        bits = [s["bus_bits"] for s in pts]
+        for mode, style in (("fused", "o-"), ("layerwise", "s--")):
+            ax.plot(bits, [s[mode] / 1e6 for s in pts], style, label=mode)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(bits, [str(v) for v in bits])
+        ax.set_xlabel("DRAM bus width (bits)")
+        ax.set_ylabel("VTA cycles (millions)")
+        ax.set_title(f"{Path(m).stem} on {b}")
+        for s in pts:
+            ax.annotate(f"{s['ratio']:.2f}x", (s["bus_bits"], s["fused"] / 1e6),
+                        textcoords="offset points", xytext=(0, -14), ha="center", fontsize=8)
+        ax.legend()
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 # ---- printing ---------------------------------------------------------------------------------
@@ -347,6 +444,18 @@ def targets(rows: list[Row]) -> list[dict]:
     return out
 
 
+def sweep_targets(sweep: list[dict]) -> list[dict]:
+    """Fused <= 0.67x layerwise for block_resnet18 at 1/4 of the bus width."""
+    out = []
+    for s in sweep:
+        if Path(s["model"]).stem == TIMED_MODEL and s["bus_fraction"] == "1/4":
+            out.append({"target": f"{TIMED_MODEL}: fused cycles <= {TARGET_FUSED_CYCLE_RATIO}x "
+                                  f"layerwise at 1/4 of {s['board']}'s bus",
+                        "value": f"{s['ratio']:.3f}x ({s['fused']:,} / {s['layerwise']:,})",
+                        "met": s["ratio"] <= TARGET_FUSED_CYCLE_RATIO})
+    return out
+
+
 def targets_text(ts: list[dict]) -> str:
     if not ts:
         return "targets: no successful run"
@@ -372,11 +481,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--input-size", type=int, default=224, help="H = W of the input (pixels)")
     ap.add_argument("--block-size", type=int, default=None,
                     help="fixed block size (pixels); default: the zoo model's own")
+    ap.add_argument("--block-type", default=None, choices=("fixed", "hierarchical"),
+                    help="block type of the zoo model (default: its own)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the float32 N(0,1) input")
     ap.add_argument("--out-dir", default=None,
                     help="keep the artifacts here (default: a temporary directory)")
     ap.add_argument("--json", default=None, help="also write the rows and targets to this file")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--sweep", default=None, metavar="PNG",
+                    help="also run the DRAM-bandwidth sweep (bus x 1, 1/2, 1/4, 1/8) of every "
+                    "(model, board) measured in both modes and plot it into this PNG")
     args = ap.parse_args(argv)
     args.models, args.boards, args.modes = _csv(args.models), _csv(args.boards), _csv(args.modes)
     bad = [m for m in args.modes if m not in MODES]
@@ -410,7 +524,7 @@ def main(argv=None) -> int:
         for m, b, mode in bar:
             bar.set_postfix_str(f"{m} {b} {mode}")
             row = measure(m, b, mode, args.input_size, args.block_size, root, args.seed,
-                          progress=not args.quiet)
+                          progress=not args.quiet, block_type=args.block_type)
             rows.append(row)
             if row.error:
                 tqdm.write(f"ERROR {m} {b} {mode}: {row.error}", file=sys.stderr)
@@ -419,11 +533,13 @@ def main(argv=None) -> int:
                 tqdm.write(f"FAIL {m} {b} {mode}: not bit-exact vs the integer reference "
                            f"(max error {v['max_abs_err']}, {v['mismatched_values']} values)",
                            file=sys.stderr)
+        sweep = bandwidth_sweep(rows, root, args.seed) if args.sweep else []
     finally:
         if tmp is not None:
             tmp.cleanup()
 
     block = f"block size {args.block_size}" if args.block_size else "zoo block size"
+    block += f" ({args.block_type})" if args.block_type else ""
     print(f"input 1x3x{args.input_size}x{args.input_size}, {block}, seed {args.seed}; "
           f"bytes: K = KiB, M = MiB; cycles at each board's clock; wall seconds on this machine")
     print(table(rows))
@@ -441,12 +557,19 @@ def main(argv=None) -> int:
                   f"integer reference (max error {v['max_abs_err']}, "
                   f"{v['mismatched_values']} values differ)")
     ts = targets(rows)
+    if sweep:
+        print()
+        print("DRAM-bandwidth sweep (same programs; the board's bus width / 1, 2, 4, 8):")
+        print(sweep_table(sweep))
+        sweep_plot(sweep, args.sweep)
+        print(f"plot: {args.sweep}")
+        ts += sweep_targets(sweep)
     print()
     print(targets_text(ts))
     if args.json:
         Path(args.json).write_text(json.dumps({"args": {k: v for k, v in vars(args).items()},
                                                "rows": [r.to_json() for r in rows],
-                                               "targets": ts}, indent=1))
+                                               "targets": ts, "sweep": sweep}, indent=1))
     return 0 if all(r.ok for r in rows) else 1
 
 

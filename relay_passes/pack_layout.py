@@ -10,7 +10,8 @@ Produces: the same ops with layout "NCHW{b}n{c}c": activations (ceil(N/b), ceil(
           where a packed value reaches a host op or the function result.
           Grouped convs: the group structure is expanded to a block-diagonal weight and
           `packed_groups` G' is the largest number of independent (input-tile range,
-          output-tile range) pairs, so a depthwise conv reads one input tile per output tile.
+          output-tile range) pairs, so a depthwise conv reads one input tile per output tile
+          (the packing is schedules.layout's, the one the programs' DRAM images use).
 Requires: Quantize (integer ops in NCHW).
 
 Which ops go to VTA (are packed): every qblock_conv2d, except the stem when it does not pay
@@ -30,6 +31,7 @@ from tvm import relax
 
 from bctvm.errors import BadInputError
 from boards import BoardConfig, load_board
+from schedules.layout import pack_weight, packed_groups
 
 from . import ops
 from .base import BctvmPass
@@ -40,49 +42,6 @@ STEM_POLICIES = ("auto", "vta", "host")
 
 def _np(expr) -> np.ndarray:
     return expr.value.numpy()
-
-
-def group_mask(out_ch: int, in_ch: int, groups: int) -> np.ndarray:
-    """Boolean (O, C) mask: True where output channel o may read input channel c."""
-    og, cg = out_ch // groups, in_ch // groups
-    return (np.arange(out_ch)[:, None] // og) == (np.arange(in_ch)[None, :] // cg)
-
-
-def packed_groups_for(out_ch: int, in_ch: int, groups: int, bo: int, bi: int) -> int:
-    """Largest G' such that output tile t only reads input tiles of its packed group."""
-    to, ti = math.ceil(out_ch / bo), math.ceil(in_ch / bi)
-    mask = np.zeros((to * bo, ti * bi), dtype=bool)
-    mask[:out_ch, :in_ch] = group_mask(out_ch, in_ch, groups)
-    tiles = mask.reshape(to, bo, ti, bi).any(axis=(1, 3))  # (to, ti) tile used?
-    best = 1
-    for d in range(1, math.gcd(to, ti) + 1):
-        if to % d or ti % d:
-            continue
-        gt = (np.arange(to)[:, None] // (to // d)) == (np.arange(ti)[None, :] // (ti // d))
-        if not np.any(tiles & ~gt):
-            best = d
-    return best
-
-
-def pack_weight(w: np.ndarray, groups: int, bo: int, bi: int) -> tuple[np.ndarray, int]:
-    """OIHW (grouped: O x C/groups x kh x kw) -> (O/o, I/i/G', kh, kw, o, i) and G'."""
-    o, cg, kh, kw = w.shape
-    c = cg * groups
-    full = np.zeros((o, c, kh, kw), dtype=w.dtype)
-    og = o // groups
-    for g in range(groups):
-        full[g * og:(g + 1) * og, g * cg:(g + 1) * cg] = w[g * og:(g + 1) * og]
-    to, ti = math.ceil(o / bo), math.ceil(c / bi)
-    padded = np.zeros((to * bo, ti * bi, kh, kw), dtype=w.dtype)
-    padded[:o, :c] = full
-    gp = packed_groups_for(o, c, groups, bo, bi)
-    tig = ti // gp
-    tiles = padded.reshape(to, bo, ti, bi, kh, kw).transpose(0, 2, 4, 5, 1, 3)  # to,ti,kh,kw,o,i
-    out = np.empty((to, tig, kh, kw, bo, bi), dtype=w.dtype)
-    for ot in range(to):
-        g = ot // (to // gp)
-        out[ot] = tiles[ot, g * tig:(g + 1) * tig]
-    return np.ascontiguousarray(out), gp
 
 
 def pad_vector(v: np.ndarray, length: int, fill) -> np.ndarray:
@@ -187,7 +146,8 @@ class PackLayout(BctvmPass):
         if name == ops.QBLOCK_CONV2D:
             data, weight, bias, sign = call.args[:4]
             w = _np(weight)
-            wp, gp = pack_weight(w, a["groups"], b.block_out, b.block_in)
+            wp = pack_weight(w, b, a["groups"])
+            gp = packed_groups(w.shape[0], w.shape[1] * a["groups"], a["groups"], b)
             o_pad = wp.shape[0] * b.block_out
             bias_p = pad_vector(_np(bias), o_pad, 0)
             sign_p = pad_vector(_np(sign), o_pad, 1)

@@ -7,7 +7,7 @@
     Quantize           float graph -> integer graph of the QuantizedNet (bctvm.quant)
     FoldMaxPool        conv + standalone 2x2/2 max-pool -> one pooling block conv
     PackLayout         VTA ops -> NCHW{b}n{c}c / OIHW{o}o{i}i of the board
-    PlanFusedGroups    fused groups that fit the board's buffers (plan in the module)
+    PlanFusedGroups    fused groups on one block grid (graph structure; plan in the module)
     Partition          each group -> a vta_group_<i> function; the rest stays on the host
 
 `run_pipeline(model, board=...)` runs them all and keeps the module after each pass;
@@ -19,7 +19,6 @@ bit (ValidationMismatch otherwise).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -218,22 +217,3 @@ def zoo_kwargs(source, block_size=None, block_type=None, padding_mode=None,
     return given
 
 
-def plan_text(source, *, board="pynq", block_size=None, block_type=None, padding_mode=None,
-              input_shape=(1, 3, 224, 224), calib: int = 1, stem: str = "auto",
-              policy: str = "graph", verbose: bool = False, json_path=None,
-              progress: bool = True, checkpoint=None) -> str:
-    """What `bctvm plan` / `bctvm compile --plan` print (optionally writing the plan JSON)."""
-    from bctvm.compiler.host_reasons import format_host_lines, host_reasons
-
-    kw = zoo_kwargs(source, block_size, block_type, padding_mode, checkpoint)
-    result = run_pipeline(source, board=board, input_shape=tuple(input_shape), calib=calib,
-                          stem=stem, policy=policy, progress=progress,
-                          stop_after="PlanFusedGroups", **kw)
-    plan = result.plan
-    if json_path:
-        from pathlib import Path
-
-        Path(json_path).write_text(json.dumps(plan.to_dict(), indent=1))
-    reasons = host_reasons(plan, result.qnet, result.board,
-                           batch=int(result.imported.example_input.shape[0]), stem=stem)
-    return plan.table(verbose=verbose, host_lines=format_host_lines(reasons))

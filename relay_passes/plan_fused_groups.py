@@ -8,15 +8,14 @@ Produces: a FusedPlan (plain data, below) stored as JSON in the module attribute
 Requires: PackLayout.
 
 Grouping (greedy, in graph order). A layer joins the open group when the board has
-`onchip_reuse`, the layer iterates the same block grid (nh, nw) as the group, every input
+`onchip_reuse`, the layer iterates the same block grid (nh, nw) as the group, and every input
 it takes from a layer of the group has that grid too (same blocks: the handover stays on
-chip), and the group's per-block working set still fits every buffer. Otherwise the group
-closes and the layer opens the next one. Without `onchip_reuse` every layer is its own group.
-An input a layer takes from outside the group must exist before the group starts (so the
-group runs as one call). Policy "graph" (default) allows branches inside a group (a ResNet
-downsample next to the conv it feeds); policy "chain" keeps groups to linear chains of convs,
-each reading the previous one's output, residuals from DRAM or the group input (the shape
-schedules.compile_group takes today).
+chip). Otherwise the group closes and the layer opens the next one. Without `onchip_reuse`
+every layer is its own group. An input a layer takes from outside the group must exist before
+the group starts (so the group runs as one call). Policy "graph" (default) allows branches
+inside a group (a ResNet downsample next to the conv it feeds); policy "chain" keeps groups
+to linear chains of convs, each reading the previous one's output, residuals from DRAM or
+the group input.
 A 2x2/2 max-pool (inside a conv or standalone) keeps the grid when the blocks have even
 sides; ReLU and adds keep the grid of their input; any other pool works on the whole map
 (grid 1x1). A layer's grid is (H/bh, W/bw) of its input map for its block (bh, bw); a 1x1
@@ -25,48 +24,16 @@ input's grid.
 Tensors made on the host (the packed network input, a host stem's output) are DRAM inputs
 and can be loaded on any grid.
 
-This is the planning model; schedules/knobs.py has the schedule's own fit check with its
-knobs (output-channel chunks, row sub-tiles, double buffering), and the lowering's SRAM
-allocator is the exact one. A group this plan accepts may still need sub-tiling there.
+What fits the board is not decided here: these groups are graph structure. The compiler
+(bctvm.compiler.plan.program_plan) cuts them into VTA programs and gives each its fit by the
+one fit rule (bctvm.lower.fit: residual path, knobs, the SRAM allocator's footprint), then
+replaces the plan's groups by those programs (FusedGroup.footprint / fit / cut set): that
+plan is what `bctvm plan` prints and what the compile executes.
 
-Footprint model (per block; units are buffer ELEMENTS of the board: inp = BATCH x BLOCK_IN
-int8, wgt = BLOCK_OUT x BLOCK_IN int8, acc = BATCH x BLOCK_OUT int32, out = BATCH x
-BLOCK_OUT int8, uop = one 32-bit micro-op). Notation per layer: Nb batch tiles, Ti / To
-input / output channel tiles, G' packed groups (Tig = Ti / G'), kernel kh x kw, dilation,
-input block bh x bw, padding (pt, pl, pb, pr), conv-output block ch x cw =
-(bh + pt + pb - dh (kh - 1)) x (...) before the optional pool, output block oh x ow.
-The schedule this models runs the group's layers one after the other on one block, and
-inside a layer one output-channel tile after the other:
-- inp: every tensor a layer of the group reads has ONE copy in the input buffer, padded by
-  the largest padding of its readers in the group: Nb x T x (bh + pt + pb) x (bw + pl + pr)
-  at that tensor's block size. A group input is loaded from DRAM (LOAD pad fields give the
-  zero border; replicate/reflect borders are on-chip edge copies of the same size); a
-  tensor made inside the group is written OUT -> INP (`onchip_reuse`) tile by tile while
-  its producer runs. A copy lives from its producer's step (or its first reader's step, for
-  group inputs) to its last reader's step; inp = max over steps of the live copies. A
-  residual shortcut is read from its copy by an identity GEMM.
-- wgt: weights_resident when the whole group's weights, sum of To x Tig x kh x kw (+1
-  identity tile for each pool/add/relu/residual layer), fit: loaded once for all blocks.
-  Otherwise one output tile of the current layer at a time, max of Tig x kh x kw, reloaded
-  for every block.
-- acc: per layer, one output tile: Nb x (ch x cw [conv] + oh x ow [pooled result] + oh x ow
-  [aligned residual]) + 1 [bias] + 1 [sign, if any]; pool: Nb x (bh x bw + oh x ow);
-  add: Nb x 2 x bh x bw; relu: Nb x bh x bw. acc = max over the group's layers.
-- out: the narrowed copy of the current output tile, Nb x oh x ow (it sits at the same
-  indices as its accumulator, so it does not add to acc); out = max over layers.
-- uop: the micro-op kernels of all layers stay resident: conv Tig x kh x kw GEMM micro-ops
-  (spatial loops in the GEMM iteration fields) + ALU: bias 1, sign 1, pool 3, residual 3
-  (identity GEMM, align, add), requantize 2 (1 for a left shift, 0 for none), clip 2;
-  pool 1 identity GEMM + (kh kw - 1) MAX; add 2 identity GEMMs + 2 aligns + 1 ADD +
-  requantize + 2 clip; relu 1 identity GEMM + 1 MAX. uop = sum over the group's layers.
-A group fits when each footprint is <= the buffer depth (BoardConfig *_depth). A single
-layer that does not fit on its own still forms a group, with `spills` naming the buffers
-it overflows: its schedule must split the block into row strips through DRAM.
-
-DRAM estimate per inference (bytes; what the schedules should reach, not a measurement):
-group inputs loaded once (blocks partition the maps, no halo), group outputs stored once
-(int8, channels padded), weights once when resident else once per block; classified
-input/output when they come from/go to the host, feature_maps between VTA groups.
+DRAM estimate per inference (bytes; program_plan fills it for the programs): group inputs
+loaded once (blocks partition the maps, no halo), group outputs stored once (int8, channels
+padded), weights once when resident else once per block; classified input/output when they
+come from/go to the host, feature_maps between VTA groups.
 """
 
 from __future__ import annotations
@@ -80,6 +47,7 @@ from tvm import relax
 
 from bctvm.errors import BadInputError
 from boards import BoardConfig, load_board
+from schedules.int_expr import block_geometry
 
 from . import ops
 from .base import BctvmPass
@@ -87,28 +55,12 @@ from .graph import bindings, users
 
 PLAN_ATTR = "bctvm.fused_plan"
 POLICIES = ("graph", "chain")
-BUFFERS = ("inp", "wgt", "acc", "out", "uop")
+BUFFERS = ("inp", "wgt", "acc")
 
 
-@dataclass
-class Footprint:
-    """Per-block footprint in buffer elements (see the module docstring)."""
-
-    inp: int = 0
-    wgt: int = 0
-    acc: int = 0
-    out: int = 0
-    uop: int = 0
-
-    def over(self, cap: "Footprint") -> list[str]:
-        """Buffers whose need exceeds `cap`."""
-        return [b for b in BUFFERS if getattr(self, b) > getattr(cap, b)]
-
-
-def capacity(board: BoardConfig) -> Footprint:
-    """Buffer depths (elements) of a board."""
-    return Footprint(inp=board.inp_depth, wgt=board.wgt_depth, acc=board.acc_depth,
-                     out=board.out_depth, uop=board.uop_depth)
+def capacity(board: BoardConfig) -> dict[str, int]:
+    """Depths (elements) of the on-chip buffers a program's footprint counts."""
+    return {"inp": board.inp_depth, "wgt": board.wgt_depth, "acc": board.acc_depth}
 
 
 def element_bytes(board: BoardConfig) -> dict[str, int]:
@@ -161,32 +113,29 @@ class LayerInfo:
     batch_tiles: int = 1
     out_block: tuple[int, int] = (0, 0)
     out_grid: tuple[int, int] | None = None
-    wgt_tile: int = 0  # weight elements of one output tile
     wgt_all: int = 0  # weight elements of the layer
-    acc: int = 0
-    out: int = 0
-    uop: int = 0
     macs: int = 0  # multiply-accumulates of the layer (unpadded channels)
     position: int = 0  # index of the layer's binding in main
 
 
 @dataclass
 class FusedGroup:
-    """Layers run block by block with their intermediates on chip."""
+    """Layers run block by block with their intermediates on chip. After program planning
+    (bctvm.compiler.plan) one group is one VTA program: `footprint` (peak elements per buffer,
+    the SRAM allocator's), `fit` (bctvm.lower.fit.GroupFit.to_dict per program: residual path
+    and resolved knobs) and `cut` (why it ends there, bctvm.compiler.segment.CUT_REASONS)."""
 
     index: int
     layers: list[str]
     grid: tuple[int, int]
-    footprint: Footprint
-    weights_resident: bool
     inputs: list[str]
     outputs: list[str]
-    spills: list[str] = field(default_factory=list)
+    weights_resident: bool = False
+    footprint: dict = field(default_factory=dict)
+    fit: list = field(default_factory=list)
+    cut: str = ""
+    note: str = ""  # cycles measured when fusing was weighed against a split
     dram_bytes: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def fits(self) -> bool:
-        return not self.spills
 
     @property
     def blocks(self) -> int:
@@ -200,7 +149,7 @@ class FusedPlan:
     board: str
     board_key: str
     onchip_reuse: bool
-    capacity: Footprint
+    capacity: dict
     element_bytes: dict[str, int]
     groups: list[FusedGroup]
     layers: dict[str, LayerInfo]
@@ -234,9 +183,7 @@ class FusedPlan:
     @classmethod
     def from_dict(cls, d: dict) -> "FusedPlan":
         d = dict(d)
-        d["capacity"] = Footprint(**d["capacity"])
-        d["groups"] = [FusedGroup(**{**g, "footprint": Footprint(**g["footprint"]),
-                                     "grid": tuple(g["grid"])}) for g in d["groups"]]
+        d["groups"] = [FusedGroup(**{**g, "grid": tuple(g["grid"])}) for g in d["groups"]]
         d["layers"] = {k: LayerInfo(**_tuples(v)) for k, v in d["layers"].items()}
         d["tensors"] = {k: TensorInfo(**_tuples(v)) for k, v in d["tensors"].items()}
         d["input_shape"] = tuple(d.get("input_shape", ()))
@@ -272,10 +219,6 @@ _KIND = {ops.QBLOCK_CONV2D: "conv", ops.QMAX_POOL2D: "maxpool", ops.QADD: "add",
          ops.QRELU: "relu"}
 
 
-def _requant_uops(shift: int) -> int:
-    return 2 if shift > 0 else 1 if shift < 0 else 0
-
-
 def _conv_layer(name, call, var, tensors) -> LayerInfo:
     a = ops.attrs_dict(call)
     ds, ws = ops.static_shape(call.args[0]), ops.static_shape(call.args[1])
@@ -290,16 +233,12 @@ def _conv_layer(name, call, var, tensors) -> LayerInfo:
             h % src[0] == 0 and w % src[1] == 0:
         bh, bw = h // src[0], w // src[1]  # a 1x1 conv without padding: any grid gives the
     grid = (h // bh, w // bw)              # same result, so it follows its input's grid
-    ch = (bh + pt + pb - dh * (kh - 1) - 1) // sh + 1
-    cw = (bw + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    _, _, ch, cw = block_geometry(h, w, (bh, bw), (pt, pl, pb, pr), (kh, kw), (dh, dw),
+                                  (sh, sw))
     oh, ow = (ch // 2, cw // 2) if a["pool"] else (ch, cw)
     aligned = not a["pool"] or (ch % 2 == 0 and cw % 2 == 0)
     residual = len(call.args) == 5
     inputs = [tensors[call.args[0]].name] + ([tensors[call.args[4]].name] if residual else [])
-    acc = nb * (ch * cw + (oh * ow if a["pool"] else 0) + (oh * ow if residual else 0)) \
-        + 1 + (1 if a["has_sign"] else 0)
-    uop = tig * kh * kw + 1 + (1 if a["has_sign"] else 0) + (3 if a["pool"] else 0) \
-        + (3 if residual else 0) + _requant_uops(a["shift"]) + 2
     out_h, out_w = ops.static_shape(var)[2:4]
     cg = a["in_channels"] // a["groups"]
     return LayerInfo(
@@ -308,9 +247,7 @@ def _conv_layer(name, call, var, tensors) -> LayerInfo:
         pool=a["pool"], residual=residual, has_sign=a["has_sign"], shift=a["shift"],
         in_tiles=ti, out_tiles=to, packed_groups=a["packed_groups"], batch_tiles=nb,
         out_block=(oh, ow), out_grid=grid if aligned else None,
-        wgt_tile=tig * kh * kw + (1 if residual else 0),
-        wgt_all=to * tig * kh * kw + (1 if residual else 0), acc=acc, out=nb * oh * ow,
-        uop=uop, macs=ds[0] * ds[4] * a["channels"] * out_h * out_w * cg * kh * kw
+        wgt_all=to * tig * kh * kw + (1 if residual else 0), macs=ds[0] * ds[4] * a["channels"] * out_h * out_w * cg * kh * kw
         * (4 if a["pool"] else 1))
 
 
@@ -331,24 +268,14 @@ def _neutral_layer(name, kind, call, var, tensors) -> LayerInfo:
         bh, bw = h // grid[0], w // grid[1]
         oh_all, ow_all = ops.static_shape(var)[2:4]
         oh, ow = oh_all // grid[0], ow_all // grid[1]
-        acc, out = nb * (bh * bw + oh * ow), nb * oh * ow
-        uop = 1 + (kh * kw - 1)
     else:
         grid = src if h % src[0] == 0 and w % src[1] == 0 else (1, 1)
         bh, bw = h // grid[0], w // grid[1]
         oh, ow = bh, bw
-        if kind == "add":
-            acc = nb * 2 * bh * bw
-            uop = 2 + 2 + 1 + _requant_uops(a["shift"]) + 2
-        else:
-            acc = nb * bh * bw
-            uop = 2
-        out = nb * oh * ow
     return LayerInfo(
         name=name, kind=kind, inputs=[x.name for x in ins], output=name, grid=grid,
         block=(bh, bw), in_tiles=t, out_tiles=t, batch_tiles=nb, out_block=(oh, ow),
-        out_grid=grid, shift=int(a.get("shift", 0)), wgt_tile=1, wgt_all=1, acc=acc,
-        out=out, uop=uop)
+        out_grid=grid, shift=int(a.get("shift", 0)), wgt_all=1)
 
 
 def collect(func: relax.Function) -> tuple[list[LayerInfo], dict[str, TensorInfo], list[str]]:
@@ -395,41 +322,6 @@ def collect(func: relax.Function) -> tuple[list[LayerInfo], dict[str, TensorInfo
 # ---- grouping and footprints --------------------------------------------------------------
 
 
-def group_footprint(group: list[LayerInfo], tensors: dict[str, TensorInfo],
-                    board: BoardConfig) -> tuple[Footprint, bool]:
-    """Per-block footprint of running `group` block by block, and weights_resident."""
-    grid = group[0].grid
-    index = {layer.name: i for i, layer in enumerate(group)}
-    spans: dict[str, list] = {}  # tensor -> [start, end, pt, pl, pb, pr]
-    for i, layer in enumerate(group):
-        for k, tname in enumerate(layer.inputs):
-            t = tensors[tname]
-            start = index.get(t.producer, i)
-            pad = layer.padding if (layer.kind == "conv" and k == 0) else (0, 0, 0, 0)
-            s = spans.setdefault(tname, [start, i, 0, 0, 0, 0])
-            s[0] = min(s[0], start)
-            s[1] = max(s[1], i)
-            for j in range(4):
-                s[2 + j] = max(s[2 + j], pad[j])
-    live = [0] * len(group)
-    for tname, (start, end, pt, pl, pb, pr) in spans.items():
-        t = tensors[tname]
-        bh, bw = t.shape[2] // grid[0], t.shape[3] // grid[1]
-        size = t.shape[0] * t.shape[1] * (bh + pt + pb) * (bw + pl + pr)
-        for i in range(start, end + 1):
-            live[i] += size
-    wgt_all = sum(layer.wgt_all for layer in group)
-    resident = wgt_all <= board.wgt_depth
-    fp = Footprint(
-        inp=max(live),
-        wgt=wgt_all if resident else max(layer.wgt_tile for layer in group),
-        acc=max(layer.acc for layer in group),
-        out=max(layer.out for layer in group),
-        uop=sum(layer.uop for layer in group),
-    )
-    return fp, resident
-
-
 def _joinable(group: list[LayerInfo], layer: LayerInfo, tensors) -> bool:
     """Same grid, on-chip handovers on that grid, and every other input made before the
     group starts (so the group can run as one call)."""
@@ -464,21 +356,20 @@ def _chain_joinable(group: list[LayerInfo], layer: LayerInfo, tensors) -> bool:
 def make_groups(layers: list[LayerInfo], tensors: dict[str, TensorInfo],
                 board: BoardConfig, policy: str = "graph") -> list[list[LayerInfo]]:
     """Greedy grouping in graph order (see the module docstring)."""
-    cap = capacity(board)
     groups: list[list[LayerInfo]] = []
     for layer in layers:
         if groups and board.onchip_reuse and _joinable(groups[-1], layer, tensors) and \
                 (policy == "graph" or _chain_joinable(groups[-1], layer, tensors)):
-            fp, _ = group_footprint(groups[-1] + [layer], tensors, board)
-            if not fp.over(cap):
-                groups[-1].append(layer)
-                continue
+            groups[-1].append(layer)
+            continue
         groups.append([layer])
     return groups
 
 
-def _dram(group: list[LayerInfo], tensors, board: BoardConfig, resident: bool,
-          grid) -> tuple[list[str], list[str], dict[str, int]]:
+def group_dram(group: list[LayerInfo], tensors, board: BoardConfig, resident: bool,
+               grid) -> tuple[list[str], list[str], dict[str, int]]:
+    """(input tensors, output tensors, estimated DRAM bytes by kind) of a group run block by
+    block on `grid`, its weights read once (`resident`) or once per block."""
     names = {layer.name for layer in group}
     inputs, outputs = [], []
     for layer in group:
@@ -522,18 +413,14 @@ class PlanFusedGroups(BctvmPass):
     def make_plan(self, func: relax.Function) -> FusedPlan:
         b = self.board
         layers, tensors, host = collect(func)
-        cap = capacity(b)
         groups = []
         for i, members in enumerate(make_groups(layers, tensors, b, self.policy)):
-            fp, resident = group_footprint(members, tensors, b)
-            inputs, outputs, dram = _dram(members, tensors, b, resident, members[0].grid)
-            spills = [f"{buf} {getattr(fp, buf)}>{getattr(cap, buf)}" for buf in fp.over(cap)]
-            groups.append(FusedGroup(
-                index=i, layers=[m.name for m in members], grid=members[0].grid, footprint=fp,
-                weights_resident=resident, inputs=inputs, outputs=outputs, spills=spills,
-                dram_bytes=dram))
+            inputs, outputs, dram = group_dram(members, tensors, b, True, members[0].grid)
+            groups.append(FusedGroup(index=i, layers=[m.name for m in members],
+                                     grid=members[0].grid, inputs=inputs, outputs=outputs,
+                                     dram_bytes=dram))
         shape = tuple(int(s) for s in func.params[0].ty.shape.values)
         return FusedPlan(board=b.name, board_key=b.key, onchip_reuse=b.onchip_reuse,
-                         capacity=cap, element_bytes=element_bytes(b), groups=groups,
+                         capacity=capacity(b), element_bytes=element_bytes(b), groups=groups,
                          layers={m.name: m for m in layers}, tensors=tensors,
                          host_layers=host, model=self.model, input_shape=shape)

@@ -1,9 +1,11 @@
 """Text table of a FusedPlan (what `bctvm plan` and `bctvm compile --plan` print).
 
-One row per fused group: grid, layer count and range, per-block footprint of each buffer as
-elements and % of the buffer depth ('!' marks a buffer the group overflows), whether the
-weights stay resident, and what spills. Then the layers kept on the host and the estimated
-DRAM bytes per inference. `verbose` adds one line per layer.
+One row per group (after program planning, bctvm.compiler.plan: one VTA program): grid, layer
+count and range, the footprint of each on-chip buffer as elements and % of its depth (the
+SRAM allocator's peak for the group's knobs; '!' would mark an overflow), whether the weights
+stay resident, the residual path, virtual threads, and why the program ends there. Then the
+layers kept on the host and the estimated DRAM bytes per inference. `verbose` adds one line
+per layer and the resolved knobs of every program.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ def _mib(b: int) -> str:
     return f"{b / 2**20:.2f} MiB"
 
 
-def _cell(need: int, cap: int) -> str:
+def _cell(need: int | None, cap: int) -> str:
+    if need is None:
+        return f"{'-':>12}"
     mark = "!" if need > cap else " "
     return f"{need:>6}{mark}{100 * need / cap:>4.0f}%"
 
@@ -23,6 +27,13 @@ def _cell(need: int, cap: int) -> str:
 def _layers(names: list[str], width: int) -> str:
     text = names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]}"
     return text if len(text) <= width else text[: width - 2] + ".."
+
+
+def _path(fit: list) -> str:
+    if not fit:
+        return "-"
+    f = fit[0]
+    return "input-acc" if f["input_on_chip"] else "identity" if f["identity_residuals"] else "-"
 
 
 def format_plan(plan: FusedPlan, verbose: bool = False, host_lines=None) -> str:
@@ -36,18 +47,20 @@ def format_plan(plan: FusedPlan, verbose: bool = False, host_lines=None) -> str:
         f"({plan.board_key}), onchip_reuse {'on' if plan.onchip_reuse else 'off'}: "
         f"{len(plan.groups)} groups, {len(plan.layers)} VTA layers",
         "capacity (elements x bytes): " + " | ".join(
-            f"{b} {getattr(cap, b)} x {eb[b]} B" for b in BUFFERS),
+            f"{b} {cap[b]} x {eb[b]} B" for b in BUFFERS),
         f"{'grp':>3} {'grid':>5} {'n':>3}  {'layers':<34}"
-        + "".join(f" {b:>12}" for b in BUFFERS) + f" {'weights':>8}  spills",
+        + "".join(f" {b:>12}" for b in BUFFERS)
+        + f" {'weights':>8} {'residual':>9} {'vt':>2}  ends because",
     ]
     for g in plan.groups:
         fp = g.footprint
-        row = (f"{g.index:>3} {g.grid[0]:>2}x{g.grid[1]:<2} {len(g.layers):>3}  "
-               f"{_layers(g.layers, 34):<34}"
-               + "".join(f" {_cell(getattr(fp, b), getattr(cap, b))}" for b in BUFFERS)
-               + f" {'resident' if g.weights_resident else 'stream':>8}  "
-               + (", ".join(g.spills) if g.spills else "-"))
-        lines.append(row)
+        vt = g.fit[0]["knobs"]["vthreads"] if g.fit else "-"
+        lines.append(
+            f"{g.index:>3} {g.grid[0]:>2}x{g.grid[1]:<2} {len(g.layers):>3}  "
+            f"{_layers(g.layers, 34):<34}"
+            + "".join(f" {_cell(fp.get(b), cap[b])}" for b in BUFFERS)
+            + f" {'resident' if g.weights_resident else 'stream':>8} {_path(g.fit):>9}"
+            + f" {vt:>2}  {g.cut or '-'}" + (f" ({g.note})" if g.note else ""))
         if verbose:
             for name in g.layers:
                 li = plan.layers[name]
@@ -63,7 +76,15 @@ def format_plan(plan: FusedPlan, verbose: bool = False, host_lines=None) -> str:
                 lines.append(
                     f"{'':>14}{name:<32} {li.kind:<7} block {li.block[0]}x{li.block[1]} "
                     f"tiles {li.in_tiles}->{li.out_tiles} {' '.join(extra):<16} "
-                    f"wgt {li.wgt_all:>5} acc {li.acc:>5} out {li.out:>5} uop {li.uop:>4}")
+                    f"wgt {li.wgt_all:>5}")
+            for f in g.fit:
+                k = f["knobs"]
+                tiles = " ".join(f"({x['oc_chunk']},{x['sub_rows']},{x['ci_chunk']}"
+                                 f"{',rows-in' if x['rows_outer'] is False else ''}"
+                                 f"{',inp/pass' if x['inp_per_pass'] else ''})"
+                                 for x in k["layers"])
+                lines.append(f"{'':>14}knobs (oc_chunk,sub_rows,ci_chunk) {tiles}; "
+                             f"bias {'resident' if k['bias_resident'] else 'stream'}")
     if host_lines is not None:
         lines.extend(host_lines)
     elif plan.host_layers:
@@ -72,8 +93,9 @@ def format_plan(plan: FusedPlan, verbose: bool = False, host_lines=None) -> str:
     lines.append(
         "estimated DRAM per inference: " + ", ".join(
             f"{k.replace('_', ' ')} {_mib(v)}" for k, v in d.items()))
-    spilled = [g.index for g in plan.groups if g.spills]
-    if spilled:
-        lines.append(f"{len(spilled)} group(s) overflow a buffer on their own and must split "
-                     f"blocks into row strips: {', '.join(map(str, spilled))}")
+    if any(g.cut for g in plan.groups):
+        from collections import Counter
+
+        counts = Counter(g.cut for g in plan.groups)
+        lines.append("program ends: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return "\n".join(lines)

@@ -24,39 +24,19 @@ from __future__ import annotations
 
 from tvm import te, tirx
 
+from schedules.int_expr import (align, block_geometry, clip, reflect_index,  # noqa: F401
+                                replicate_index, round_shift)
+
 PAD_MODES = ("constant", "replicate", "reflect")
 
 
-# ---- scalar helpers -----------------------------------------------------------------------
+# ---- scalar helpers (schedules.int_expr: the same expressions the VTA compute uses) -------
 
 
-def round_shift(v, shift: int):
-    """Arithmetic shift right by `shift` with round-half-up (int32); left shift if negative."""
-    if shift > 0:
-        one = tirx.const(1 << (shift - 1), "int32")
-        return tirx.shift_right(v + one, tirx.const(shift, "int32"))
-    if shift < 0:
-        return tirx.shift_left(v, tirx.const(-shift, "int32"))
-    return v
-
-
-def align(v, s: int):
-    """Bring an int32 value to a larger (s > 0) or smaller (s < 0) exponent: v << s or
-    round_shift(v, -s)."""
-    if s >= 0:
-        return tirx.shift_left(v, tirx.const(s, "int32")) if s else v
-    return round_shift(v, -s)
-
-
-def clip_to_int8(v, relu: bool, out_dtype: str = "int8", clip=None):
+def clip_to_int8(v, relu: bool, out_dtype: str = "int8", clip_bounds=None):
     """Clip an int32 value to [-128, 127] ([0, 127] with relu), then to a fused clamp's int8
-    bounds `clip` (lo, hi) if given, and narrow to int8."""
-    lo_v, hi_v = (0 if relu else -128), 127
-    if clip is not None:
-        lo_v, hi_v = max(lo_v, int(clip[0])), min(hi_v, int(clip[1]))
-    lo = tirx.const(lo_v, "int32")
-    hi = tirx.const(hi_v, "int32")
-    return tirx.max(tirx.min(v, hi), lo).astype(out_dtype)
+    bounds `clip_bounds` (lo, hi) if given, and narrow to int8."""
+    return clip(v, relu, clip_bounds).astype(out_dtype)
 
 
 def _block_source(p, pad0: int, size: int, mode: str):
@@ -66,28 +46,10 @@ def _block_source(p, pad0: int, size: int, mode: str):
     where `valid` is False on the zero border)."""
     r = p - pad0
     if mode == "constant":
-        valid = tirx.all(r >= 0, r < size)
-        return tirx.max(tirx.min(r, size - 1), 0), valid
+        return replicate_index(r, size), tirx.all(r >= 0, r < size)
     if mode == "replicate":
-        return tirx.max(tirx.min(r, size - 1), 0), None
-    # reflect (edge not repeated): -1 -> 1, size -> size - 2
-    r1 = tirx.if_then_else(r < 0, -r, r)
-    r2 = tirx.if_then_else(r1 > size - 1, 2 * (size - 1) - r1, r1)
-    return r2, None
-
-
-def block_geometry(h: int, w: int, block, padding, kernel, dilation, strides=(1, 1)):
-    """(nh, nw, oh, ow): blocks per side and conv-output block size (before any pool).
-
-    A stride other than 1 is only meaningful with one block (a plain strided conv)."""
-    bh, bw = block
-    pt, pl, pb, pr = padding
-    kh, kw = kernel
-    dh, dw = dilation
-    sh, sw = strides
-    oh = (bh + pt + pb - dh * (kh - 1) - 1) // sh + 1
-    ow = (bw + pl + pr - dw * (kw - 1) - 1) // sw + 1
-    return h // bh, w // bw, oh, ow
+        return replicate_index(r, size), None
+    return reflect_index(r, size), None  # edge not repeated: -1 -> 1, size -> size - 2
 
 
 # ---- block convolution (plain NCHW / OIHW) ------------------------------------------------
@@ -209,7 +171,7 @@ def int_epilogue(acc, sign, residual, *, channel_of, has_sign, residual_shift, s
             v = v * sign[channel_of(idx)]
         if residual is not None:
             v = v + align(residual[idx].astype("int32"), residual_shift)
-        return clip_to_int8(round_shift(v, shift), relu, clip=clip)
+        return clip_to_int8(round_shift(v, shift), relu, clip_bounds=clip)
 
     return te.compute(acc.shape, body, name="requant")
 
@@ -269,7 +231,7 @@ def qadd(a, b, *, shift_a, shift_b, shift, relu, clip=None):
 
     def body(*idx):
         v = align(a[idx].astype("int32"), shift_a) + align(b[idx].astype("int32"), shift_b)
-        return clip_to_int8(round_shift(v, shift), relu, clip=clip)
+        return clip_to_int8(round_shift(v, shift), relu, clip_bounds=clip)
 
     return te.compute(a.shape, body, name="qadd")
 

@@ -41,6 +41,7 @@ from tvm import te, tirx
 from boards import BoardConfig
 from bctvm.errors import BadInputError, BlockShapeError
 
+from .int_expr import align, clip, i32, reflect_index, replicate_index, round_shift
 from .layer import LayerSpec
 
 
@@ -62,6 +63,9 @@ class LayerStages:
     res_aligned: te.Tensor | None  # align(res32, s) in place (None when s == 0)
     epi: te.Tensor
     res_pad: int | None = None  # identity GEMM residual: index of the layer whose pad it reads
+    pad_of: int | None = None  # the GEMM reads this layer's pad (shared input block); None: own
+    hold: te.Tensor | None = None  # int8 copy of the output in the input buffer, read back by
+    #                                a later layer's identity-GEMM residual (no data consumer)
 
 
 @dataclass
@@ -83,6 +87,11 @@ class GroupStages:
     data_out: te.Tensor | None = None
     residuals: list = field(default_factory=list)  # per layer (resolve_residuals)
     identity: te.Tensor | None = None  # identity weight tile (identity_residuals)
+    sources: list = field(default_factory=list)  # per layer: "input" or source layer index
+
+    def consumer(self, i: int) -> int | None:
+        """The layer that reads layer i's output as its data input (None: only a residual)."""
+        return next((j for j in range(i + 1, len(self.layers)) if self.sources[j] == i), None)
 
     def identity_pairs(self) -> tuple:
         """(k, j): layer j's residual is the identity GEMM of layer k's padded input."""
@@ -94,46 +103,6 @@ class GroupStages:
 
     def layer_of_tag(self) -> dict:
         return {ls.tag: ls.spec for ls in self.layers}
-
-
-# ---- scalar helpers (the integer contract, written once) -----------------------------------
-
-
-def _c32(v: int):
-    return tirx.const(int(v), "int32")
-
-
-def round_shift(v, sh: int):
-    """(v + (1 << (sh-1))) >> sh for sh > 0 (arithmetic), v << -sh for sh < 0, v for 0."""
-    if sh > 0:
-        return tirx.shift_right(v + _c32(1 << (sh - 1)), _c32(sh))
-    if sh < 0:
-        return tirx.shift_left(v, _c32(-sh))
-    return v
-
-
-def align(v, s: int):
-    """v << s for s >= 0, round_shift(v, -s) otherwise."""
-    return tirx.shift_left(v, _c32(s)) if s > 0 else round_shift(v, -s)
-
-
-def _clip(v, relu: bool, clip=None):
-    """ALU MIN/MAX: [-128, 127] ([0, 127] with relu), then a fused clamp's int8 bounds."""
-    lo, hi = (0 if relu else -128), 127
-    if clip is not None:
-        lo, hi = max(lo, int(clip[0])), min(hi, int(clip[1]))
-    return tirx.max(tirx.min(v, _c32(hi)), _c32(lo))
-
-
-def _reflect(i, n: int):
-    """Index reflected into [0, n) (no edge repeat), for |i| < n: (n-1) - |(n-1) - |i||."""
-    a = tirx.max(i, 0 - i)
-    d = (n - 1) - a
-    return (n - 1) - tirx.max(d, 0 - d)
-
-
-def _replicate(i, n: int):
-    return tirx.max(tirx.min(i, n - 1), 0)
 
 
 # ---- compute -------------------------------------------------------------------------------
@@ -157,10 +126,12 @@ def _identity_res32(cfg: BoardConfig, spec: LayerSpec, tag: str, pad: te.Tensor,
 
 
 def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_tensor,
-                  res_pad=None, identity=None):
+                  res_pad=None, identity=None, shared_pad=None):
     """Stages of one layer; `source(n, c, bi, bj, r, s, b, ci)` gives the unpadded block pixel.
     res_pad (with `identity`): the residual is the identity GEMM of a padded input block:
-    "self" (this layer's own pad) or (pad tensor, (top, left) padding of that layer)."""
+    "self" (this layer's own pad) or (pad tensor, (top, left) padding of that layer).
+    shared_pad: (pad tensor, (top, left) offset) of another layer that reads the same input
+    block with at least this layer's padding: the GEMM reads it there (no own copy)."""
     nb = spec.batch // cfg.batch
     bt, bi_l, bo_l = cfg.batch, cfg.block_in, cfg.block_out
     cit, cot = spec.ci_tiles(cfg), spec.co_tiles(cfg)
@@ -186,10 +157,14 @@ def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_
             inside = tirx.all(r >= pt, r < pt + bh, s >= pl, s < pl + bw)
             return tirx.if_then_else(inside, source(n, c, bi, bj, y, x, b, ci),
                                      tirx.const(0, "int8"))
-        fix = _replicate if mode == "replicate" else _reflect
+        fix = replicate_index if mode == "replicate" else reflect_index
         return source(n, c, bi, bj, fix(y, bh), fix(x, bw), b, ci)
 
-    pad = te.compute((nb, nbh, nbw, cit, prow, pcol, bt, bi_l), pad_fn, name=f"{tag}_pad")
+    if shared_pad is None:
+        pad = te.compute((nb, nbh, nbw, cit, prow, pcol, bt, bi_l), pad_fn, name=f"{tag}_pad")
+        oy = ox = 0
+    else:
+        pad, (oy, ox) = shared_pad
     ric = te.reduce_axis((0, tig), f"{tag}_ric")
     rky = te.reduce_axis((0, kh), f"{tag}_rky")
     rkx = te.reduce_axis((0, kw), f"{tag}_rkx")
@@ -198,7 +173,7 @@ def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_
     def mac(n, bi, bj, y, x, co, b, o):
         it = ric if gp == 1 else (co // cot_g) * tig + ric  # grouped: this tile's input tiles
         return te.sum(
-            pad[n, bi, bj, it, y + rky * dh, x + rkx * dw, b, rci].astype("int32")
+            pad[n, bi, bj, it, oy + y + rky * dh, ox + x + rkx * dw, b, rci].astype("int32")
             * weight[co, ric, rky, rkx, o, rci].astype("int32"),
             axis=[ric, rky, rkx, rci])
 
@@ -219,7 +194,7 @@ def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_
 
     res32 = res_aligned = None
     if spec.residual_shift is not None and res_pad is not None:
-        src, off = (pad, (pt, pl)) if res_pad == "self" else res_pad
+        src, off = (pad, (oy + pt, ox + pl)) if res_pad == "self" else res_pad
         res32 = _identity_res32(cfg, spec, tag, src, off, identity)
     elif spec.residual_shift is not None:
         r = residual_tensor
@@ -247,8 +222,8 @@ def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_
             rr = res_aligned if res_aligned is not None else res32
             v = v + rr[n, bi, bj, co, y, x, b, o]
         if spec.rounding_in_bias:  # 2^(sh-1) is in the bias data (layout.pack_bias)
-            return _clip(tirx.shift_right(v, _c32(spec.shift)), spec.relu, spec.clip)
-        return _clip(round_shift(v, spec.shift), spec.relu, spec.clip)
+            return clip(tirx.shift_right(v, i32(spec.shift)), spec.relu, spec.clip)
+        return clip(round_shift(v, spec.shift), spec.relu, spec.clip)
 
     epi = te.compute((nb, nbh, nbw, cot, oh, ow, bt, bo_l), epi_fn, name=f"{tag}_epi")
     own_res32 = res32 if res32 is not None and res32 is not residual_tensor else None
@@ -256,14 +231,40 @@ def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_
                        own_res32, res_aligned, epi)
 
 
-def check_chain(cfg: BoardConfig, specs) -> None:
-    """Raise BadInputError/BlockShapeError naming the layer if `specs` do not chain on one
-    block grid (each layer's input block = the previous layer's output block)."""
+def resolve_sources(specs, sources=None) -> list:
+    """Where each layer's data input comes from: "input" (the group input) or the index k of
+    an earlier layer (its output block). Default (None): a chain, layer i reads layer i-1.
+    Layer 0 always reads the group input."""
+    n = len(specs)
+    src = ["input"] + list(range(n - 1)) if sources is None else list(sources)
+    if len(src) != n or src[0] != "input":
+        raise BadInputError(f"sources {sources!r}: one per layer, the first 'input'")
+    for i, r in enumerate(src[1:], 1):
+        if r != "input" and not (isinstance(r, int) and not isinstance(r, bool) and 0 <= r < i):
+            raise BadInputError(f"{specs[i].where()}: source {r!r} is not 'input' or an "
+                                f"earlier layer index")
+    return src
+
+
+def check_chain(cfg: BoardConfig, specs, sources=None) -> None:
+    """Raise BadInputError/BlockShapeError naming the layer if a layer's input does not
+    continue its source on the group's block grid (its input block = the source's output
+    block, or the group input's block)."""
     if not specs:
         raise BadInputError("a fused group needs at least one layer")
     for s in specs:
         s.validate(cfg)
-    for a, b in zip(specs, specs[1:]):
+    src = resolve_sources(specs, sources)
+    s0 = specs[0]
+    for i, b in enumerate(specs[1:], 1):
+        if src[i] == "input":
+            if (b.in_channels, b.batch, b.height, b.width, b.block) != \
+                    (s0.in_channels, s0.batch, s0.height, s0.width, s0.block):
+                raise BlockShapeError(f"{b.where()}: reads the group input but its input "
+                                      f"{b.in_channels}x{b.height}x{b.width} block {b.block} "
+                                      f"differs from {s0.where()}'s")
+            continue
+        a = specs[src[i]]
         if a.out_channels != b.in_channels or a.batch != b.batch:
             raise BadInputError(f"{b.where()}: input {b.batch}x{b.in_channels} does not match "
                                 f"{a.where()} output {a.batch}x{a.out_channels}")
@@ -271,6 +272,13 @@ def check_chain(cfg: BoardConfig, specs) -> None:
             raise BlockShapeError(
                 f"{b.where()}: block {b.block} on a {b.height}x{b.width} map does not continue "
                 f"{a.where()} (output {a.out_size[0]}x{a.out_size[1]}, block {a.out_block})")
+
+
+def _shares_input_pad(a: LayerSpec, b: LayerSpec) -> bool:
+    """Whether layer b can read its input from a's padded copy of the same block: b's padding
+    fits inside a's on every side, with a's border values where b has padding."""
+    inside = all(pb <= pa for pa, pb in zip(a.padding, b.padding))
+    return inside and (not any(b.padding) or b.padding_mode == a.padding_mode)
 
 
 def resolve_residuals(specs, residual_source) -> list:
@@ -315,7 +323,8 @@ def resolve_residuals(specs, residual_source) -> list:
 
 
 def group_compute(cfg: BoardConfig, specs, residual_source="external",
-                  input_on_chip: bool = False, identity_residuals: bool = False) -> GroupStages:
+                  input_on_chip: bool = False, identity_residuals: bool = False,
+                  sources=None) -> GroupStages:
     """TE stages of a chain of layers run block by block.
 
     residual_source: see resolve_residuals ("external", "input", or per layer None /
@@ -323,9 +332,13 @@ def group_compute(cfg: BoardConfig, specs, residual_source="external",
     accumulator for the whole group (see GroupStages; needs BLOCK_IN == BLOCK_OUT and
     onchip_reuse). identity_residuals: every residual from the group input or an earlier
     layer is the identity GEMM of the padded input block that holds it (module docstring;
-    needs BLOCK_IN == BLOCK_OUT, excludes input_on_chip)."""
+    needs BLOCK_IN == BLOCK_OUT, excludes input_on_chip). sources: each layer's data input
+    (resolve_sources; default a chain); a layer reading the same block as an earlier one (a
+    branch: a ResNet downsample beside conv1) shares that layer's padded copy, which needs its
+    padding inside the earlier layer's."""
     specs = tuple(specs)
-    check_chain(cfg, specs)
+    check_chain(cfg, specs, sources)
+    srcs = resolve_sources(specs, sources)
     residuals = resolve_residuals(specs, residual_source)
     s0 = specs[0]
     data = te.placeholder((s0.batch // cfg.batch, s0.ci_tiles(cfg), s0.height, s0.width,
@@ -352,13 +365,24 @@ def group_compute(cfg: BoardConfig, specs, residual_source="external",
             name="data_acc")
         # max(v, -128) is the identity on int8 values, but a real ALU op (a bare copy would be
         # simplified away): it writes the output buffer, which OUT_INP loads read
-        data_out = te.compute(data_acc.shape, lambda *i: tirx.max(data_acc[i], _c32(-128)),
+        data_out = te.compute(data_acc.shape, lambda *i: tirx.max(data_acc[i], i32(-128)),
                               name="data_out")
     layers = []
-    prev = None
     for i, spec in enumerate(specs):
         tag = f"l{i}"
         bh, bw = spec.block
+        prev = None if srcs[i] == "input" else layers[srcs[i]]
+        shared = None
+        owner = next((j for j in range(i) if srcs[j] == srcs[i]), None)
+        if owner is not None:  # an earlier layer reads the same block: share its padded copy
+            lo = specs[owner]
+            if not _shares_input_pad(lo, spec):
+                raise BadInputError(f"{spec.where()}: reads its input with padding "
+                                    f"{spec.padding} {spec.padding_mode}, which "
+                                    f"{lo.where()}'s padded block {lo.padding} "
+                                    f"{lo.padding_mode} does not hold")
+            shared = (layers[owner].pad, (lo.padding[0] - spec.padding[0],
+                                          lo.padding[1] - spec.padding[1]))
         if prev is None and data_out is not None:
             def source(n, c, bi, bj, r, s, b, ci):
                 return data_out[n, bi, bj, c, r, s, b, ci].astype("int8")
@@ -373,8 +397,13 @@ def group_compute(cfg: BoardConfig, specs, residual_source="external",
             def source(n, c, bi, bj, r, s, b, ci, _e=prev.epi):
                 return _e[n, bi, bj, c, r, s, b, ci].astype("int8")
         res_t = res_pad = None
-        if identity is not None and (residuals[i] == "input" or isinstance(residuals[i], int)):
-            k = 0 if residuals[i] == "input" else residuals[i] + 1  # whose pad holds it
+        k = _pad_holding(srcs, residuals[i], i)
+        if identity is not None and k is None and isinstance(residuals[i], int):
+            m = residuals[i]  # read by no layer: hold an int8 copy in the input buffer
+            if layers[m].hold is None:
+                layers[m].hold = _hold(layers[m])
+            res_pad, k = (layers[m].hold, (0, 0)), m
+        elif identity is not None and k is not None:
             res_pad = "self" if k == i else (layers[k].pad, layers[k].spec.padding[:2])
         elif residuals[i] == "input":
             res_t = data_out if data_out is not None else data
@@ -384,16 +413,17 @@ def group_compute(cfg: BoardConfig, specs, residual_source="external",
             oh, ow = spec.out_size
             res_t = te.placeholder((spec.batch // cfg.batch, spec.co_tiles(cfg), oh, ow,
                                     cfg.batch, cfg.block_out), "int8", name=f"{tag}_residual")
-        ls = _layer_stages(cfg, spec, tag, source, res_t, res_pad, identity)
+        ls = _layer_stages(cfg, spec, tag, source, res_t, res_pad, identity, shared)
         if res_pad is not None:
             ls.res_pad = k
+        if shared is not None:
+            ls.pad_of = owner
         params += [ls.weight, ls.bias]
         if ls.sign is not None:
             params.append(ls.sign)
         if residuals[i] == "external":
             params.append(res_t)
         layers.append(ls)
-        prev = ls
     last = layers[-1]
     oh, ow = last.spec.out_block
     out_h, out_w = last.spec.out_size
@@ -404,7 +434,23 @@ def group_compute(cfg: BoardConfig, specs, residual_source="external",
         lambda n, co, h, w, b, o: epi[n, h // oh, w // ow, co, h % oh, w % ow, b, o].astype("int8"),
         name="out")
     return GroupStages(cfg, specs, data, layers, output, params, data_acc, data_out, residuals,
-                       identity)
+                       identity, srcs)
+
+
+def _hold(ls: LayerStages) -> te.Tensor:
+    """An int8 copy of a layer's output block in the input buffer (blocked layout)."""
+    e = ls.epi
+    return te.compute(e.shape, lambda *i: e[i].astype("int8"), name=f"{ls.tag}_hold")
+
+
+def _pad_holding(srcs: list, residual, i: int) -> int | None:
+    """Index of the layer (<= i) whose own padded input block holds the residual of layer i
+    (the group input: layer 0's; layer m's output: the first layer reading it), or None."""
+    if residual == "input":
+        return 0
+    if isinstance(residual, int) and not isinstance(residual, bool):
+        return next((j for j in range(residual + 1, i + 1) if srcs[j] == residual), None)
+    return None
 
 
 def layer_compute(cfg: BoardConfig, spec: LayerSpec) -> GroupStages:

@@ -32,6 +32,10 @@ Knobs (what a tuner may change; the defaults are chosen here to fit the board):
   residual that is the group input is not read from DRAM a second time (fused groups);
 - `identity_residuals` (set by the group): pairs (k, j), layer j's residual is the identity
   GEMM of layer k's padded input, which stays in the input buffer from layer k to layer j.
+- `blocks_inside`: the loop order of a one-layer group with streamed weights: output-channel
+  chunks outside the block loops, so each chunk's weights are loaded once for all blocks and
+  every block's input once per chunk (True), or blocks outside chunks, weights once per block
+  (False). Default: the order with fewer estimated DRAM bytes (no row sub-tiles with True).
 
 Footprint model (elements of each buffer, one block in flight per copy):
     inp = ci_tiles * in_rows * padded_cols                       x vthreads
@@ -81,6 +85,8 @@ class ScheduleKnobs:
     kept_outputs: tuple = ()  # inner layers whose output a later layer adds (set by the group)
     identity_residuals: tuple = ()  # (k, j): layer j adds layer k's padded input (identity GEMM)
     bias_resident: bool | None = None  # bias/sign tiles loaded once (None: resolve_knobs)
+    blocks_inside: bool | None = None  # loop order: blocks inside output-channel chunks
+    #                                    (weights once, input per chunk; None: by traffic)
 
     def layer(self, i: int) -> LayerKnobs:
         return self.layers[i] if i < len(self.layers) else LayerKnobs()
@@ -193,14 +199,17 @@ def _bias_resident(knobs: ScheduleKnobs) -> bool:
     return knobs.bias_resident
 
 
-def _depths(cfg: BoardConfig) -> dict[str, int]:
-    return {"inp": cfg.inp_depth, "wgt": cfg.wgt_depth, "acc": cfg.acc_depth}
+def _depths(cfg: BoardConfig, budget: dict | None = None) -> dict[str, int]:
+    """Elements per buffer the model may use: the board's depths, or `budget` (a search
+    bound below them, bctvm.lower.fit)."""
+    depths = {"inp": cfg.inp_depth, "wgt": cfg.wgt_depth, "acc": cfg.acc_depth}
+    return {**depths, **(budget or {})}
 
 
-def check_fit(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> None:
+def check_fit(cfg: BoardConfig, specs, knobs: ScheduleKnobs, budget: dict | None = None) -> None:
     """Raise BufferFitError naming the layer(s) and buffer if the group cannot fit."""
     need = group_footprint(cfg, specs, knobs)
-    depth = _depths(cfg)
+    depth = _depths(cfg, budget)
     names = ", ".join(s.name for s in specs)
     for buf in ("inp", "wgt", "acc"):
         if need[buf] > depth[buf]:
@@ -226,6 +235,9 @@ def _validate(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> None:
                 and k.sub_rows is not None and k.sub_rows < oh):
             raise BadInputError(f"{spec.where()}: ci_chunk {k.ci_chunk} (GEMM passes inside "
                                 f"the row sub-tiles) needs rows_outer")
+        if knobs.blocks_inside and (len(specs) != 1 or (k.sub_rows or oh) < oh):
+            raise BadInputError(f"{spec.where()}: blocks_inside (chunks outside the block "
+                                f"loops) only for a one-layer group without row sub-tiles")
         if k.inp_per_pass and not per_pass_eligible(cfg, specs):
             raise BadInputError(f"{spec.where()}: inp_per_pass (input loaded per GEMM pass) "
                                 f"only for a one-layer group of an ungrouped conv")
@@ -248,7 +260,8 @@ def per_pass_eligible(cfg: BoardConfig, specs) -> bool:
 
 def estimate_dram_bytes(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: int,
                         rows_outer: bool, resident: bool, first: bool = True,
-                        bias_resident: bool | None = None, inp_per_pass: bool = False) -> int:
+                        bias_resident: bool | None = None, inp_per_pass: bool = False,
+                        blocks_inside: bool = False) -> int:
     """DRAM bytes a layer's schedule moves for its input, weights, biases and signs (the
     parts the knobs change; output and residual bytes are fixed). Rows sub-tiles re-read their kernel halo;
     with output-channel chunks outside the row sub-tiles (`rows_outer=False`) the input is
@@ -284,6 +297,8 @@ def estimate_dram_bytes(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_ro
         total_in, per_load = blocks * n_chunk * inp, blocks
     if inp_per_pass:  # every chunk reads its (sub-tile's) input again, pass by pass
         total_in = blocks * n_chunk * inp
+    if blocks_inside:  # chunks outside the blocks: weights once, the input once per chunk
+        total_in, per_load = blocks * n_chunk * inp, 1
     total_w = w_bytes if resident else per_load * w_bytes
     total_v = v_bytes if vec_res else per_load * v_bytes
     return total_in + total_w + total_v
@@ -291,7 +306,7 @@ def estimate_dram_bytes(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_ro
 
 def _layer_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bool,
                       first: bool, whole: bool = False, bias_resident: bool | None = None,
-                      per_pass: bool = False):
+                      per_pass: bool = False, budget: dict | None = None):
     """Fitting (oc_chunk, sub_rows, rows_outer, ci_chunk, inp_per_pass) of one layer, best
     (least DRAM, then largest tiles) first, and the least DRAM bytes. All input tiles in one
     GEMM pass unless `ci_chunk` is set or, with two virtual threads and streamed weights,
@@ -303,14 +318,14 @@ def _layer_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: b
         out = []
         for ci in [k.ci_chunk] if k.ci_chunk else _divisors_desc(tig)[1:]:
             out += _tile_candidates(cfg, spec, k, vt, resident, last, first, whole, ci,
-                                    bias_resident, True)
+                                    bias_resident, True, budget)
         return _ranked(out)
     if k.ci_chunk:
         return _ranked(_tile_candidates(cfg, spec, k, vt, resident, last, first, whole,
-                                        k.ci_chunk, bias_resident))
+                                        k.ci_chunk, bias_resident, budget=budget))
     for ci in _divisors_desc(tig) if vt == 2 and not resident else [tig]:
         cands, best = _ranked(_tile_candidates(cfg, spec, k, vt, resident, last, first, whole,
-                                               ci, bias_resident))
+                                               ci, bias_resident, budget=budget))
         if cands:
             return cands, best
     return [], None
@@ -324,10 +339,10 @@ def _ranked(out):
 
 def _tile_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bool,
                      first: bool, whole: bool, ci: int, bias_resident: bool | None = None,
-                     per_pass: bool = False):
+                     per_pass: bool = False, budget: dict | None = None):
     """Unsorted (bytes, -tile size, knob tuple) of _layer_candidates with `ci` input tiles per
     GEMM pass."""
-    depth = _depths(cfg)
+    depth = _depths(cfg, budget)
     oh = spec.out_block[0]
     chunks = [k.oc_chunk] if k.oc_chunk else _divisors_desc(spec.co_tiles(cfg))
     rows = [k.sub_rows] if k.sub_rows else (_divisors_desc(oh) if last else [oh])
@@ -349,7 +364,8 @@ def _tile_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bo
     return out
 
 
-def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -> ScheduleKnobs:
+def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None,
+                  budget: dict | None = None) -> ScheduleKnobs:
     """Fill unset knobs with tiles that fit, then check the fit.
 
     Per layer, the fitting tiles with the least estimated DRAM traffic (estimate_dram_bytes),
@@ -361,7 +377,8 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
     that way with as many virtual threads and no more traffic than streaming them (their
     accumulator space may shrink the tiles), else streamed per chunk. The input is loaded per
     GEMM pass (`inp_per_pass`, more input traffic) only when nothing fits otherwise (or when
-    asked for)."""
+    asked for). `budget`: elements per buffer the footprint model may use (default: the
+    board's depths; bctvm.lower.fit lowers it where the allocator needs more than the model)."""
     specs = list(specs)
     knobs = knobs or ScheduleKnobs()
     _validate(cfg, specs, knobs)
@@ -375,16 +392,49 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None) -
     first_err = None
     for per_pass in rounds:
         try:
-            return _resolve_residency(cfg, specs, knobs, per_pass)
+            return _loop_order(cfg, specs, knobs, per_pass, budget)
         except BufferFitError as err:
             first_err = first_err or err
     raise first_err
 
 
+def _order_bytes(cfg: BoardConfig, spec: LayerSpec, k: ScheduleKnobs) -> int:
+    """estimate_dram_bytes of a resolved one-layer group."""
+    lk = k.layer(0)
+    return estimate_dram_bytes(cfg, spec, lk.oc_chunk, lk.sub_rows, lk.rows_outer is not False,
+                               bool(k.weights_resident), True, k.bias_resident,
+                               bool(lk.inp_per_pass), bool(k.blocks_inside))
+
+
+def _loop_order(cfg: BoardConfig, specs, knobs: ScheduleKnobs, per_pass: bool,
+                budget: dict | None) -> ScheduleKnobs:
+    """_resolve_residency with the loop order (`blocks_inside`) chosen by traffic: blocks
+    inside chunks only for a one-layer group with streamed weights over several blocks."""
+    spec = specs[0]
+    blocks = (spec.batch // cfg.batch) * spec.grid[0] * spec.grid[1]
+    lk = knobs.layer(0)
+    asked_rows = lk.sub_rows is not None and lk.sub_rows < spec.out_block[0]
+    if (knobs.blocks_inside is not None or len(specs) != 1 or blocks == 1 or asked_rows
+            or lk.inp_per_pass):
+        return _resolve_residency(cfg, specs, replace(knobs, blocks_inside=bool(
+            knobs.blocks_inside)), per_pass, budget)
+    outer = _resolve_residency(cfg, specs, replace(knobs, blocks_inside=False), per_pass,
+                               budget)
+    if outer.weights_resident:
+        return outer
+    whole = replace(knobs.layer(0), sub_rows=spec.out_block[0])
+    try:
+        inner = _resolve_residency(cfg, specs, replace(knobs, layers=(whole,),
+                                                       blocks_inside=True), per_pass, budget)
+    except BufferFitError:
+        return outer
+    return inner if _order_bytes(cfg, spec, inner) < _order_bytes(cfg, spec, outer) else outer
+
+
 def _resolve_residency(cfg: BoardConfig, specs, knobs: ScheduleKnobs,
-                       per_pass: bool) -> ScheduleKnobs:
+                       per_pass: bool, budget: dict | None = None) -> ScheduleKnobs:
     """resolve_knobs with the input loaded per GEMM pass (`per_pass`) or not."""
-    depth = _depths(cfg)
+    depth = _depths(cfg, budget)
     all_wgt = sum(_resident(cfg, s)[0] for s in specs) + (1 if knobs.identity_residuals else 0)
     resident = knobs.weights_resident
     if resident is None:
@@ -396,7 +446,8 @@ def _resolve_residency(cfg: BoardConfig, specs, knobs: ScheduleKnobs,
     results, last_err = [], None
     for vec_res in vec_options:
         try:
-            results.append(_resolve_tiles(cfg, specs, knobs, resident, vec_res, per_pass))
+            results.append(_resolve_tiles(cfg, specs, knobs, resident, vec_res, per_pass,
+                                          budget))
         except BufferFitError as err:
             last_err = err
     if not results:
@@ -409,7 +460,8 @@ def _resolve_residency(cfg: BoardConfig, specs, knobs: ScheduleKnobs,
 
 
 def _resolve_tiles(cfg: BoardConfig, specs, knobs: ScheduleKnobs, resident: bool,
-                   vec_res: bool, per_pass: bool = False) -> tuple[int, ScheduleKnobs]:
+                   vec_res: bool, per_pass: bool = False,
+                   budget: dict | None = None) -> tuple[int, ScheduleKnobs]:
     """(estimated DRAM bytes, resolved knobs) for fixed weight/bias residency; raises
     BufferFitError when nothing fits."""
     vt_options = [knobs.vthreads] if knobs.vthreads == 1 else [2, 1]
@@ -422,7 +474,8 @@ def _resolve_tiles(cfg: BoardConfig, specs, knobs: ScheduleKnobs, resident: bool
             whole = i in knobs.kept_outputs or not knobs.chunked_handover
             cands, best = _layer_candidates(cfg, spec, k, vt, resident,
                                             last=i == len(specs) - 1, first=i == 0, whole=whole,
-                                            bias_resident=vec_res, per_pass=per_pass)
+                                            bias_resident=vec_res, per_pass=per_pass,
+                                            budget=budget)
             if not cands:
                 layers = None
                 break
@@ -435,7 +488,7 @@ def _resolve_tiles(cfg: BoardConfig, specs, knobs: ScheduleKnobs, resident: bool
         resolved = replace(knobs, layers=tuple(layers), vthreads=vt, weights_resident=resident,
                            bias_resident=vec_res)
         try:
-            check_fit(cfg, specs, resolved)
+            check_fit(cfg, specs, resolved, budget)
             found.append((cost, resolved))
         except BufferFitError as err:
             last_err = err
@@ -452,7 +505,7 @@ def _resolve_tiles(cfg: BoardConfig, specs, knobs: ScheduleKnobs, resident: bool
                                                       ci_chunk=s.ci_tiles_per_group(cfg))
                                            for i, s in enumerate(specs)),
                        vthreads=1, weights_resident=resident, bias_resident=vec_res)
-    check_fit(cfg, specs, fallback)
+    check_fit(cfg, specs, fallback, budget)
     return sum(estimate_dram_bytes(cfg, s, 1, fallback.layer(i).sub_rows or s.out_block[0],
                                    True, resident, i == 0, vec_res)
                for i, s in enumerate(specs)), fallback

@@ -80,9 +80,10 @@ class LayerSpec:
     @property
     def conv_block(self) -> tuple[int, int]:
         """(rows, cols) of one block's convolution output (before the pool)."""
-        ph, pw = self.padded_block
-        (kh, kw), (dh, dw) = self.kernel, self.dilation
-        return ph - dh * (kh - 1), pw - dw * (kw - 1)
+        from .int_expr import block_geometry
+
+        return block_geometry(self.height, self.width, self.block, self.padding, self.kernel,
+                              self.dilation)[2:]
 
     @property
     def out_block(self) -> tuple[int, int]:

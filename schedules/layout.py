@@ -43,21 +43,21 @@ def unpack_activation(xp: np.ndarray, channels: int) -> np.ndarray:
     return np.ascontiguousarray(x[:, :channels])
 
 
-def _group_mask(out_ch: int, in_ch: int, groups: int) -> np.ndarray:
+def group_mask(out_ch: int, in_ch: int, groups: int) -> np.ndarray:
+    """Boolean (O, C) mask: True where output channel o may read input channel c."""
     og, cg = out_ch // groups, in_ch // groups
     return (np.arange(out_ch)[:, None] // og) == (np.arange(in_ch)[None, :] // cg)
 
 
-def packed_groups(out_ch: int, in_ch: int, groups: int, cfg: BoardConfig) -> int:
-    """G': the largest number of equal (output-tile range, input-tile range) pairs such that
-    every output tile reads only input tiles of its own pair (1 for a dense conv). The same
-    rule as relay_passes.pack_layout (tests/schedules check they agree)."""
-    bo, bi = cfg.block_out, cfg.block_in
+def tile_packed_groups(out_ch: int, in_ch: int, groups: int, bo: int, bi: int) -> int:
+    """G' for output / input tiles of `bo` / `bi` channels: the largest number of equal
+    (output-tile range, input-tile range) pairs such that every output tile reads only input
+    tiles of its own pair (1 for a dense conv)."""
     to, ti = _tiles(out_ch, bo), _tiles(in_ch, bi)
     if groups == 1:
         return 1
     mask = np.zeros((to * bo, ti * bi), dtype=bool)
-    mask[:out_ch, :in_ch] = _group_mask(out_ch, in_ch, groups)
+    mask[:out_ch, :in_ch] = group_mask(out_ch, in_ch, groups)
     used = mask.reshape(to, bo, ti, bi).any(axis=(1, 3))
     best = 1
     for d in range(1, min(to, ti) + 1):
@@ -69,25 +69,36 @@ def packed_groups(out_ch: int, in_ch: int, groups: int, cfg: BoardConfig) -> int
     return best
 
 
-def pack_weight(w: np.ndarray, cfg: BoardConfig, groups: int = 1) -> np.ndarray:
-    """OIHW (grouped: O x C/groups x kh x kw) -> (O/o, I/i/G', kh, kw, o, i): the
+def packed_groups(out_ch: int, in_ch: int, groups: int, cfg: BoardConfig) -> int:
+    """G' of a conv on a board (tile_packed_groups with BLOCK_OUT x BLOCK_IN tiles); the one
+    rule for the graph passes (relay_passes.pack_layout) and the schedules."""
+    return tile_packed_groups(out_ch, in_ch, groups, cfg.block_out, cfg.block_in)
+
+
+def tile_pack_weight(w: np.ndarray, groups: int, bo: int, bi: int) -> np.ndarray:
+    """OIHW (grouped: O x C/groups x kh x kw) -> (O/bo, I/bi/G', kh, kw, bo, bi): the
     block-diagonal full weight, zero-padded to whole tiles, keeping for output tile t only the
-    input tiles of its packed group (G' = packed_groups)."""
+    input tiles of its packed group (G' = tile_packed_groups)."""
     if w.ndim != 4:
         raise BadInputError(f"pack_weight expects OIHW, got shape {w.shape}")
     o, cg, kh, kw = w.shape
     c = cg * groups
-    bo, bi = cfg.block_out, cfg.block_in
     ot, it = _tiles(o, bo), _tiles(c, bi)
     full = np.zeros((ot * bo, it * bi, kh, kw), dtype=w.dtype)
     og = o // groups
     for g in range(groups):
         full[g * og:(g + 1) * og, g * cg:(g + 1) * cg] = w[g * og:(g + 1) * og]
     tiles = full.reshape(ot, bo, it, bi, kh, kw).transpose(0, 2, 4, 5, 1, 3)
-    gp = packed_groups(o, c, groups, cfg)
+    gp = tile_packed_groups(o, c, groups, bo, bi)
     tig = it // gp
     out = np.stack([tiles[t, (t // (ot // gp)) * tig:(t // (ot // gp) + 1) * tig] for t in range(ot)])
     return np.ascontiguousarray(out)
+
+
+def pack_weight(w: np.ndarray, cfg: BoardConfig, groups: int = 1) -> np.ndarray:
+    """OIHW int8 -> the board's OIHW{o}o{i}i tiles (tile_pack_weight with BLOCK_OUT x
+    BLOCK_IN); the one weight packing for the graph passes and the programs."""
+    return tile_pack_weight(w, groups, cfg.block_out, cfg.block_in)
 
 
 def pack_channel_vector(v: np.ndarray, cfg: BoardConfig, fill: int = 0) -> np.ndarray:

@@ -30,6 +30,8 @@ into micro-ops. Function attributes tell the lowering the virtual-thread count a
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tvm import s_tir
 
 from .block_conv2d import GroupStages, LayerStages
@@ -69,7 +71,8 @@ def _place_layer(sch, ls: LayerStages, caches: dict, anchor, p_anchor, w_anchor,
         ci_o = _split_passes(sch, ls, ci_chunk)
     if inp_per_pass:
         p_anchor = ci_o if ci_o is not None else anchor
-    sch.compute_at(_block(sch, ls.pad), p_anchor, **at)
+    if ls.pad_of is None:  # a shared padded block is placed by its owner
+        sch.compute_at(_block(sch, ls.pad), p_anchor, **at)
     if not resident:
         sch.compute_at(caches["weight"], ci_o if ci_o is not None else w_anchor, **at)
     return ci_o
@@ -134,7 +137,10 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
         if t is not None:
             sch.set_scope(_block(sch, t), 0, ACC_SCOPE)
     for ls in layers:
-        sch.set_scope(_block(sch, ls.pad), 0, INP_SCOPE)
+        if ls.pad_of is None:
+            sch.set_scope(_block(sch, ls.pad), 0, INP_SCOPE)
+        if ls.hold is not None:
+            sch.set_scope(_block(sch, ls.hold), 0, INP_SCOPE)
         for t in (ls.conv, ls.biased, ls.res32, ls.res_aligned, ls.epi):
             if t is not None:
                 sch.set_scope(_block(sch, t), 0, ACC_SCOPE)
@@ -160,7 +166,10 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
     bj, wx = sch.split(w, [None, ow])
     co_o, co_i = sch.split(co, [None, lk.oc_chunk])
     sub = lk.sub_rows < oh
-    if sub:
+    if knobs.blocks_inside:  # one layer: chunks outside the blocks (weights once per chunk)
+        sch.reorder(co_o, n, bi, bj, co_i, hy, wx, b, o)
+        anchor, p_anchor = bj, bj
+    elif sub:
         ho, hi = sch.split(hy, [None, lk.sub_rows])
         outer = [ho, co_o] if lk.rows_outer is not False else [co_o, ho]
         sch.reorder(n, bi, bj, *outer, co_i, hi, wx, b, o)
@@ -178,6 +187,8 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
     # earlier layers: whole output block at the block loop, chunked inside their own loops
     for i in range(len(layers) - 2, -1, -1):
         ls = layers[i]
+        if ls.hold is not None:  # the int8 copy a later identity-GEMM residual reads
+            sch.compute_at(_block(sch, ls.hold), bj, preserve_unit_loops=True)
         eb = _block(sch, ls.epi)
         sch.compute_at(eb, bj, preserve_unit_loops=True)
         e_loops = sch.get_loops(eb)[-len(ls.epi.shape):]
@@ -186,11 +197,14 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
         e_anchor = sch.split(e_co, [None, chunk])[0]
         passes[i] = _place_layer(sch, ls, caches[i], e_anchor, bj, e_anchor,
                                  knobs.weights_resident, knobs.layer(i).ci_chunk, vec_res)
-        if knobs.chunked_handover:
-            # copy each finished chunk into the next layer's padded input right away: split
-            # the copy's channel loop like this layer's chunks and merge the two chunk loops
-            pb = _block(sch, layers[i + 1].pad)
-            p_co = sch.get_loops(pb)[-len(layers[i + 1].pad.shape):][3]
+        j = group.consumer(i)
+        target = layers[j].pad if j is not None else ls.hold
+        if knobs.chunked_handover and target is not None:
+            # copy each finished chunk into the consumer's padded input (or the held copy)
+            # right away: split the copy's channel loop like this layer's chunks and merge
+            # the two chunk loops
+            pb = _block(sch, target)
+            p_co = sch.get_loops(pb)[-len(target.shape):][3]
             p_chunk = sch.split(p_co, [None, chunk])[0]
             sch.merge(e_anchor, p_chunk)
 
@@ -206,16 +220,19 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
     return sch
 
 
+def group_knobs(group: GroupStages, knobs: ScheduleKnobs | None = None) -> ScheduleKnobs:
+    """`knobs` with the fields the group's compute fixes: input kept on chip, outputs kept
+    for later residuals, identity-GEMM residual pairs."""
+    kept = tuple(sorted({r for r, ls in zip(group.residuals, group.layers)
+                         if isinstance(r, int) and ls.res_pad is None}))
+    return replace(knobs or ScheduleKnobs(), input_on_chip=group.data_out is not None,
+                   kept_outputs=kept, identity_residuals=group.identity_pairs())
+
+
 def scheduled_module(group: GroupStages, knobs: ScheduleKnobs | None = None):
     """(IRModule ready for the bctvm TIR pipeline, resolved knobs)."""
     cfg = group.cfg
-    from dataclasses import replace
-
-    kept = tuple(sorted({r for r, ls in zip(group.residuals, group.layers)
-                         if isinstance(r, int) and ls.res_pad is None}))
-    knobs = replace(knobs or ScheduleKnobs(), input_on_chip=group.data_out is not None,
-                    kept_outputs=kept, identity_residuals=group.identity_pairs())
-    resolved = resolve_knobs(cfg, group.specs, knobs)
+    resolved = resolve_knobs(cfg, group.specs, group_knobs(group, knobs))
     sch = schedule_group(group, resolved)
     func = sch.mod["main"]
     func = func.with_attr("bctvm.vthreads", resolved.vthreads)

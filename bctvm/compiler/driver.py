@@ -6,10 +6,11 @@
 Steps (one way: model -> graph passes -> schedules -> VTA programs -> artifact):
 1. relay_passes up to PlanFusedGroups (import, legalize, fold BN, one calibration, quantize,
    pack, plan);
-2. segment the plan into VTA programs (segment.py) and compile each with the schedules and
-   the "bctvm" TIR pipeline (bctvm.lower.compile_group), ahead of time; a segment whose
-   program does not fit the board's buffers is split in two (the schedule's fit check is
-   authoritative), a single layer that cannot fit is an error naming it and the buffer;
+2. segment the plan into VTA programs, each with its fit (plan.plan_segments: residual
+   path, knobs, footprint by the one fit rule, bctvm.lower.fit; what `bctvm plan` prints),
+   then compile each with exactly that fit with the schedules and the "bctvm" TIR pipeline
+   (bctvm.lower.compile_group), ahead of time; a single layer that cannot fit is an error
+   naming it and the buffer (or, with host_fallback, runs on the host);
 3. Partition with the segments as groups, turn each group call into an external call
    (host_module.py) and build the host side for llvm (`export_library`);
 4. write the artifact (bctvm.runtime.artifact documents the files) into a staging folder
@@ -20,7 +21,6 @@ Steps (one way: model -> graph passes -> schedules -> VTA programs -> artifact):
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import platform
 import time
@@ -43,13 +43,13 @@ from boards import BoardConfig, board_to_dict, load_board
 from relay_passes.fold_max_pool import folded_qnet
 from relay_passes.partition import Partition, vta_groups
 from relay_passes.pipeline import run_pipeline, zoo_kwargs
-from relay_passes.plan_fused_groups import PLAN_ATTR, FusedGroup, FusedPlan
-from schedules.from_quant import params_from_qconv, spec_from_qconv
-from schedules.knobs import BufferFitError
+from relay_passes.plan_fused_groups import PLAN_ATTR, FusedPlan
+from schedules.from_quant import params_from_qconv
 
 from .host_module import dispatch_groups, group_signature
 from .host_reasons import format_host_lines, host_reasons
-from .segment import MODES, Segment, segment_plan, split_segment
+from .plan import program_plan
+from .segment import MODES, Segment, segment_plan, segment_specs
 
 @dataclass
 class CompiledSegment:
@@ -58,74 +58,32 @@ class CompiledSegment:
     seconds: float
 
 
-def segment_specs(qconvs: list, batch: int) -> list:
-    """LayerSpecs of a segment's convs. A 1x1 conv without padding computes the same on any
-    block grid, so inside a segment it takes its input's blocks (MobileNet's pointwise convs
-    after a blocked depthwise conv)."""
-    specs = []
-    for q in qconvs:
-        spec = spec_from_qconv(q, batch=batch)
-        if specs and spec.kernel == (1, 1) and not any(spec.padding) and \
-                spec.block != specs[-1].out_block:
-            spec = dataclasses.replace(spec, block=specs[-1].out_block)
-        specs.append(spec)
-    return specs
-
-
-def compile_segments(cfg: BoardConfig, segments: list[Segment], plan: FusedPlan, qnet,
-                     mode: str, batch: int, progress: bool = True,
-                     host_fallback: bool = False, fallbacks: dict | None = None
-                     ) -> list[CompiledSegment]:
-    """Compile every segment; split those that do not fit (see module docstring). A single
-    layer that does not fit is an error, or with `host_fallback` left to the host (its reason
-    recorded in `fallbacks`: layer -> message)."""
+def compile_segments(cfg: BoardConfig, segments: list[Segment], qnet, mode: str, batch: int,
+                     progress: bool = True) -> list[CompiledSegment]:
+    """Compile every planned segment (plan_segments) with the fit the plan chose for it."""
     qlayers = {layer.name: layer for layer in qnet.layers}
-    todo = list(segments)[::-1]
     done: list[CompiledSegment] = []
     bar = tqdm(total=sum(len(s.layers) for s in segments), desc="VTA programs", unit="layer",
                disable=not progress, leave=False)
     try:
-        while todo:
-            seg = todo.pop()
+        for seg in segments:
             name = f"g{len(done)}"
             bar.set_postfix_str(f"{seg.layers[0]}" + (f" +{len(seg.layers) - 1}"
                                                       if len(seg.layers) > 1 else ""))
             t0 = time.perf_counter()
-            specs = segment_specs([qlayers[n] for n in seg.layers], batch)
-            try:
+            specs = segment_specs([qlayers[n] for n in seg.layers], batch, seg.sources)
+            cg = seg.compiled  # compiled while planning (fused vs split weighed), or now
+            if cg is None:
                 cg = compile_group(cfg, specs, mode="fused" if len(specs) > 1 else mode,
-                                   residual_source=list(seg.residuals), name=name)
-            except BufferFitError as err:
-                if len(seg.layers) == 1:
-                    msg = (f"group {name} (layer {seg.layers[0]}) does not fit board "
-                           f"'{cfg.name}': {err}")
-                    if not host_fallback:
-                        raise BufferFitError(msg + " (--host-fallback runs it on the host)") \
-                            from None
-                    if fallbacks is not None:
-                        fallbacks[seg.layers[0]] = str(err)
-                    bar.update(1)
-                    continue
-                a, b = split_segment(seg, plan)
-                todo += [b, a]
-                continue
+                                   residual_source=list(seg.residuals), name=name,
+                                   fit=seg.fits, sources=list(seg.sources))
+            for prog in cg.programs:
+                prog.name = name
             done.append(CompiledSegment(seg, cg, time.perf_counter() - t0))
             bar.update(len(seg.layers))
     finally:
         bar.close()
     return done
-
-
-def segments_plan(plan: FusedPlan, compiled: list[CompiledSegment]) -> FusedPlan:
-    """A copy of the plan whose groups are the compiled segments (Partition's input)."""
-    by_index = {g.index: g for g in plan.groups}
-    groups = []
-    for i, c in enumerate(compiled):
-        src = by_index[c.seg.plan_group]
-        groups.append(FusedGroup(index=i, layers=list(c.seg.layers), grid=tuple(c.seg.grid),
-                                 footprint=src.footprint, weights_resident=src.weights_resident,
-                                 inputs=c.seg.inputs, outputs=[c.seg.output]))
-    return dataclasses.replace(plan, groups=groups)
 
 
 def tensor_kinds(plan: FusedPlan, compiled: list[CompiledSegment]) -> dict[str, str]:
@@ -182,20 +140,19 @@ def _compile_into(source, out_dir, *, board="pynq", mode: str = "fused", block_s
     batch = int(imported.example_input.shape[0])
     reasons = host_reasons(plan, qnet, cfg, batch=batch, stem=stem, mode=mode)
     vta_qnet = folded_qnet(plan, qnet)  # convs as the graph has them after FoldMaxPool
-    segments = segment_plan(plan, vta_qnet, mode, batch, cfg)
-    if not segments:
+    if not segment_plan(plan, vta_qnet, mode, batch, cfg):
         raise BadInputError(f"{imported.name}: no layer of the model runs on VTA (board "
                             f"'{cfg.name}'); nothing to compile")
-    t_pass = time.perf_counter()
     fallbacks: dict[str, str] = {}
-    compiled = compile_segments(cfg, segments, plan, vta_qnet, mode, batch, progress,
-                                host_fallback, fallbacks)
+    seg_plan, segments = program_plan(plan, vta_qnet, mode, batch, cfg, host_fallback,
+                                      fallbacks, progress)
+    t_pass = time.perf_counter()
+    compiled = compile_segments(cfg, segments, vta_qnet, mode, batch, progress)
     if not compiled:
         raise BadInputError(f"{imported.name}: no layer fits board '{cfg.name}' "
                             f"({len(fallbacks)} left to the host); nothing to compile")
     t_vta = time.perf_counter()
 
-    seg_plan = segments_plan(plan, compiled)
     planned = result.stages["PlanFusedGroups"].with_attr(PLAN_ATTR, seg_plan.to_json())
     partitioned = Partition()(planned)
     key = uuid.uuid4().hex[:12]
@@ -277,6 +234,7 @@ def _write_group(out: Path, i: int, c: CompiledSegment, mod, names, kinds, qlaye
         "args": args, "programs": programs, "dram": dram_file, "dram_bytes": int(template.size),
         "regions": regions,
         "macs": int(sum(s.macs() for s in cg.specs)),
+        "cut": c.seg.cut, "note": c.seg.note, "fit": [f.to_dict() for f in cg.fits],
         "compile_seconds": round(c.seconds, 2),
     }
 

@@ -15,20 +15,37 @@ Rules, in order:
    for llvm), and so do a strided plain nn.Conv2d and a stride-2 block conv whose per-block
    output has an odd side. Each such layer closes the current segment.
 2. mode "layerwise", or a board without onchip_reuse: one layer per segment.
-3. mode "fused": a conv joins the open segment when it is in the same plan group and its data
-   input is the segment's last output.
+3. mode "fused": a conv joins the open segment when it is in the same plan group, on the
+   same grid, and its data input is an output of the segment or the segment's input (a
+   branch: it shares the resident input block; the reader with the widest padding goes
+   first, `_order`).
 4. A segment is cut after any layer whose output is also read outside the segment.
-The schedule's fit check is authoritative: compile_segments (driver.py) splits a segment in
-two when its program does not fit the board's buffers (schedules.BufferFitError).
+5. bctvm.compiler.plan.plan_segments gives every segment its GroupFit(s) (bctvm.lower.fit,
+   the one fit rule: residual path, resolved knobs, footprint) and cuts segments that do not
+   fit or cost traffic or cycles fused. What it returns is what the compile builds and what
+   `bctvm plan` prints; each segment says why it ends (`cut`, CUT_REASONS).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from bctvm.errors import BadInputError, UnsupportedOpError
 
 MODES = ("fused", "layerwise")
+CUT_REASONS = {
+    "end": "last VTA layer of its plan group",
+    "layerwise": "layerwise mode (or a board without onchip_reuse): one layer per program",
+    "branch": "the next layer does not read this output (a branch or residual input)",
+    "grid": "the next layer runs on another block grid",
+    "host": "the next layer runs on the host",
+    "escapes": "this output is also read outside the segment",
+    "fit": "the two parts do not fit the board's buffers together (bctvm.lower.fit)",
+    "cycles": "fused, the two parts take more cycles than apart (measured, `note`)",
+    "traffic": "fused, the weights would be read once per block: apart (chunks outside the "
+               "blocks) moves fewer DRAM bytes (estimated, `note`)",
+}
 
 
 @dataclass
@@ -41,6 +58,12 @@ class Segment:
     data: str = ""  # plan tensor name of the first layer's input
     residuals: list = field(default_factory=list)  # per layer: None|"input"|int|"external"
     external: list[str] = field(default_factory=list)  # tensor per "external" residual, in order
+    sources: list = field(default_factory=list)  # per layer: "input" or source layer index
+    cut: str = "end"  # why the segment ends after its last layer (CUT_REASONS)
+    note: str = ""  # the cycles measured when fusing was weighed against a split
+    compiled: object = field(default=None, repr=False, compare=False)  # CompiledGroup probed
+    cycles: int = 0  # simulator cycles of `compiled`
+    fits: list = field(default_factory=list)  # GroupFit per program (plan_segments)
 
     @property
     def output(self) -> str:
@@ -71,10 +94,30 @@ def _conv_on_vta(qlayer, cfg, batch: int) -> bool:
     return True
 
 
+def _order(seg: Segment, plan) -> None:
+    """Among the layers reading one block (the segment input or a layer's output), put the
+    one with the widest padding first where the order allows (its residual made before): the
+    others (branches) share its padded copy (schedules.block_conv2d)."""
+    layers = seg.layers
+    for t in dict.fromkeys(plan.layers[n].inputs[0] for n in list(layers)):
+        readers = [n for n in layers if plan.layers[n].inputs[0] == t]
+        widest = max(readers, key=lambda n: (sum(plan.layers[n].padding), -layers.index(n)))
+        at = layers.index(readers[0])
+        res = plan.layers[widest].inputs[-1] if plan.layers[widest].residual else None
+        if widest == readers[0] or (res in layers and layers.index(res) >= at):
+            continue
+        layers.remove(widest)
+        layers.insert(at, widest)
+
+
 def _resolve(seg: Segment, plan) -> Segment:
-    """Fill data, per-layer residual sources and external tensors from the plan's tensors."""
+    """Fill data, per-layer data and residual sources and external tensors from the plan's
+    tensors."""
+    _order(seg, plan)
     info = [plan.layers[n] for n in seg.layers]
     seg.data = info[0].inputs[0]
+    seg.sources = ["input" if li.inputs[0] == seg.data else seg.layers.index(li.inputs[0])
+                   for li in info]
     seg.residuals, seg.external = [], []
     for j, li in enumerate(info):
         if not li.residual:
@@ -99,9 +142,16 @@ def _escapes(plan, layer: str, inside: list[str]) -> bool:
 
 def cut_points(seg: Segment, plan) -> list[int]:
     """Indices k (0 < k < len) where the segment can be cut in two: no output of layers
-    [0, k-1) is read outside layers [.., k) (the first part's only output is layer k-1's)."""
-    return [k for k in range(1, len(seg.layers))
-            if not any(_escapes(plan, seg.layers[i], seg.layers[i + 1:k]) for i in range(k - 1))]
+    [0, k-1) is read outside layers [.., k) (the first part's only output is layer k-1's),
+    and every layer of the second part reads its first layer's input or a layer of it."""
+    def second_ok(k):
+        part = seg.layers[k:]
+        data = plan.layers[part[0]].inputs[0]
+        return all(plan.layers[n].inputs[0] in part or plan.layers[n].inputs[0] == data
+                   for n in part[1:])
+
+    return [k for k in range(1, len(seg.layers)) if second_ok(k) and
+            not any(_escapes(plan, seg.layers[i], seg.layers[i + 1:k]) for i in range(k - 1))]
 
 
 def split_segment(seg: Segment, plan, at: int | None = None) -> tuple[Segment, Segment]:
@@ -131,15 +181,24 @@ def segment_plan(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None) -> l
         for name in sorted(g.layers, key=lambda n: plan.layers[n].position):
             q = qlayers.get(name)
             if q is None or not _conv_on_vta(q, cfg, batch):
+                if cur is not None:
+                    cur.cut = "host"
                 cur = None
                 continue
             li = plan.layers[name]
-            if (fuse and cur is not None and li.inputs[0] == cur.layers[-1]
-                    and li.grid == cur.grid):
-                cur.layers.append(name)
-            else:
-                cur = Segment([name], g.index, tuple(li.grid))
-                chains.append(cur)
+            if cur is not None:
+                reads = cur.layers + [plan.layers[cur.layers[0]].inputs[0]]  # or a branch
+                why = ("layerwise" if not fuse else "branch" if li.inputs[0] not in reads
+                       else "grid" if li.grid != cur.grid else None)
+                if why is None:
+                    cur.layers.append(name)
+                    continue
+                cur.cut = why
+            cur = Segment([name], g.index, tuple(li.grid))
+            chains.append(cur)
+    if not fuse:
+        for seg in chains:
+            seg.cut = "layerwise"
     out: list[Segment] = []
     todo = chains[::-1]
     while todo:  # cut until no segment has an inner output read outside it
@@ -149,9 +208,34 @@ def segment_plan(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None) -> l
         if cut is None:
             out.append(seg)
         else:
-            todo.append(Segment(seg.layers[cut:], seg.plan_group, seg.grid))
-            todo.append(Segment(seg.layers[:cut], seg.plan_group, seg.grid))
+            todo.append(Segment(seg.layers[cut:], seg.plan_group, seg.grid, cut=seg.cut))
+            todo.append(Segment(seg.layers[:cut], seg.plan_group, seg.grid, cut="escapes"))
     return [_resolve(s, plan) for s in out]
+
+
+def segment_specs(qconvs: list, batch: int, sources=None) -> list:
+    """LayerSpecs of a segment's convs (`sources`: each one's data input, "input" or a layer
+    index; default a chain). A 1x1 conv without padding computes the same on any block grid,
+    so inside a segment it takes its input's blocks (MobileNet's pointwise convs after a
+    blocked depthwise conv, a ResNet downsample beside conv1)."""
+    from schedules.from_quant import spec_from_qconv
+
+    sources = sources or ["input"] + list(range(len(qconvs) - 1))
+    specs = []
+    for q, src in zip(qconvs, sources):
+        spec = spec_from_qconv(q, batch=batch)
+        if specs and spec.kernel == (1, 1) and not any(spec.padding):
+            block = specs[0].block if src == "input" else specs[src].out_block
+            if spec.block != block:
+                spec = dataclasses.replace(spec, block=block)
+        specs.append(spec)
+    return specs
+
+
+def singles(seg: Segment, plan) -> list[Segment]:
+    """One segment per layer (branches that only run together cannot be cut otherwise)."""
+    return [_resolve(Segment([n], seg.plan_group, tuple(plan.layers[n].grid)), plan)
+            for n in seg.layers]
 
 
 def host_layers(plan, segments: list[Segment]) -> list[str]:

@@ -135,7 +135,9 @@ class ProgramEmitter:
             if rname not in self.layout.regions:
                 raise LoweringError(f"parameter '{pname}' has no DRAM region '{rname}'")
             self.global_region[p] = self.layout[rname]
-        self.sites = SramPlanner(self.cfg, self.vthreads, self.layer_names).plan(self.func.body)
+        planner = SramPlanner(self.cfg, self.vthreads, self.layer_names)
+        self.sites = planner.plan(self.func.body)
+        self.stats["sram_peak"] = dict(planner.peak)  # elements per buffer (inp, wgt, acc)
         self._visit(self.func.body, {})
         self._emit(isa.Finish(), what="finish")
         return self._finish()

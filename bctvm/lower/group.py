@@ -25,19 +25,19 @@ folded rounding constant, schedules.layout.pack_bias; the identity tile by image
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from boards import BoardConfig
 from bctvm.errors import BadInputError
-from schedules.block_conv2d import group_compute, resolve_residuals
-from schedules.knobs import BufferFitError, ScheduleKnobs
+from schedules.block_conv2d import group_compute, resolve_residuals, resolve_sources
 from schedules.layer import LayerSpec
 from schedules.layout import (identity_weight, pack_activation, pack_bias, pack_channel_vector,
                               pack_weight, unpack_activation)
 from schedules.schedule import scheduled_module
 
+from .fit import GroupFit, fit_group
 from .pipeline import build_program
 from .program import DramLayout, VtaProgram
 
@@ -52,7 +52,8 @@ class CompiledGroup:
     residual_source: str
     layout: DramLayout
     programs: list
-    knobs: list = field(default_factory=list)
+    knobs: list = field(default_factory=list)  # resolved ScheduleKnobs per program
+    fits: list = field(default_factory=list)  # GroupFit per program (bctvm.lower.fit)
 
     @property
     def input_region(self) -> str:
@@ -134,47 +135,26 @@ def _layout(cfg: BoardConfig, specs, mode: str, residuals: list,
     return lay
 
 
-def _residual_paths(cfg: BoardConfig, specs, residuals, input_on_chip, identity_residuals):
-    """(input_on_chip, identity_residuals) pairs to try for a fused program, best first: the
-    accumulator ways (input kept on chip / kept outputs), the identity GEMM (same DRAM bytes
-    as the input kept on chip, far less accumulator), the group input re-read from DRAM."""
-    has_input = "input" in residuals
-    on_chip = any(r == "input" or isinstance(r, int) for r in residuals)
-    ident = (identity_residuals is not False and on_chip and cfg.block_in == cfg.block_out)
-    if input_on_chip:
-        return [(True, False)]
-    if identity_residuals:
-        return [(False, True)]
-    out = []
-    if (input_on_chip is None and has_input and len(specs) > 1 and cfg.onchip_reuse):
-        out.append((True, False))
-    elif not has_input:
-        out.append((False, False))  # outputs kept in the accumulator (or no on-chip residual)
-    if ident:
-        out.append((False, True))
-    if has_input:
-        out.append((False, False))
-    return out
-
-
-def _build_fused(cfg: BoardConfig, group, knobs, layout, name: str):
-    """(program, resolved knobs) of one fused program. Bias/sign tiles that resolve_knobs made
-    resident on its own (streamed weights) but the SRAM allocator cannot place are streamed."""
-    mod, resolved = scheduled_module(group, knobs)
-    try:
-        return build_program(cfg, mod, layout, {"data": "data", "out": "out"}, name=name), resolved
-    except BufferFitError:
-        auto = knobs is None or knobs.bias_resident is None
-        if not (auto and resolved.bias_resident and not resolved.weights_resident):
-            raise
-    mod, resolved = scheduled_module(group, replace(knobs or ScheduleKnobs(), bias_resident=False))
-    return build_program(cfg, mod, layout, {"data": "data", "out": "out"}, name=name), resolved
+def plan_fits(cfg: BoardConfig, specs, mode: str = "fused", residual_source="external",
+              knobs=None, input_on_chip: bool | None = None,
+              identity_residuals: bool | None = None, sources=None) -> list:
+    """The GroupFit of every program of a group: one (fused, or one layer) or one per layer
+    (layerwise, each with its residual from DRAM). `knobs` as for compile_group. Raises
+    BufferFitError naming the layer(s) when a program cannot fit."""
+    specs = tuple(specs)
+    if mode == "fused" or len(specs) == 1:
+        k = knobs[0] if isinstance(knobs, (list, tuple)) else knobs
+        return [fit_group(cfg, specs, residual_source, k, input_on_chip, identity_residuals,
+                          sources)]
+    return [fit_group(cfg, [s], "external", knobs[i] if isinstance(knobs, (list, tuple))
+                      else knobs) for i, s in enumerate(specs)]
 
 
 def compile_group(cfg: BoardConfig, specs, mode: str = "fused", knobs=None,
                   residual_source="external", name: str = "g",
                   input_on_chip: bool | None = None,
-                  identity_residuals: bool | None = None) -> CompiledGroup:
+                  identity_residuals: bool | None = None, fit=None,
+                  sources=None) -> CompiledGroup:
     """VTA programs of a chain of block-conv layers (see the module docstring).
 
     knobs: a ScheduleKnobs for the fused program, or (layerwise) a list with one per layer;
@@ -185,7 +165,11 @@ def compile_group(cfg: BoardConfig, specs, mode: str = "fused", knobs=None,
     None = when it fits. identity_residuals (fused, residuals from the group input or an
     earlier layer): read them from the input buffer by an identity GEMM; None = when the
     accumulator ways do not fit (before re-reading the input from DRAM). The path taken is in
-    `knobs[0]` (input_on_chip, kept_outputs, identity_residuals)."""
+    `knobs[0]` (input_on_chip, kept_outputs, identity_residuals). fit: the GroupFit (fused)
+    or one per layer (layerwise) a planner chose (plan_fits); None plans here. The programs
+    are built with exactly those knobs: no retry, the fit rule is bctvm.lower.fit.
+    sources: each layer's data input, "input" or an earlier layer's index (default a chain;
+    schedules.block_conv2d.resolve_sources): a branch reads the group input."""
     specs = tuple(specs)
     if mode not in MODES:
         raise BadInputError(f"mode must be one of {MODES}, got {mode!r}")
@@ -193,45 +177,40 @@ def compile_group(cfg: BoardConfig, specs, mode: str = "fused", knobs=None,
         raise BadInputError(f"group {name}: fused mode keeps blocks on chip and needs a board with "
                             f"onchip_reuse; board '{cfg.name}' has none (use mode='layerwise')")
     residuals = resolve_residuals(specs, residual_source)
-    layout = _layout(cfg, specs, mode, residuals)
+    srcs = resolve_sources(specs, sources)
+    single = mode == "fused" or len(specs) == 1
+    if fit is None:
+        fit = plan_fits(cfg, specs, mode, residuals, knobs, input_on_chip, identity_residuals,
+                        srcs)
+    fits = [fit] if isinstance(fit, GroupFit) else list(fit)
+    if len(fits) != (1 if single else len(specs)):
+        raise BadInputError(f"group {name}: {len(fits)} fits for {len(specs)} layers ({mode})")
     programs: list[VtaProgram] = []
-    used: list = []
-    if mode == "fused" or len(specs) == 1:
-        k = knobs[0] if isinstance(knobs, (list, tuple)) and not isinstance(knobs, ScheduleKnobs) else knobs
-        err = None
-        for ioc, ident in _residual_paths(cfg, specs, residuals, input_on_chip,
-                                          identity_residuals):
-            try:
-                group = group_compute(cfg, specs, residual_source, input_on_chip=ioc,
-                                      identity_residuals=ident)
-                lay = _layout(cfg, specs, mode, residuals, identity=group.identity is not None)
-                prog, resolved = _build_fused(cfg, group, k, lay, name)
-            except BufferFitError as e:
-                err = e
-                continue
-            layout = lay
-            programs.append(prog)
-            used.append(resolved)
-            break
-        else:
-            raise err
+    if single:
+        f = fits[0]
+        group = group_compute(cfg, specs, residuals, input_on_chip=f.input_on_chip,
+                              identity_residuals=f.identity_residuals, sources=srcs)
+        layout = _layout(cfg, specs, mode, residuals, identity=group.identity is not None)
+        mod, _ = scheduled_module(group, f.knobs)
+        programs.append(build_program(cfg, mod, layout, {"data": "data", "out": "out"},
+                                      name=name))
     else:
+        layout = _layout(cfg, specs, mode, residuals)
         last = len(specs) - 1
-        for i, spec in enumerate(specs):
+        for i, (spec, f) in enumerate(zip(specs, fits)):
             group = group_compute(cfg, [spec], "external")
-            k = knobs[i] if isinstance(knobs, (list, tuple)) else knobs
-            mod, resolved = scheduled_module(group, k)
+            mod, _ = scheduled_module(group, f.knobs)
             r = residuals[i]
             params = {
-                "data": "data" if i == 0 else f"fm{i - 1}",
+                "data": "data" if srcs[i] == "input" else f"fm{srcs[i]}",
                 "out": "out" if i == last else f"fm{i}",
                 "l0_weight": f"l{i}_weight", "l0_bias": f"l{i}_bias", "l0_sign": f"l{i}_sign",
                 "l0_residual": ("data" if r == "input" else f"fm{r}" if isinstance(r, int)
                                 else f"l{i}_residual"),
             }
             programs.append(build_program(cfg, mod, layout, params, name=f"{name}.l{i}"))
-            used.append(resolved)
-    return CompiledGroup(cfg, specs, mode, residual_source, layout, programs, used)
+    used = [f.knobs for f in fits]
+    return CompiledGroup(cfg, specs, mode, residual_source, layout, programs, used, fits)
 
 
 @dataclass

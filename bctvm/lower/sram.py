@@ -2,7 +2,9 @@
 
 Every `T.alloc_buffer` in "local.inp_buffer" / "local.wgt_buffer" / "local.acc_buffer" is an
 allocation *site* with a fixed element address range. Sites are placed per statement list:
-a site is live from its allocation to the last statement of the list that uses it; sites live
+a site is live from the first to the last statement of the list that uses it (the padded
+inputs of a fused group, all allocated at the block scope, overlap only while two layers
+need them: the current layer's and the next one's, chunk by chunk); sites live
 at the same time never overlap, statements nested inside a list are placed above the sites live
 around them, and a site whose statement list runs more than once (inside a loop) gets
 `vthreads` copies, used round-robin from one run to the next (double buffering; the dependency
@@ -82,8 +84,15 @@ class SramPlanner:
         self.sites: dict = {}  # buffer var -> Site
         self.peak = {"inp": 0, "wgt": 0, "acc": 0}
 
-    def plan(self, body) -> dict:
+    def place(self, body) -> dict:
+        """Place every site of `body` without checking the depths; the peak elements per
+        buffer kind (bctvm.lower.fit measures groups with this)."""
         self._plan(body, {"inp": 0, "wgt": 0, "acc": 0}, 1)
+        return dict(self.peak)
+
+    def plan(self, body) -> dict:
+        """Place every site; BufferFitError when a buffer kind overflows its depth."""
+        self.place(body)
         for kind, need in self.peak.items():
             depth = depth_of(self.cfg, kind)
             if need > depth:
@@ -126,10 +135,11 @@ class SramPlanner:
             if n % lanes:
                 raise LoweringError(f"buffer '{buf.name}' of {n} scalars is not whole "
                                     f"{lanes}-lane elements")
-            last = max([j for j in range(pos, len(items)) if buf in uses[j]], default=pos)
+            used = [j for j in range(pos, len(items)) if buf in uses[j]]
+            first, last = (used[0], used[-1]) if used else (pos, pos)
             slots = self.vthreads if visits > 1 else 1
             size = n // lanes * slots
-            clash = [s for s, a, b in placed if s.kind == kind and not (b < pos or a > last)]
+            clash = [s for s, a, b in placed if s.kind == kind and not (b < first or a > last)]
             addr = base[kind]
             for s in sorted(clash, key=lambda s: s.base):
                 if addr + size <= s.base:
@@ -137,7 +147,7 @@ class SramPlanner:
                 addr = max(addr, s.end)
             site = Site(buf.name, kind, n // lanes, slots, addr)
             self.sites[buf] = site
-            placed.append((site, pos, last))
+            placed.append((site, first, last))
             self.peak[kind] = max(self.peak[kind], site.end)
         for j, st in enumerate(items):
             if isinstance(st, (tirx.AllocBuffer, tirx.DeclBuffer)):

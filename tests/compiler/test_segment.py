@@ -18,9 +18,11 @@ def r18():
 
 
 def _check_chain(seg, plan):
-    """Each layer reads the previous one's output; no inner output escapes the segment."""
-    for prev, name in zip(seg.layers, seg.layers[1:]):
-        assert plan.layers[name].inputs[0] == prev
+    """Each layer reads the segment input or an earlier layer's output (`sources`: a chain,
+    or branches); no inner output escapes the segment."""
+    for j, (name, src) in enumerate(zip(seg.layers, seg.sources)):
+        want = seg.data if src == "input" else seg.layers[src]
+        assert plan.layers[name].inputs[0] == want and (src == "input" or src < j)
     for i, name in enumerate(seg.layers[:-1]):
         t = plan.tensors[name]
         assert not t.host_use and set(t.consumers) <= set(seg.layers[i + 1:])

@@ -36,7 +36,7 @@ def test_one_layer_streamed_weights_resident_bias_and_sign(bias_resident):
     accumulator range = the footprint model's."""
     spec = LayerSpec("sb", 32, 64, 16, 16, (8, 8), sign=True, shift=10, relu=True)
     knobs = ScheduleKnobs((LayerKnobs(oc_chunk=1, sub_rows=8),), 2, False,
-                          bias_resident=bias_resident)
+                          bias_resident=bias_resident, blocks_inside=False)  # per block
     cg = compile_group(PYNQ, [spec], knobs=knobs, name="sb")
     k = cg.knobs[0]
     assert not k.weights_resident and k.bias_resident is bias_resident and k.vthreads == 2

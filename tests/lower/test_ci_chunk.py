@@ -52,10 +52,11 @@ def test_passes_are_bit_exact_and_move_the_same_bytes(board, spec, chunks):
     cfg = load_board(board)
     tig = spec.ci_tiles_per_group(cfg)
     assert tig > max(chunks)
-    one = ScheduleKnobs((LayerKnobs(oc_chunk=1, ci_chunk=tig),), 2, False)
+    one = ScheduleKnobs((LayerKnobs(oc_chunk=1, ci_chunk=tig),), 2, False, blocks_inside=False)
     cg1, run1 = _run(cfg, spec, one)
     for ci in chunks:
-        knobs = ScheduleKnobs((LayerKnobs(oc_chunk=1, ci_chunk=ci),), 2, False)
+        knobs = ScheduleKnobs((LayerKnobs(oc_chunk=1, ci_chunk=ci),), 2, False,
+                              blocks_inside=False)
         cg, run = _run(cfg, spec, knobs)
         assert cg.knobs[0].layers[0].ci_chunk == ci
         assert np.array_equal(run.output, run1.output)

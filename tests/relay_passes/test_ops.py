@@ -8,7 +8,7 @@ from tvm import relax
 
 from bctvm.errors import BlockShapeError, UnsupportedOpError
 from relay_passes import ops
-from relay_passes.pack_layout import pack_weight, packed_groups_for
+from schedules.layout import tile_pack_weight, tile_packed_groups
 from relay_passes.vm_run import run_module
 
 from .conftest import np_block_conv, np_pool2x2, np_round_shift, wrap32
@@ -116,7 +116,8 @@ def test_qblock_conv2d_epilogue_matches_numpy(layout):
                 calls.append(ops.qblock_conv2d(d, ops.const(w), ops.const(b), ops.const(s), rv,
                                                **common))
                 continue
-            wp, gp = pack_weight(w, g, bi, bi)
+            wp = tile_pack_weight(w, g, bi, bi)
+            gp = tile_packed_groups(w.shape[0], w.shape[1] * g, g, bi, bi)
             rp = ops.pack(rv, batch=1, block=bi) if rv is not None else None
             call = ops.qblock_conv2d(
                 dp, ops.const(wp), ops.const(np.pad(b, (0, 2))),
@@ -167,13 +168,13 @@ def test_standalone_int_ops_and_host_conversions():
 
 
 def test_packed_groups_follow_the_group_structure():
-    assert packed_groups_for(64, 64, 64, 16, 16) == 4  # depthwise: one tile per tile
-    assert packed_groups_for(64, 64, 1, 16, 16) == 1  # dense
-    assert packed_groups_for(128, 64, 2, 16, 16) == 2  # two groups of 2 -> 4 tiles
-    assert packed_groups_for(24, 24, 24, 16, 16) == 2  # depthwise 24 -> 2 tiles, 1 each
-    assert packed_groups_for(24, 24, 2, 16, 16) == 1  # group 1 spans channels 12..23
+    assert tile_packed_groups(64, 64, 64, 16, 16) == 4  # depthwise: one tile per tile
+    assert tile_packed_groups(64, 64, 1, 16, 16) == 1  # dense
+    assert tile_packed_groups(128, 64, 2, 16, 16) == 2  # two groups of 2 -> 4 tiles
+    assert tile_packed_groups(24, 24, 24, 16, 16) == 2  # depthwise 24 -> 2 tiles, 1 each
+    assert tile_packed_groups(24, 24, 2, 16, 16) == 1  # group 1 spans channels 12..23
     w = np.arange(4 * 1 * 1 * 1, dtype=np.int8).reshape(4, 1, 1, 1) + 1
-    wp, gp = pack_weight(w, 4, 2, 2)  # depthwise 4 channels on a 2-lane board
+    wp, gp = tile_pack_weight(w, 4, 2, 2), tile_packed_groups(4, 4, 4, 2, 2)  # 2-lane board
     assert gp == 2 and wp.shape == (2, 1, 1, 1, 2, 2)
     np.testing.assert_array_equal(wp[0, 0, 0, 0], [[1, 0], [0, 2]])
     np.testing.assert_array_equal(wp[1, 0, 0, 0], [[3, 0], [0, 4]])

@@ -105,19 +105,29 @@ def test_chain_must_continue_the_block_grid():
 
 @pytest.mark.parametrize("o, c, groups", [(64, 64, 64), (128, 64, 4), (40, 40, 2), (32, 48, 1),
                                           (96, 48, 3)])
-def test_grouped_packing_agrees_with_the_graph_passes(o, c, groups):
-    """schedules.layout packs grouped weights exactly as relay_passes.pack_layout does."""
-    from relay_passes.pack_layout import pack_weight as graph_pack_weight
-    from relay_passes.pack_layout import packed_groups_for
-
+def test_packed_graph_weights_are_the_programs(o, c, groups):
+    """PackLayout's weight constants are schedules.layout.pack_weight's, tile by tile: every
+    output tile holds the block-diagonal weights of the input tiles of its packed group."""
     from schedules.layout import packed_groups
 
     for cfg in (PYNQ, load_board("zcu102")):
         w = np.random.default_rng(0).integers(-128, 128, (o, c // groups, 3, 3)).astype(np.int8)
-        ref, gp = graph_pack_weight(w, groups, cfg.block_out, cfg.block_in)
-        assert packed_groups(o, c, groups, cfg) == gp == packed_groups_for(
-            o, c, groups, cfg.block_out, cfg.block_in)
-        assert np.array_equal(pack_weight(w, cfg, groups), ref)
+        wp, gp = pack_weight(w, cfg, groups), packed_groups(o, c, groups, cfg)
+        to, tig = wp.shape[:2]
+        assert to * gp * tig * cfg.block_in >= c and to * cfg.block_out >= o
+        og, cg = o // groups, c // groups
+        for oc in range(o):
+            t, lane = divmod(oc, cfg.block_out)
+            first = (t // (to // gp)) * tig * cfg.block_in  # first input channel of the tile
+            for ic in range(c):
+                k = ic - first
+                inside = 0 <= k < tig * cfg.block_in
+                want = w[oc, ic - (oc // og) * cg] if ic // cg == oc // og else 0
+                if inside:
+                    got = wp[t, k // cfg.block_in, :, :, lane, k % cfg.block_in]
+                    assert np.array_equal(got, np.broadcast_to(want, (3, 3)))
+                else:
+                    assert not np.any(want)
 
 
 def test_depthwise_dilated_compute_matches_reference():
