@@ -50,6 +50,7 @@ class CompiledSegment:
     seg: Segment
     cg: CompiledGroup
     seconds: float
+    knobs: dict | None = None  # where the knobs came from (manifest group "knobs")
 
 
 def segment_specs(qconvs: list, batch: int) -> list:
@@ -68,11 +69,12 @@ def segment_specs(qconvs: list, batch: int) -> list:
 
 def compile_segments(cfg: BoardConfig, segments: list[Segment], plan: FusedPlan, qnet,
                      mode: str, batch: int, progress: bool = True,
-                     host_fallback: bool = False, fallbacks: dict | None = None
-                     ) -> list[CompiledSegment]:
+                     host_fallback: bool = False, fallbacks: dict | None = None,
+                     tuned=None) -> list[CompiledSegment]:
     """Compile every segment; split those that do not fit (see module docstring). A single
     layer that does not fit is an error, or with `host_fallback` left to the host (its reason
-    recorded in `fallbacks`: layer -> message)."""
+    recorded in `fallbacks`: layer -> message). `tuned`: a bctvm.tune.TuningLog whose best
+    record per task gives the knobs (default knobs for a task without one)."""
     qlayers = {layer.name: layer for layer in qnet.layers}
     todo = list(segments)[::-1]
     done: list[CompiledSegment] = []
@@ -86,9 +88,11 @@ def compile_segments(cfg: BoardConfig, segments: list[Segment], plan: FusedPlan,
                                                       if len(seg.layers) > 1 else ""))
             t0 = time.perf_counter()
             specs = segment_specs([qlayers[n] for n in seg.layers], batch)
+            knobs = tuned.knobs_for(cfg, specs, seg.residuals) if tuned is not None else None
             try:
                 cg = compile_group(cfg, specs, mode="fused" if len(specs) > 1 else mode,
-                                   residual_source=list(seg.residuals), name=name)
+                                   residual_source=list(seg.residuals), name=name,
+                                   **(knobs.compile_kwargs if knobs else {}))
             except BufferFitError as err:
                 if len(seg.layers) == 1:
                     msg = (f"group {name} (layer {seg.layers[0]}) does not fit board "
@@ -103,7 +107,9 @@ def compile_segments(cfg: BoardConfig, segments: list[Segment], plan: FusedPlan,
                 a, b = split_segment(seg, plan)
                 todo += [b, a]
                 continue
-            done.append(CompiledSegment(seg, cg, time.perf_counter() - t0))
+            info = knobs.manifest(cg) if knobs else (
+                tuned.default_manifest(cg) if tuned is not None else None)
+            done.append(CompiledSegment(seg, cg, time.perf_counter() - t0, info))
             bar.update(len(seg.layers))
     finally:
         bar.close()
@@ -138,21 +144,27 @@ def tensor_kinds(plan: FusedPlan, compiled: list[CompiledSegment]) -> dict[str, 
     return kinds
 
 
-def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_size=None,
-                  block_type=None, padding_mode=None, input_shape=(1, 3, 224, 224),
-                  calib: int = 1, stem: str = "auto", qnet=None, host_fallback: bool = False,
-                  opt_level: int = 2, progress: bool = True) -> dict:
-    """Compile `source` (zoo name, .pt2 file, file.py:factory or nn.Module) into `out_dir`;
-    returns the manifest (also written as manifest.json). `qnet`: a QuantizedNet or the path
-    of a saved one (bctvm.quant.save_qnet) to use instead of calibrating (a .pt2 model has
-    no nn.Module to calibrate). `host_fallback`: a layer that cannot fit the board's buffers
-    runs on the host (recorded in the manifest's "host_fallbacks") instead of being an error."""
+@dataclass
+class FrontEnd:
+    """A model through the graph passes and segmented for a board (compile steps 1-2)."""
+
+    cfg: BoardConfig
+    result: object  # relay_passes PipelineResult
+    plan: FusedPlan
+    qnet: object
+    vta_qnet: object  # convs as the graph has them after FoldMaxPool
+    segments: list
+    batch: int
+
+
+def front_end(source, *, board="pynq", mode: str = "fused", block_size=None, block_type=None,
+              padding_mode=None, input_shape=(1, 3, 224, 224), calib: int = 1,
+              stem: str = "auto", qnet=None, progress: bool = True) -> FrontEnd:
+    """Graph passes up to PlanFusedGroups and the plan's segments (see compile_model)."""
     if mode not in MODES:
         raise BadInputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     cfg = load_board(board)
-    out = Path(out_dir)
     kw = zoo_kwargs(source, block_size, block_type, padding_mode)
-    t_start = time.perf_counter()
     if qnet is not None and not hasattr(qnet, "layers"):
         from bctvm.quant.serialize import load_qnet
 
@@ -162,15 +174,50 @@ def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_s
                           progress=progress, **kw)
     plan, qnet, imported = result.plan, result.qnet, result.imported
     batch = int(imported.example_input.shape[0])
-    vta_qnet = folded_qnet(plan, qnet)  # convs as the graph has them after FoldMaxPool
+    vta_qnet = folded_qnet(plan, qnet)
     segments = segment_plan(plan, vta_qnet, mode, batch, cfg)
     if not segments:
         raise BadInputError(f"{imported.name}: no layer of the model runs on VTA (board "
                             f"'{cfg.name}'); nothing to compile")
+    return FrontEnd(cfg, result, plan, qnet, vta_qnet, segments, batch)
+
+
+def compiled_segments(source, *, mode: str = "fused", progress: bool = True, **kw):
+    """(board config, [CompiledSegment]) of a model with the default knobs: the VTA programs
+    `bctvm compile` makes (the tuner's tasks come from them)."""
+    fe = front_end(source, mode=mode, progress=progress, **kw)
+    return fe.cfg, compile_segments(fe.cfg, fe.segments, fe.plan, fe.vta_qnet, mode, fe.batch,
+                                    progress)
+
+
+def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_size=None,
+                  block_type=None, padding_mode=None, input_shape=(1, 3, 224, 224),
+                  calib: int = 1, stem: str = "auto", qnet=None, host_fallback: bool = False,
+                  opt_level: int = 2, progress: bool = True, tuning_log=None) -> dict:
+    """Compile `source` (zoo name, .pt2 file, file.py:factory or nn.Module) into `out_dir`;
+    returns the manifest (also written as manifest.json). `qnet`: a QuantizedNet or the path
+    of a saved one (bctvm.quant.save_qnet) to use instead of calibrating (a .pt2 model has
+    no nn.Module to calibrate). `host_fallback`: a layer that cannot fit the board's buffers
+    runs on the host (recorded in the manifest's "host_fallbacks") instead of being an error.
+    `tuning_log`: a `bctvm tune --log` directory; each group uses its task's best record
+    (default knobs when there is none; the manifest's group "knobs" says which)."""
+    t_start = time.perf_counter()
+    fe = front_end(source, board=board, mode=mode, block_size=block_size,
+                   block_type=block_type, padding_mode=padding_mode, input_shape=input_shape,
+                   calib=calib, stem=stem, qnet=qnet, progress=progress)
+    cfg, result, plan, qnet, vta_qnet, segments, batch = (
+        fe.cfg, fe.result, fe.plan, fe.qnet, fe.vta_qnet, fe.segments, fe.batch)
+    imported = result.imported
+    out = Path(out_dir)
+    tuned = None
+    if tuning_log is not None:
+        from bctvm.tune.log import TuningLog
+
+        tuned = TuningLog(tuning_log, create=False)
     t_pass = time.perf_counter()
     fallbacks: dict[str, str] = {}
     compiled = compile_segments(cfg, segments, plan, vta_qnet, mode, batch, progress,
-                                host_fallback, fallbacks)
+                                host_fallback, fallbacks, tuned)
     if not compiled:
         raise BadInputError(f"{imported.name}: no layer fits board '{cfg.name}' "
                             f"({len(fallbacks)} left to the host); nothing to compile")
@@ -255,6 +302,7 @@ def _write_group(out: Path, i: int, c: CompiledSegment, mod, names, kinds, qlaye
         "regions": regions,
         "macs": int(sum(s.macs() for s in cg.specs)),
         "compile_seconds": round(c.seconds, 2),
+        **({"knobs": c.knobs} if c.knobs is not None else {}),
     }
 
 
@@ -285,6 +333,11 @@ def describe(manifest: dict, out_dir) -> str:
         lines.append(f"  {g['name']:<4} {len(g['layers'])} layer(s) {g['layers'][0]}"
                      + (f" .. {g['layers'][-1]}" if len(g["layers"]) > 1 else "")
                      + f"  grid {g['grid'][0]}x{g['grid'][1]}  {n} instructions")
+        kn = g.get("knobs")
+        if kn:
+            lines.append(f"       knobs: {kn['source']}" + (
+                f" ({kn['log_cycles']} cycles in the log)" if "log_cycles" in kn else
+                " (no record in the tuning log)"))
     for layer, why in m.get("host_fallbacks", {}).items():
         lines.append(f"  warning: layer {layer} runs on the host: {why}")
     cs = m["compile_seconds"]
