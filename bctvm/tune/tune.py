@@ -88,6 +88,22 @@ def _measure_default(task: Task, log: TuningLog, builder, runner) -> float:
     return float(cost[0]) if cost else math.inf
 
 
+def _tune_context(mod, space_generator, search_strategy, name: str, seed: int):
+    """ms.TuneContext(mod, target=ext_dev, ..., num_threads=1), built as its constructor does
+    but without its `import tvm.s_tir.tensor_intrin`: that import parses every CUDA / x86 /
+    ARM tensor intrinsic from TVMScript (~40 s per process on this machine), and an ext_dev
+    task uses none of them."""
+    from tvm.s_tir.meta_schedule import _ffi_api
+    from tvm.s_tir.meta_schedule.logging import get_logger, get_logging_func
+
+    ctx = ms.TuneContext.__new__(ms.TuneContext)
+    ctx.__init_handle_by_constructor__(_ffi_api.TuneContext, mod, Target(TARGET),
+                                       space_generator, search_strategy, name, 1, seed,
+                                       get_logging_func(get_logger("bctvm.tune")))
+    _ffi_api.TuneContextInitialize(ctx)
+    return ctx
+
+
 def _strategy(name: str, seed: int):
     if name == "evolutionary":
         return (ms.search_strategy.EvolutionarySearch(
@@ -121,12 +137,11 @@ def tune_task(task: Task, boards, log: TuningLog, trials: int, strategy: str = "
         if left > 0:
             search, model = _strategy(strategy, seed)
             space = task.space
-            ctx = ms.TuneContext(
-                mod=task.workload(), target=Target(TARGET),
-                space_generator=ms.space_generator.ScheduleFn(
+            ctx = _tune_context(
+                task.workload(), ms.space_generator.ScheduleFn(
                     space.sample, sch_rules=[], postprocs=[FitRule(space)],
                     mutator_probs={ms.mutator.MutateTileSize(): 0.5, KnobMutator(seed): 0.5}),
-                search_strategy=search, task_name=task.name, rand_state=seed, num_threads=1)
+                search, task.name, seed)
             prog = TuneProgress(bar, best.cycles if best else math.inf)
             with tempfile.TemporaryDirectory(prefix="bctvm-tune-") as work:
                 ms.tune_tasks(
