@@ -138,7 +138,8 @@ class TrackerBoards(_RemoteBoards):
     def __init__(self, cfg, host: str, port: int, key: str, timeout: float = 60.0,
                  parallel: int | None = None):
         self.host, self.port, self.key = host, int(port), key
-        super().__init__(cfg, timeout, parallel or self._count())
+        super().__init__(cfg, timeout, 1)
+        self.parallel = max(1, parallel or self._count())
 
     def _tracker(self):
         from tvm import rpc
