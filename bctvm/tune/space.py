@@ -20,6 +20,8 @@ Knobs (per task; a knob with one possible value is left out):
   input-channel tiles per packed group, i.e. GEMM passes);
 - last layer `sub_rows` (a divisor of the block's output rows), `rows_outer` (loop order of
   row sub-tiles and channel chunks), `inp_per_pass` (one-layer ungrouped groups);
+- `chunked_handover` (groups of several layers: each finished output-channel chunk of an
+  inner layer moves to the next layer's input at once, or the whole block after the layer);
 - `vthreads` (1 or 2), `weights_resident`, `bias_resident`;
 - `residual_path`: how residuals from the group input / an earlier layer are kept (input in
   the accumulator, identity GEMM from the input buffer, or re-read from DRAM), as
@@ -88,6 +90,8 @@ class KnobSpace:
             out.append(Knob(f"l{last}.rows_outer", "choice", (True, False)))
         if per_pass_eligible(cfg, specs):
             out.append(Knob(f"l{last}.inp_per_pass", "choice", (False, True)))
+        if len(specs) > 1:
+            out.append(Knob("chunked_handover", "choice", (True, False)))
         out.append(Knob("vthreads", "choice", (2, 1)))
         out.append(Knob("weights_resident", "choice", (True, False)))
         out.append(Knob("bias_resident", "choice", (True, False)))
@@ -156,7 +160,8 @@ class KnobSpace:
                 inp_per_pass=values.get(f"l{i}.inp_per_pass", False)))
         knobs = ScheduleKnobs(layers=tuple(layers), vthreads=values["vthreads"],
                               weights_resident=values["weights_resident"],
-                              bias_resident=values["bias_resident"])
+                              bias_resident=values["bias_resident"],
+                              chunked_handover=values.get("chunked_handover", True))
         return knobs, tuple(self.paths[values.get("residual_path", 0)])
 
     def from_knobs(self, knobs: ScheduleKnobs) -> dict:
@@ -164,7 +169,8 @@ class KnobSpace:
         to_knobs, for the default knobs' record."""
         path = (bool(knobs.input_on_chip), bool(knobs.identity_residuals))
         vals = {"vthreads": knobs.vthreads, "weights_resident": bool(knobs.weights_resident),
-                "bias_resident": bool(knobs.bias_resident)}
+                "bias_resident": bool(knobs.bias_resident),
+                "chunked_handover": bool(knobs.chunked_handover)}
         if "residual_path" in self.by_name:
             vals["residual_path"] = [tuple(p) for p in self.paths].index(path)
         last = len(self.specs) - 1
