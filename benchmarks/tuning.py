@@ -53,6 +53,21 @@ def trials_to(curve: list, frac: float = 0.95) -> int:
     return next(i + 1 for i, c in enumerate(bsf) if c <= goal)
 
 
+def bound_cycles(task) -> tuple[float, float]:
+    """(GEMM-bound, DRAM-bound) cycles of a task, lower bounds for any knobs: its MACs at the
+    board's MACs/cycle, and its weights, input and output read or written once (packed) at the
+    bus width per cycle."""
+    cfg, specs = task.cfg, task.specs
+    w = sum(s.co_tiles(cfg) * s.ci_tiles_per_group(cfg) * s.kernel[0] * s.kernel[1]
+            for s in specs) * cfg.wgt_elem_bytes
+    s0, sl = specs[0], specs[-1]
+    nb = s0.batch // cfg.batch
+    inp = nb * s0.ci_tiles(cfg) * s0.height * s0.width * cfg.inp_elem_bytes
+    oh, ow = sl.out_size
+    out = nb * sl.co_tiles(cfg) * oh * ow * cfg.out_elem_bytes
+    return task.macs / cfg.gemm_macs_per_cycle, (w + inp + out) / cfg.bus_bytes
+
+
 def run_board(board: str, n_tasks: int | None, trials: int, root: Path, per_iter: int,
               seed: int) -> dict:
     tasks = extract_tasks("block_resnet18", board=board, input_shape=(1, 3, 224, 224),
@@ -61,7 +76,9 @@ def run_board(board: str, n_tasks: int | None, trials: int, root: Path, per_iter
     boards = LocalBoards(tasks[0].cfg)
     rows = []
     for i, task in enumerate(tasks):
-        row = {"task": task.name, "groups": len(task.groups), "macs": task.macs}
+        gemm, dram = bound_cycles(task)
+        row = {"task": task.name, "groups": len(task.groups), "macs": task.macs,
+               "bound": max(gemm, dram), "dram_bound": dram > gemm}
         for strat in STRATEGIES:
             log = TuningLog(root / board / strat)
             t0 = time.perf_counter()
@@ -79,8 +96,8 @@ def report(res: dict, trials: int) -> tuple[list[str], dict]:
     lines = [f"== block_resnet18 F28 224x224 on {res['board']}: {len(rows)} tasks, {trials} "
              f"trials per task and strategy (trial 1 = default knobs)",
              f"{'task':<24} {'grp':>3} {'default':>11} {'xgb best':>11} {'x':>6} "
-             f"{'random best':>11} {'x':>6} {'xgb@95%':>7} {'rnd@95%':>7}"]
-    tot = {"default": 0.0, "evolutionary": 0.0, "random": 0.0}
+             f"{'random best':>11} {'x':>6} {'xgb@95%':>7} {'rnd@95%':>7} {'bound':>11}"]
+    tot = {"default": 0.0, "evolutionary": 0.0, "random": 0.0, "bound": 0.0}
     macs = 0
     to95 = {s: 0 for s in STRATEGIES}
     for r in rows:
@@ -88,10 +105,11 @@ def report(res: dict, trials: int) -> tuple[list[str], dict]:
         d, x, rnd = r["default"], r["evolutionary"]["best"], r["random"]["best"]
         lines.append(f"{r['task'][:24]:<24} {g:>3} {d:>11,.0f} {x:>11,.0f} {x / d:>6.3f} "
                      f"{rnd:>11,.0f} {rnd / d:>6.3f} {r['evolutionary']['to95']:>7} "
-                     f"{r['random']['to95']:>7}")
+                     f"{r['random']['to95']:>7} {r['bound']:>10,.0f}{'*' if r['dram_bound'] else ' '}")
         tot["default"] += g * d
         tot["evolutionary"] += g * x
         tot["random"] += g * rnd
+        tot["bound"] += g * r["bound"]
         macs += g * r["macs"]
         for s in STRATEGIES:
             to95[s] += r[s]["to95"]
@@ -99,9 +117,11 @@ def report(res: dict, trials: int) -> tuple[list[str], dict]:
     lines.append(f"{'model (groups summed)':<28} {tot['default']:>11,.0f} "
                  f"{tot['evolutionary']:>11,.0f} {tot['evolutionary'] / tot['default']:>6.3f} "
                  f"{tot['random']:>11,.0f} {tot['random'] / tot['default']:>6.3f} "
-                 f"{to95['evolutionary']:>7} {to95['random']:>7}")
+                 f"{to95['evolutionary']:>7} {to95['random']:>7} {tot['bound']:>11,.0f}")
     lines.append(f"GEMM utilisation: default {util['default']:.3f}, xgb {util['evolutionary']:.3f},"
-                 f" random {util['random']:.3f}")
+                 f" random {util['random']:.3f}; at the bound {util['bound']:.3f} (bound = "
+                 f"max(MACs / MAC per cycle, weights + input + output once / bus bytes per "
+                 f"cycle); * DRAM-bound)")
     return lines, {"totals": tot, "util": util, "to95": to95}
 
 
