@@ -11,7 +11,8 @@ Per task (tasks.py), in order:
    guided by XGBModel on KnobFeatures ("evolutionary") or ReplayTrace ("random"), builder =
    VtaBuilder (the project's lowering), runner = BoardRunner (board cycles), database = the
    log's JSONDatabase; callbacks add to the database, delete the candidate's build
-   directory, update the cost model and the progress bar.
+   directory, update the cost model and the progress bar. The cost model is first trained
+   on the task's records already in the log.
 """
 
 from __future__ import annotations
@@ -104,6 +105,17 @@ def _tune_context(mod, space_generator, search_strategy, name: str, seed: int):
     return ctx
 
 
+def _warm_start(cost_model, ctx, records) -> None:
+    """Train the cost model on the task's records already in the log (the default knobs'
+    record, and everything a resumed run measured before), as UpdateCostModel would have."""
+    if not records:
+        return
+    cands = [rec.as_measure_candidate() for rec in records]
+    results = [ms.runner.RunnerResult([float(c) for c in rec.run_secs], None)
+               if rec.run_secs else ms.runner.RunnerResult(None, "failed") for rec in records]
+    cost_model.update(ctx, cands, results)
+
+
 def _strategy(name: str, seed: int):
     if name == "evolutionary":
         return (ms.search_strategy.EvolutionarySearch(
@@ -142,12 +154,14 @@ def tune_task(task: Task, boards, log: TuningLog, trials: int, strategy: str = "
                     space.sample, sch_rules=[], postprocs=[FitRule(space)],
                     mutator_probs={ms.mutator.MutateTileSize(): 0.5, KnobMutator(seed): 0.5}),
                 search, task.name, seed)
+            cost_model = model(space)
+            _warm_start(cost_model, ctx, log.records(task))
             prog = TuneProgress(bar, best.cycles if best else math.inf)
             with tempfile.TemporaryDirectory(prefix="bctvm-tune-") as work:
                 ms.tune_tasks(
                     tasks=[ctx], task_weights=[1.0], work_dir=work, max_trials_global=left,
                     max_trials_per_task=left, num_trials_per_iter=min(per_iter, left),
-                    builder=builder, runner=runner, database=log.db, cost_model=model(space),
+                    builder=builder, runner=runner, database=log.db, cost_model=cost_model,
                     measure_callbacks=[ms.measure_callback.AddToDatabase(),
                                        ms.measure_callback.RemoveBuildArtifact(),
                                        ms.measure_callback.UpdateCostModel(), prog],
