@@ -1,15 +1,19 @@
 """bctvm command line (typer). Each command is a few lines over the library.
 
 Errors: every bctvm.errors.BctvmError becomes a one-line message on stderr and its exit code
-(0 ok, 1 validation mismatch, 2 bad input, 3 board/RPC failure); this mapping lives in main().
+(0 ok, 1 validation mismatch, 2 bad input, 3 board/RPC failure, 4 internal error, 130 SIGINT,
+143 SIGTERM; the codes live in bctvm/errors.py); this mapping lives in main().
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 import typer
 
+from bctvm import errors
 from bctvm.errors import BctvmError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
@@ -282,6 +286,8 @@ def compile_cmd(
     host_fallback: bool = typer.Option(False, "--host-fallback",
                                        help="run a layer that cannot fit the board on the host "
                                        "instead of failing"),
+    force: bool = typer.Option(False, "--force", help="replace -o DIR even when it is a "
+                               "non-empty folder that is not a bctvm artifact"),
     tuning_log: str = typer.Option(None, "--tuning-log",
                                    help="bctvm tune --log DIR: the best knobs per group"),
     verbose: bool = VERBOSE_OPT,
@@ -302,7 +308,8 @@ def compile_cmd(
     manifest = compile_model(model, out_dir=out, board=board, mode=mode, block_size=block_size,
                              block_type=type, padding_mode=padding,
                              input_shape=parse_input_shape(input_shape), calib=calib, stem=stem,
-                             qnet=qnet, host_fallback=host_fallback, tuning_log=tuning_log)
+                             qnet=qnet, host_fallback=host_fallback, force=force,
+                             tuning_log=tuning_log)
     typer.echo(describe(manifest, out))
 
 
@@ -361,24 +368,156 @@ def tune_cmd(
                         qnet=qnet))
 
 
+# --- integrity: verify (bctvm/runtime/integrity.py) ----------------------------------------
+
+
+@app.command("verify")
+def verify_cmd(
+    artifact: str = typer.Argument(..., help="artifact directory (bctvm compile -o DIR)"),
+) -> None:
+    """Check an artifact's manifest, paths, sizes and SHA-256 digests (exit 2 on a mismatch)."""
+    from bctvm.runtime.artifact import verify_artifact, verify_text
+
+    typer.echo(verify_text(verify_artifact(artifact)))
+
+
+
+# --- boards over RPC: serve, deploy, demo; reports (bctvm/rpc, bctvm/runtime/report_view.py)
+
+
+TIMEOUT_OPT = typer.Option(120.0, "--timeout", help="seconds each RPC step may take before "
+                           "the client gives up (a hung server: exit 3)")
+
+
+@app.command("serve")
+def serve_cmd(
+    board: str = BOARD_OPT,
+    host: str = typer.Option("127.0.0.1", help="address to bind (TVM RPC has no "
+                             "authentication: keep it loopback unless the network is trusted)"),
+    port: int = typer.Option(9091, help="port to bind"),
+    tracker: str = typer.Option(None, help="register with the tracker at HOST:PORT"),
+    key: str = typer.Option(None, help="with --tracker: the key clients lease this board by"),
+    workdir: str = typer.Option(None, help="where uploaded artifacts are kept by digest "
+                                "(default ~/.cache/bctvm/serve/BOARD)"),
+    driver: str = typer.Option("simulator", help="simulator | pynq (a real Pynq board)"),
+    bitstream: str = typer.Option(None, help="pynq driver: the VTA bitstream (.bit)"),
+) -> None:
+    """Serve a board over TVM RPC until Ctrl-C (which stops every child process)."""
+    import logging
+
+    from bctvm.rpc.server import BoardServer, serve_forever
+
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    opts = {"bitstream": bitstream} if driver == "pynq" else {}
+    srv = BoardServer(board, host, port, tracker=tracker, key=key, workdir=workdir,
+                      driver=driver, options=opts)
+    serve_forever(srv, typer.echo)
+
+
+@app.command("deploy")
+def deploy_cmd(
+    artifact: str = typer.Argument(..., help="artifact directory (bctvm compile -o DIR)"),
+    rpc: str = typer.Option(None, "--rpc", help="board server HOST:PORT"),
+    tracker: str = typer.Option(None, help="tracker HOST:PORT (with --key)"),
+    key: str = typer.Option(None, help="board key to lease from the tracker"),
+    validate: bool = typer.Option(True, "--validate/--no-validate",
+                                  help="check the result against the integer reference and "
+                                  "the float model"),
+    input: str = typer.Option(None, "--input", help="float32 NCHW .npy (default: random, seed 0)"),
+    output: str = typer.Option(None, "--output", help="write the float32 model output (.npy)"),
+    report: str = typer.Option(None, "--report", help="write the JSON report here"),
+    timeout: float = TIMEOUT_OPT,
+    wait: float = typer.Option(None, help="seconds to wait for a free board at the tracker "
+                               "(default: --timeout)"),
+) -> None:
+    """Run an artifact on a board server, validate it here and report (exit 3: board/RPC)."""
+    from bctvm.rpc.deploy import deploy
+
+    text, _ = deploy(artifact, rpc=rpc, tracker=tracker, key=key, input_path=input,
+                     output_path=output, report_path=report, timeout=timeout, wait=wait,
+                     validate=validate)
+    typer.echo(text)
+
+
+@app.command("demo")
+def demo_cmd(
+    model: str = typer.Option("block_resnet18", help="zoo model"),
+    board: str = BOARD_OPT,
+    input_shape: str = typer.Option("1,3,64,64", help="N,C,H,W"),
+    block_size: int = typer.Option(8, help="block size"),
+    out: str = typer.Option("build/demo", "--out", "-o", help="artifact directory to write"),
+    timeout: float = TIMEOUT_OPT,
+) -> None:
+    """The main job: compile, serve the simulator board on loopback, deploy over RPC, print
+    the validated report (OUT/report.json, OUT/report.png), stop the server."""
+    from bctvm.models.zoo import parse_input_shape
+    from bctvm.rpc.demo import run_demo
+
+    run_demo(model, board, parse_input_shape(input_shape), block_size, out, timeout, typer.echo)
+
+
+@app.command("report")
+def report_cmd(
+    reports: list[str] = typer.Argument(..., help="r.json files or artifact directories "
+                                        "(two or more: side by side)"),
+    png: str = typer.Option(None, "--png", help="write the plot here (PNG)"),
+) -> None:
+    """Print reports as a table (per group: DRAM bytes by kind vs the lower bound, cycles)."""
+    from bctvm.outputs import check_output_file
+    from bctvm.runtime.report_view import plot_reports, read_report, report_table
+
+    if png:
+        check_output_file(png, "--png")
+    reps = [read_report(r) for r in reports]
+    typer.echo(report_table(reps))
+    if png:
+        plot_reports(reps, png)
+        typer.echo(f"wrote {png}")
+
+
+def _on_sigterm(signum, frame):
+    raise errors.Terminated()
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
 def main() -> None:
-    """Console-script entry: run the app, turning BctvmError into a one-line error + exit code."""
+    """Console-script entry: run the app and map every outcome to one line + an exit code
+    (bctvm/errors.py). Unexpected exceptions are bugs: one line, exit 4, and the traceback
+    only with BCTVM_DEBUG=1."""
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
     except BctvmError as err:
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(err.exit_code)
+        _fail(str(err), err.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted (SIGINT); nothing was left half-written", errors.EXIT_SIGINT)
+    except errors.Terminated:
+        _fail("terminated (SIGTERM); nothing was left half-written", errors.EXIT_SIGTERM)
     except SystemExit:
         raise
     except (typer.Exit, typer.Abort) as err:
         sys.exit(getattr(err, "exit_code", 1))
     except Exception as err:  # click usage errors carry their own exit code
         code = getattr(err, "exit_code", None)
-        if code is not None:
-            if hasattr(err, "show"):
-                err.show()
+        if isinstance(code, int) and hasattr(err, "show"):
+            err.show()
             sys.exit(code)
-        raise
+        if os.environ.get(errors.DEBUG_ENV) == "1":
+            import traceback
+
+            traceback.print_exc()
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        _fail(f"internal error: {type(err).__name__}: {first} (a bctvm bug; re-run with "
+              f"{errors.DEBUG_ENV}=1 for the traceback)", errors.EXIT_INTERNAL)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if rc == errors.EXIT_SIGINT:  # typer turns KeyboardInterrupt into this return value
+        _fail("interrupted (SIGINT); nothing was left half-written", errors.EXIT_SIGINT)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,31 @@
 """Exception hierarchy of bctvm; each class carries the CLI exit code it maps to.
 
 Exit codes (one place, read by cli.py): 0 ok, 1 validation mismatch, 2 bad input
-(file, layer, option, illegal program), 3 board or RPC failure.
+(file, layer, option, illegal program, tampered artifact), 3 board or RPC failure, 4 internal
+error (a bug: one line, BCTVM_DEBUG=1 shows the traceback), 130 interrupted by SIGINT (Ctrl-C),
+143 terminated by SIGTERM (128 + the signal number, as a shell reports it).
 """
+
+EXIT_OK = 0
+EXIT_MISMATCH = 1
+EXIT_BAD_INPUT = 2
+EXIT_BOARD = 3
+EXIT_INTERNAL = 4
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+DEBUG_ENV = "BCTVM_DEBUG"  # set to 1: unexpected exceptions print their traceback
 
 
 class BctvmError(Exception):
     """Base class of every error bctvm raises on purpose."""
 
-    exit_code = 2
+    exit_code = EXIT_BAD_INPUT
 
 
 class BadInputError(BctvmError):
     """A user-supplied file, option, model or layer is not acceptable."""
 
-    exit_code = 2
+    exit_code = EXIT_BAD_INPUT
 
 
 class BoardConfigError(BadInputError):
@@ -40,19 +51,24 @@ class BlockShapeError(BadInputError):
 class SimulatorError(BctvmError):
     """An instruction stream is illegal at run time on the simulator."""
 
-    exit_code = 2
+    exit_code = EXIT_BAD_INPUT
 
 
 class ValidationMismatch(BctvmError):
     """A result differs from its reference."""
 
-    exit_code = 1
+    exit_code = EXIT_MISMATCH
 
 
 class BoardError(BctvmError):
     """A board or an RPC connection failed or is unreachable."""
 
-    exit_code = 3
+    exit_code = EXIT_BOARD
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (raised by the CLI's handler; like KeyboardInterrupt for SIGINT, it is
+    not an Exception, so no `except Exception` swallows it)."""
 
 
 # --- instruction-stream errors (raised by the ISA decoder and the simulator) ---------------

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from bctvm.errors import BoardConfigError
 
-from .config import BoardConfig, Timing
+from .config import BoardConfig, Energy, Timing
 
 _HERE = Path(__file__).resolve().parent
 DEFAULT_BOARD = "pynq"
 
-__all__ = ["BoardConfig", "Timing", "load_board", "list_boards", "board_to_dict",
+__all__ = ["BoardConfig", "Energy", "Timing", "load_board", "list_boards", "board_to_dict",
            "board_from_dict", "DEFAULT_BOARD"]
 
 
@@ -30,9 +30,10 @@ def _from_dict(data: dict, origin: str) -> BoardConfig:
     core = data.pop("core", {})
     system = data.pop("system", {})
     timing = data.pop("timing", {})
+    energy = data.pop("energy", None)
     isa = data.pop("isa", {})
     merged = {**data, **core, **system, **isa}
-    known = set(BoardConfig.__dataclass_fields__) - {"timing"}
+    known = set(BoardConfig.__dataclass_fields__) - {"timing", "energy"}
     unknown = sorted(set(merged) - known)
     if unknown:
         raise BoardConfigError(f"{origin}: unknown field(s) {', '.join(unknown)}")
@@ -40,8 +41,14 @@ def _from_dict(data: dict, origin: str) -> BoardConfig:
     tunknown = sorted(set(timing) - tknown)
     if tunknown:
         raise BoardConfigError(f"{origin}: unknown timing field(s) {', '.join(tunknown)}")
+    if energy is not None:
+        eknown = set(Energy.__dataclass_fields__)
+        if not isinstance(energy, dict) or set(energy) != eknown:
+            raise BoardConfigError(f"{origin}: [energy] needs exactly the fields "
+                                   f"{', '.join(sorted(eknown))}")
+        energy = Energy(**energy)
     try:
-        return BoardConfig(**merged, timing=Timing(**timing))
+        return BoardConfig(**merged, timing=Timing(**timing), energy=energy)
     except TypeError as err:
         raise BoardConfigError(f"{origin}: {err}") from None
 

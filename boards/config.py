@@ -42,6 +42,16 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class Energy:
+    """Energy per event, in picojoules (the [energy] table of a board TOML, which cites its
+    sources). Estimates of the data movement and arithmetic, not a measured board power."""
+
+    dram_pj_per_byte: float  # one byte read from or written to off-chip DRAM
+    sram_pj_per_byte: float  # one byte read from or written to an on-chip VTA buffer
+    mac_pj: float  # one int8 x int8 multiply with int32 accumulate
+
+
+@dataclass(frozen=True)
 class BoardConfig:
     """A VTA board. Raw fields come from boards/<name>.toml; properties derive the rest."""
 
@@ -67,6 +77,7 @@ class BoardConfig:
     xfer_size_bits: int = 16  # y_size, x_size, x_stride
     pad_bits: int = 4  # y_pad_0/1, x_pad_0/1
     timing: Timing = field(default_factory=Timing)
+    energy: Energy | None = None  # None: the board gives no energy constants
 
     def __post_init__(self):
         self.validate()
@@ -319,6 +330,10 @@ class BoardConfig:
         for n in dataclasses.fields(Timing):
             if getattr(self.timing, n.name) < 0:
                 bad(f"timing.{n.name}", "must be >= 0")
+        for n in dataclasses.fields(Energy) if self.energy else ():
+            v = getattr(self.energy, n.name)
+            if not isinstance(v, (int, float)) or v < 0:
+                bad(f"energy.{n.name}", "must be a number >= 0 (picojoules)")
 
     def summary(self) -> str:
         """One line for `bctvm boards`."""

@@ -12,7 +12,10 @@ Steps (one way: model -> graph passes -> schedules -> VTA programs -> artifact):
    authoritative), a single layer that cannot fit is an error naming it and the buffer;
 3. Partition with the segments as groups, turn each group call into an external call
    (host_module.py) and build the host side for llvm (`export_library`);
-4. write the artifact (bctvm.runtime.artifact documents the files).
+4. write the artifact (bctvm.runtime.artifact documents the files) into a staging folder
+   beside `out_dir`, record every file's size and SHA-256 in the manifest (written last),
+   and rename the folder into place (bctvm.outputs.staged_dir): an interrupted or failed
+   compile leaves `out_dir` as it was.
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ from tqdm import tqdm
 
 import bctvm
 from bctvm.errors import BadInputError
+from bctvm.outputs import check_output_dir, staged_dir
 from bctvm.lower.group import CompiledGroup, compile_group
 from bctvm.runtime.artifact import FORMAT as ARTIFACT_FORMAT
 from bctvm.runtime.artifact import VERSION as ARTIFACT_VERSION
+from bctvm.runtime.integrity import MANIFEST, files_digest, record_files
 from boards import BoardConfig, board_to_dict, load_board
 from relay_passes.fold_max_pool import folded_qnet
 from relay_passes.partition import Partition, vta_groups
@@ -174,7 +179,7 @@ def front_end(source, *, board="pynq", mode: str = "fused", block_size=None, blo
                           progress=progress, **kw)
     plan, qnet, imported = result.plan, result.qnet, result.imported
     batch = int(imported.example_input.shape[0])
-    vta_qnet = folded_qnet(plan, qnet)
+    vta_qnet = folded_qnet(plan, qnet)  # convs as the graph has them after FoldMaxPool
     segments = segment_plan(plan, vta_qnet, mode, batch, cfg)
     if not segments:
         raise BadInputError(f"{imported.name}: no layer of the model runs on VTA (board "
@@ -193,14 +198,25 @@ def compiled_segments(source, *, mode: str = "fused", progress: bool = True, **k
 def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_size=None,
                   block_type=None, padding_mode=None, input_shape=(1, 3, 224, 224),
                   calib: int = 1, stem: str = "auto", qnet=None, host_fallback: bool = False,
-                  opt_level: int = 2, progress: bool = True, tuning_log=None) -> dict:
+                  opt_level: int = 2, progress: bool = True, force: bool = False,
+                  tuning_log=None) -> dict:
     """Compile `source` (zoo name, .pt2 file, file.py:factory or nn.Module) into `out_dir`;
     returns the manifest (also written as manifest.json). `qnet`: a QuantizedNet or the path
     of a saved one (bctvm.quant.save_qnet) to use instead of calibrating (a .pt2 model has
     no nn.Module to calibrate). `host_fallback`: a layer that cannot fit the board's buffers
     runs on the host (recorded in the manifest's "host_fallbacks") instead of being an error.
-    `tuning_log`: a `bctvm tune --log` directory; each group uses its task's best record
-    (default knobs when there is none; the manifest's group "knobs" says which)."""
+    `out_dir` is replaced as a whole when the compile completes; a non-empty folder that is
+    not an artifact is refused unless `force`. `tuning_log`: a `bctvm tune --log` directory;
+    each group uses its task's best record (default knobs when there is none; the manifest's
+    group "knobs" says which)."""
+    if mode not in MODES:
+        raise BadInputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    check_output_dir(out_dir, force)  # before the work: a bad -o fails at once
+    tuned = None
+    if tuning_log is not None:
+        from bctvm.tune.log import TuningLog
+
+        tuned = TuningLog(tuning_log, create=False)
     t_start = time.perf_counter()
     fe = front_end(source, board=board, mode=mode, block_size=block_size,
                    block_type=block_type, padding_mode=padding_mode, input_shape=input_shape,
@@ -208,12 +224,6 @@ def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_s
     cfg, result, plan, qnet, vta_qnet, segments, batch = (
         fe.cfg, fe.result, fe.plan, fe.qnet, fe.vta_qnet, fe.segments, fe.batch)
     imported = result.imported
-    out = Path(out_dir)
-    tuned = None
-    if tuning_log is not None:
-        from bctvm.tune.log import TuningLog
-
-        tuned = TuningLog(tuning_log, create=False)
     t_pass = time.perf_counter()
     fallbacks: dict[str, str] = {}
     compiled = compile_segments(cfg, segments, plan, vta_qnet, mode, batch, progress,
@@ -230,7 +240,21 @@ def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_s
     names = {gname: f"bctvm.vta.{key}.g{int(f.attrs['bctvm.vta_group'])}"
              for gname, f in vta_groups(partitioned)}
     host_mod = dispatch_groups(partitioned, names)
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_dir(out_dir, force) as out:
+        manifest = _write_artifact(out, host_mod, opt_level, plan, compiled, partitioned, names,
+                                   vta_qnet, imported, qnet, segments, fallbacks, cfg, key,
+                                   mode, (block_size, block_type, padding_mode, stem),
+                                   (t_start, t_pass, t_vta))
+    return manifest
+
+
+def _write_artifact(out: Path, host_mod, opt_level, plan, compiled, partitioned, names,
+                    vta_qnet, imported, qnet, segments, fallbacks, cfg, key, mode, block,
+                    times) -> dict:
+    """Every file of the artifact into `out` (the staging folder), the manifest last."""
+    t_start, t_pass, t_vta = times
+    block_size, block_type, padding_mode, stem = block
+    batch = int(imported.example_input.shape[0])
     target = tvm.target.Target({"kind": "llvm", "opt-level": int(opt_level)})
     ex = tvm.compile(host_mod, target=target)
     ex.export_library(str(out / "host.so"))
@@ -262,7 +286,9 @@ def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_s
                             "vta_programs": round(t_vta - t_pass, 2),
                             "host_library": round(t_host - t_vta, 2)},
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    manifest["files"] = record_files(out)
+    manifest["digest"] = files_digest(manifest["files"])
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1, allow_nan=False))
     return manifest
 
 

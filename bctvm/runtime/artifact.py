@@ -13,8 +13,12 @@ Files:
     model.pt2         the float model (torch.export) for validation
     example_input.npy the example input the model was compiled with
 
-Every problem (missing directory or file, corrupt JSON, wrong format version, a file whose
-size disagrees with the manifest) is a BadInputError naming the file (exit code 2).
+Integrity (bctvm.runtime.integrity): the manifest lists every other file of the directory
+under "files" ({relpath: {"bytes", "sha256"}}) and "digest" = sha256 of the canonical JSON of
+that mapping, the artifact's identity. `verify_artifact` checks the manifest field by field
+(manifest_schema.py), that every path stays inside the directory, and the size and SHA-256 of
+every file, before anything is read or loaded. Every problem is a BadInputError naming the
+file or field (exit code 2).
 """
 
 from __future__ import annotations
@@ -29,8 +33,12 @@ from bctvm.errors import BadInputError
 from bctvm.lower.program import DramLayout
 from boards import BoardConfig, board_from_dict
 
+from .integrity import MANIFEST, check_files, safe_path
+from .manifest_schema import check_manifest
+
 FORMAT = "bctvm-artifact"
-VERSION = 1
+VERSION = 2  # 2: "files" (size + SHA-256 of every file) and "digest"
+_MANIFEST_MAX_BYTES = 64 << 20
 
 
 @dataclass
@@ -48,6 +56,11 @@ class Artifact:
     @property
     def key(self) -> str:
         return self.manifest["key"]
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of the manifest's "files": the artifact's identity."""
+        return self.manifest["digest"]
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -73,35 +86,54 @@ def _need(cond: bool, path: Path, why: str) -> None:
         raise BadInputError(f"artifact {path}: {why}")
 
 
-def load_artifact(path) -> Artifact:
-    """Read and check an artifact directory (see the module docstring)."""
-    root = Path(path)
+def read_manifest(root: Path) -> dict:
+    """manifest.json of `root` as a dict (format and version checked, nothing else)."""
     _need(root.is_dir(), root, "not a directory (compile one with `bctvm compile ... -o DIR`)")
-    mpath = root / "manifest.json"
+    mpath = root / MANIFEST
     _need(mpath.is_file(), root, "manifest.json is missing")
+    _need(mpath.stat().st_size <= _MANIFEST_MAX_BYTES, root,
+          f"manifest.json is larger than {_MANIFEST_MAX_BYTES} bytes")
     try:
-        manifest = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        manifest = json.loads(mpath.read_text(), parse_constant=_no_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as err:
         raise BadInputError(f"artifact {root}: manifest.json is corrupt ({err})") from None
     _need(isinstance(manifest, dict) and manifest.get("format") == FORMAT, root,
           f"manifest.json is not a {FORMAT} manifest")
     _need(manifest.get("version") == VERSION, root,
-          f"manifest version {manifest.get('version')} is not supported (expected {VERSION})")
-    for key in ("key", "board_config", "groups", "input", "host_library", "mode"):
-        _need(key in manifest, root, f"manifest.json has no '{key}'")
+          f"manifest version {manifest.get('version')!r} is not supported (expected {VERSION}; "
+          "recompile the model)")
+    return manifest
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def verify_artifact(path, only=None) -> Artifact:
+    """Check an artifact directory without loading anything from it (module docstring).
+
+    `only`: an iterable of relpaths; only those files are checked (the others listed in the
+    manifest may be absent, e.g. on a board that holds just the files it needs)."""
+    root = Path(path)
+    manifest = read_manifest(root)
+    check_manifest(manifest, root)
+    for rel in manifest["files"]:
+        safe_path(root, rel, "file")
+    check_files(root, manifest["files"], only)
     cfg = board_from_dict(manifest["board_config"], f"artifact {root} board")
-    for fname in (manifest["host_library"], "qnet.json", "qnet.npz"):
-        _need((root / fname).is_file(), root, f"{fname} is missing")
-    for g in manifest["groups"]:
-        dram = root / g["dram"]
-        _need(dram.is_file(), root, f"{g['dram']} is missing")
-        _need(dram.stat().st_size == g["dram_bytes"], root,
-              f"{g['dram']} has {dram.stat().st_size} bytes, the manifest says {g['dram_bytes']}")
-        for p in g["programs"]:
-            f = root / p["file"]
-            _need(f.is_file(), root, f"{p['file']} is missing")
-            size = f.stat().st_size
-            _need(size == p["instructions"] * cfg.insn_bytes, root,
-                  f"{p['file']} has {size} bytes, expected {p['instructions']} instructions "
-                  f"of {cfg.insn_bytes} bytes")
     return Artifact(root, manifest, cfg)
+
+
+def load_artifact(path) -> Artifact:
+    """verify_artifact(path): every file checked before the runtime reads or loads any."""
+    return verify_artifact(path)
+
+
+def verify_text(art: Artifact) -> str:
+    """What `bctvm verify DIR` prints: every file with its size and SHA-256, then the digest."""
+    files = art.manifest["files"]
+    width = max(len(rel) for rel in files)
+    lines = [f"{rel:<{width}}  {e['bytes']:>12,} bytes  sha256 {e['sha256']}"
+             for rel, e in sorted(files.items())]
+    lines.append(f"artifact {art.path}: {len(files)} files verified, digest {art.digest}")
+    return "\n".join(lines)

@@ -3,11 +3,13 @@
     board = SimulatorBoard(cfg)
     res = board.run(program, dram, regions)   # -> BoardRun(dram, cycles, counters)
 
+    board = open_board("pynq", "pynq", bitstream="vta.bit")   # the real-board driver
+
 `program` is an encoded instruction stream (`.bin` bytes, 16 bytes per instruction), `dram`
 the flat DRAM image (uint8; not modified), `regions` {name: (byte_start, byte_end)} for the
-traffic counters. A real board driver (e.g. pynq: copy the image into a contiguous buffer,
-write the instruction queue, ring the doorbell, wait for FINISH, copy back) implements the
-same `run`; the runtime and the RPC server use nothing else.
+traffic counters. The real-board driver (bctvm/runtime/pynq_board.py: copy the image into a
+contiguous buffer, point the VTA modules at it, start, poll for completion, copy back)
+implements the same `run`; the runtime and the RPC server use nothing else.
 """
 
 from __future__ import annotations
@@ -54,3 +56,23 @@ class SimulatorBoard(Board):
     def run(self, program: bytes, dram: np.ndarray, regions: dict) -> BoardRun:
         res = self._sim.run(program, dram, regions=regions, progress=False)
         return BoardRun(res.dram, int(res.cycles), dict(res.counters))
+
+
+DRIVERS = ("simulator", "pynq")
+
+
+def open_board(board="pynq", driver: str = "simulator", **options) -> Board:
+    """A Board of config `board` (name, .toml or BoardConfig) with `driver`: "simulator", or
+    "pynq" (options: bitstream=PATH, timeout_s=...; needs the `pynq` package on the board)."""
+    from bctvm.errors import BadInputError
+
+    cfg = load_board(board)
+    if driver == "simulator":
+        if options:
+            raise BadInputError(f"the simulator board takes no options, got {sorted(options)}")
+        return SimulatorBoard(cfg)
+    if driver == "pynq":
+        from .pynq_board import PynqBoard
+
+        return PynqBoard(cfg, **options)
+    raise BadInputError(f"unknown board driver '{driver}' (known: {', '.join(DRIVERS)})")

@@ -7,12 +7,12 @@ reference. A missing / unreadable / wrong-shape or wrong-dtype input is a BadInp
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from bctvm.errors import BadInputError, ValidationMismatch
+from bctvm.outputs import save_npy_atomic, write_json_atomic
 
 from .artifact import load_artifact
 from .executor import ModelRunner
@@ -42,17 +42,24 @@ def run_artifact(path, input_path=None, output_path=None, report_path=None,
                  float_model: bool = True) -> str:
     art = load_artifact(path)
     x = load_input(input_path, art.input_shape())
-    runner = ModelRunner(art)
-    result = runner.run(x)
-    rep = build_report(art, result, x, float_model=float_model)
+    result = ModelRunner(art).run(x)
+    return finish_run(art, result, x, output_path, report_path, float_model=float_model)[0]
+
+
+def finish_run(art, result, x, output_path=None, report_path=None, float_model: bool = True,
+               validate: bool = True, extra: dict | None = None) -> tuple[str, dict]:
+    """Report a finished run (`run` and `deploy`): build the report (+ `extra` keys), write
+    --output and --report, then raise ValidationMismatch when not bit-exact. (text, report)."""
+    rep = build_report(art, result, x, validate_run=validate, float_model=float_model)
+    rep.update(extra or {})
     if output_path:
-        np.save(output_path, result.output[0].astype(np.float32))
+        save_npy_atomic(output_path, result.output[0].astype(np.float32))
     if report_path:
-        Path(report_path).write_text(json.dumps(rep, indent=1))
+        write_json_atomic(report_path, rep)
     text = summary_text(rep)
-    v = rep["validation"]
-    if not v["ok"]:
+    v = rep.get("validation")
+    if v and not v["ok"]:
         raise ValidationMismatch(
             f"{art.path}: VTA result differs from the integer reference "
             f"({v['mismatched_values']} values, max error {v['max_abs_err']})")
-    return text
+    return text, rep

@@ -10,6 +10,12 @@ write each input tensor (packed int8, NCHW{b}n{c}c) into its regions, run the gr
 instruction streams in order on the board, read the output region. Nothing is generated at
 run time. Per group and call it records cycles and DRAM bytes by kind (the simulator's
 per-region counters, classified by the manifest).
+
+Errors inside a group call: TVM 0.27's FFI turns any Python exception raised in a registered
+function (KeyboardInterrupt included) into a RuntimeError carrying only the message. So the
+group function catches it, adds the group, the program file and the artifact to a
+BctvmError's message, stashes the exception and lets the FFI unwind; `run` re-raises the
+stashed exception itself (same class, exit code and traceback) once the VM call returns.
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from bctvm.errors import BadInputError
+from bctvm.errors import BadInputError, BctvmError
 
 from .artifact import Artifact
 from .board import Board, SimulatorBoard
+from .energy import onchip_bytes
 
 KINDS = ("weights", "input", "output", "feature_maps", "uops")
 
@@ -35,6 +42,7 @@ class GroupStats:
     cycles: int = 0
     dram_bytes: dict = field(default_factory=dict)
     macs: int = 0
+    sram_bytes: int = 0  # on-chip buffer bytes read + written (energy.onchip_bytes)
     calls: int = 0
 
 
@@ -61,9 +69,10 @@ class ModelRunner:
                                 f"'{artifact.cfg.name}' ({artifact.cfg.key}); this board is "
                                 f"'{self.board.cfg.name}' ({self.board.cfg.key})")
         self._stats: dict[str, GroupStats] = {}
+        self._faults: list[BaseException] = []  # exceptions raised inside group calls
         self._groups = []
         for g in artifact.groups:
-            self._groups.append(_GroupRunner(artifact, g, self.board, self._stats))
+            self._groups.append(_GroupRunner(artifact, g, self.board, self._stats, self._faults))
             tvm.register_global_func(g["function"], self._groups[-1], override=True)
         try:
             lib = tvm.runtime.load_module(str(artifact.file(artifact.manifest["host_library"])))
@@ -84,7 +93,15 @@ class ModelRunner:
     def run(self, x) -> RunResult:
         x = self.check_input(x)
         self._stats.clear()
-        out = self.vm["main"](tvm.runtime.tensor(x))
+        self._faults.clear()
+        try:
+            out = self.vm["main"](tvm.runtime.tensor(x))
+        except BaseException:
+            if self._faults:  # the FFI's RuntimeError stands for the stashed exception
+                raise self._faults[0].with_traceback(self._faults[0].__traceback__) from None
+            raise
+        if self._faults:
+            raise self._faults[0]
         fields = [out[i].numpy() for i in range(len(out))]
         order = [self._stats[g["name"]] for g in self.art.groups if g["name"] in self._stats]
         return RunResult(fields[:-1], fields[-1], order, self.board.kind)
@@ -93,16 +110,30 @@ class ModelRunner:
 class _GroupRunner:
     """The packed function of one group: inputs..., output (destination passing)."""
 
-    def __init__(self, art: Artifact, group: dict, board: Board, stats: dict):
+    def __init__(self, art: Artifact, group: dict, board: Board, stats: dict, faults: list):
         self.group = group
         self.board = board
         self.stats = stats
+        self.faults = faults
+        self.where = f"artifact {art.path}, group {group['name']}"
+        self.files = [p["file"] for p in group["programs"]]
         self.template = art.template(group)
         self.programs = art.programs(group)
         self.layout = art.layout(group)
         self.regions = self.layout.region_map()
 
     def __call__(self, *args):
+        self.current = None  # program file running, for error messages
+        try:
+            self._call(*args)
+        except BaseException as err:  # stashed for ModelRunner.run (module docstring)
+            if isinstance(err, BctvmError):
+                prog = f", program {self.current}" if self.current else ""
+                err.args = (f"{self.where}{prog} on the {self.board.kind} board: {err}",)
+            self.faults.append(err)
+            raise
+
+    def _call(self, *args):
         *inputs, out = args
         g = self.group
         img = self.template.copy()
@@ -111,7 +142,8 @@ class _GroupRunner:
             for region in regions:
                 self.layout.write(img, region, a)
         st = self.stats.setdefault(g["name"], GroupStats(g["name"], list(g["layers"])))
-        for prog in self.programs:
+        for fname, prog in zip(self.files, self.programs):
+            self.current = fname
             res = self.board.run(prog, img, self.regions)
             img = res.dram
             st.cycles += res.cycles
@@ -124,5 +156,6 @@ class _GroupRunner:
                     by[kind] = by.get(kind, 0) + int(b)
             by["instructions"] = by.get("instructions", 0) + int(c.get("insn_bytes", 0))
             st.macs += int(c.get("macs", 0))
+            st.sram_bytes += onchip_bytes(c, self.board.cfg)
         st.calls += 1
         out.copyfrom(self.layout.read(img, "out"))

@@ -8,6 +8,8 @@ feature_maps (group boundaries through DRAM), uops, instructions; total.
 lower_bound_bytes = every weight region once + the network input + the network output
 (packed int8, channels padded to the board's block). cycles: sum over the VTA programs at the
 board clock (host ops not included). gemm_utilisation = MACs / (cycles x GEMM MACs per cycle).
+energy: DRAM bytes, on-chip buffer bytes (sram_bytes) and MACs weighted by the board's
+[energy] constants (bctvm/runtime/energy.py; microjoules, per group and in total).
 validation: the boundary tensor against the integer reference (bit-exact flag, max error in
 int8 steps) and the model output against the float PyTorch model (max error; top-1 agreement
 for classifier outputs of shape N x K).
@@ -18,21 +20,31 @@ from __future__ import annotations
 import numpy as np
 
 from .artifact import Artifact
+from .energy import energy_uj
 from .executor import KINDS, RunResult
+
+
+def group_lower_bounds(art: Artifact) -> dict:
+    """{group name: bytes} of the lower bound: the group's weight regions (not the compiler's
+    identity tiles) + each network input / output tensor, counted in the first group that
+    holds it. Their sum is lower_bound_bytes."""
+    seen, out = set(), {}
+    for g in art.groups:
+        total = 0
+        for name, r in g["regions"].items():
+            if r["kind"] == "weights" and name != "identity":
+                total += r["nbytes"]
+            elif r["kind"] in ("input", "output") and "tensor" in r and r["tensor"] not in seen:
+                seen.add(r["tensor"])
+                total += r["nbytes"]
+        out[g["name"]] = total
+    return out
 
 
 def lower_bound_bytes(art: Artifact) -> int:
     """Every weight region of the model once (not the compiler's identity tiles) + each
     network input / output tensor once (bytes)."""
-    total = 0
-    io = {}
-    for g in art.groups:
-        for name, r in g["regions"].items():
-            if r["kind"] == "weights" and name != "identity":
-                total += r["nbytes"]
-            elif r["kind"] in ("input", "output") and "tensor" in r:
-                io[r["tensor"]] = r["nbytes"]
-    return total + sum(io.values())
+    return sum(group_lower_bounds(art).values())
 
 
 def _bytes(d: dict) -> dict:
@@ -86,13 +98,18 @@ def build_report(art: Artifact, result: RunResult, x: np.ndarray, validate_run: 
     m = art.manifest
     total = {}
     groups = []
+    bounds = group_lower_bounds(art)
     for st in result.groups:
         for k, v in st.dram_bytes.items():
             total[k] = total.get(k, 0) + v
-        groups.append({"name": st.name, "layers": st.layers, "dram_bytes": _bytes(st.dram_bytes),
-                       "cycles": st.cycles, "macs": st.macs})
+        gbytes = _bytes(st.dram_bytes)
+        groups.append({"name": st.name, "layers": st.layers, "dram_bytes": gbytes,
+                       "lower_bound_bytes": bounds.get(st.name, 0),
+                       "cycles": st.cycles, "macs": st.macs, "sram_bytes": st.sram_bytes,
+                       "energy_uj": energy_uj(gbytes["total"], st.sram_bytes, st.macs, cfg)})
     cycles = result.cycles
     macs = sum(st.macs for st in result.groups)
+    sram = sum(st.sram_bytes for st in result.groups)
     rep = {
         "model": m["model"], "board": m["board"], "board_kind": result.board_kind,
         "mode": m["mode"],
@@ -105,8 +122,10 @@ def build_report(art: Artifact, result: RunResult, x: np.ndarray, validate_run: 
         "macs": int(macs),
         "gemm_utilisation": macs / (cycles * cfg.gemm_macs_per_cycle) if cycles else 0.0,
         "host_layers": m.get("host_layers", []),
+        "sram_bytes": int(sram),
         "groups": groups,
     }
+    rep["energy"] = energy_uj(rep["dram_bytes"]["total"], sram, macs, cfg)
     rep["dram_vs_lower_bound"] = rep["dram_bytes"]["total"] / max(1, rep["lower_bound_bytes"])
     if validate_run:
         rep["validation"] = validate(art, result, x, float_model)
@@ -123,6 +142,11 @@ def summary_text(rep: dict) -> str:
         "DRAM bytes: " + ", ".join(f"{k} {v:,}" for k, v in b.items())
         + f"  ({rep['dram_vs_lower_bound']:.2f}x the lower bound {rep['lower_bound_bytes']:,})",
     ]
+    e = rep.get("energy")
+    if e:
+        lines.append(f"energy estimate: {e['total_uj']:,.1f} uJ (DRAM {e['dram_uj']:,.1f}, "
+                     f"on-chip buffers {e['sram_uj']:,.1f}, MACs {e['mac_uj']:,.1f}; "
+                     f"constants of boards/{rep['board']}.toml)")
     v = rep.get("validation")
     if v:
         line = (f"validation: bit-exact vs the integer reference: {v['bit_exact']} "

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from boards import load_board
 from bctvm.errors import BadInputError
+from bctvm.rpc.client import parse_addr
 
 from .boards import LocalBoards, RpcBoards, TrackerBoards
 from .tasks import extract_tasks
 from .tune import summary, tune_tasks
-
-
-def parse_address(text: str, option: str) -> tuple[str, int]:
-    """'HOST:PORT' -> (host, port); BadInputError naming the option otherwise."""
-    host, sep, port = (text or "").rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise BadInputError(f"{option} must be HOST:PORT, got {text!r}")
-    return host, int(port)
 
 
 def make_boards(board: str, rpc: str | None, tracker: str | None, key: str | None,
@@ -34,10 +27,10 @@ def make_boards(board: str, rpc: str | None, tracker: str | None, key: str | Non
     if local:
         return LocalBoards(cfg, parallel or 1)
     if rpc:
-        return RpcBoards(cfg, *parse_address(rpc, "--rpc"), timeout=timeout)
+        return RpcBoards(cfg, *parse_addr(rpc, "--rpc"), timeout=timeout)
     if not key:
         raise BadInputError("tune: --tracker needs --key K (the boards' key)")
-    return TrackerBoards(cfg, *parse_address(tracker, "--tracker"), key, timeout=timeout,
+    return TrackerBoards(cfg, *parse_addr(tracker, "--tracker"), key, timeout=timeout,
                          parallel=parallel)
 
 

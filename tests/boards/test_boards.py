@@ -118,3 +118,22 @@ def test_boards_command_lists_all_three():
     assert [ln.split()[0] for ln in lines] == ["pynq", "ultra96", "zcu102"]
     assert "1x16_i8w8a32_15_15_18_17" in lines[0]
     assert "onchip_reuse on" in lines[2]
+
+
+def test_energy_constants_are_read_with_their_cited_source(tmp_path):
+    for name in list_boards():
+        cfg = load_board(name)
+        assert cfg.energy.dram_pj_per_byte > cfg.energy.sram_pj_per_byte > cfg.energy.mac_pj > 0
+        text = (Path(boards.__file__).parent / f"{name}.toml").read_text()
+        assert "Horowitz" in text and "ISSCC 2014" in text
+    base = (Path(boards.__file__).parent / "pynq.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(base.replace("mac_pj = 0.3", "mac_pj = -1"))
+    with pytest.raises(BoardConfigError, match=r"energy\.mac_pj"):
+        load_board(bad)
+    bad.write_text(base.replace("mac_pj = 0.3", "mac_pj = 0.3\nsram_pj = 2"))
+    with pytest.raises(BoardConfigError, match=r"\[energy\]"):
+        load_board(bad)
+    # an artifact's embedded board (board_to_dict) round-trips, energy included
+    cfg = load_board("zcu102")
+    assert boards.board_from_dict(boards.board_to_dict(cfg)) == cfg

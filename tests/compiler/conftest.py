@@ -25,6 +25,21 @@ def compile_and_run(out_dir, source, *, board, mode="fused", size=32, seed=0, **
     return manifest, build_report(art, result, x), result
 
 
+def reseal(art_dir) -> dict:
+    """Re-record every file's size and SHA-256 in the manifest after a test changed a file
+    on purpose (what someone who edits an artifact would do); returns the manifest."""
+    import json
+
+    from bctvm.runtime.integrity import MANIFEST, files_digest, record_files
+
+    path = Path(art_dir) / MANIFEST
+    m = json.loads(path.read_text())
+    m["files"] = record_files(art_dir)
+    m["digest"] = files_digest(m["files"])
+    path.write_text(json.dumps(m, indent=1))
+    return m
+
+
 @pytest.fixture(scope="session")
 def user_models() -> Path:
     return USER_MODELS

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from .conftest import USER_MODELS, run_cli
+from .conftest import USER_MODELS, reseal, run_cli
 
 SRC = f"{USER_MODELS}:resdw"
 
@@ -73,6 +73,7 @@ def test_a_corrupted_weight_is_a_validation_mismatch(copy, tmp_path, monkeypatch
     img = np.fromfile(copy / g["dram"], dtype=np.uint8)
     img[w["start"]:w["start"] + w["nbytes"]] ^= 0x41  # flip bits in every weight byte
     img.tofile(copy / g["dram"])
+    reseal(copy)  # digests re-recorded: the run itself must catch the change
     code = run_cli(monkeypatch, "run", copy, "--report", tmp_path / "r.json")
     assert code == 1
     assert "differs from the integer reference" in capsys.readouterr().err
@@ -110,7 +111,7 @@ def test_missing_or_corrupt_artifacts_exit_2(copy, tmp_path, monkeypatch, capsys
     prog = copy / m["groups"][0]["programs"][0]["file"]
     data = prog.read_bytes()
     prog.write_bytes(data[:-8])
-    _expect_exit2(monkeypatch, capsys, ["run", copy], prog.name, "instructions")
+    _expect_exit2(monkeypatch, capsys, ["run", copy], prog.name, "bytes")
     prog.unlink()
     _expect_exit2(monkeypatch, capsys, ["run", copy], prog.name, "missing")
     prog.write_bytes(data)
