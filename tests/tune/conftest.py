@@ -1,10 +1,11 @@
-"""Tuning tests: a small task on zcu102 and real board servers (bctvm serve) on 127.0.0.1."""
+"""Tuning tests: a small task on zcu102 and real board servers (bctvm serve) on 127.0.0.1
+(the `servers` and `tracker` fixtures of tests/rpc)."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
+
+from tests.rpc.conftest import servers, tracker, tracker_free, wait_until  # noqa: F401
 
 
 @pytest.fixture(scope="session")
@@ -24,43 +25,8 @@ def small_task(cfg):
 
 
 @pytest.fixture
-def board_server(tmp_path):
-    """start(board, tracker=None, key=None) -> a started BoardServer on a free loopback
-    port; all are stopped at the end of the test."""
-    from bctvm.rpc.server import BoardServer, free_port
-
-    started = []
-
-    def start(board="zcu102", **kw):
-        srv = BoardServer(board, "127.0.0.1", free_port(),
-                          workdir=tmp_path / f"board{len(started)}", **kw).start()
-        started.append(srv)
-        return srv
-
-    yield start
-    for srv in started:
-        srv.stop()
-
-
-@pytest.fixture
-def tracker_with_boards(board_server):
+def tracker_with_boards(servers, tracker):
     """(tracker port, [two zcu102 board servers registered under key "zcu102"])."""
-    from tvm import rpc
-    from tvm.rpc.tracker import Tracker
-
-    from bctvm.rpc.server import free_port
-
-    port = free_port()
-    tracker = Tracker("127.0.0.1", port=port, port_end=port + 1, silent=True)
-    servers = [board_server(tracker=("127.0.0.1", tracker.port), key="zcu102")
-               for _ in range(2)]
-    end = time.monotonic() + 30
-    while time.monotonic() < end:  # both registered
-        q = rpc.connect_tracker("127.0.0.1", tracker.port).summary()["queue_info"]
-        if q.get("zcu102", {}).get("free", 0) == 2:
-            break
-        time.sleep(0.1)
-    try:
-        yield tracker.port, servers
-    finally:
-        tracker.terminate()
+    servers_ = [servers("zcu102", tracker=tracker, key="zcu102") for _ in range(2)]
+    wait_until(lambda: tracker_free(tracker, "zcu102") == 2, 30, "both boards at the tracker")
+    return tracker[1], servers_

@@ -58,8 +58,8 @@ def test_a_board_killed_mid_run_costs_candidates_not_the_run(zcu102, tracker_wit
     assert math.isfinite(r.best_cycles)
 
 
-def test_a_hung_board_fails_its_measurement_after_the_timeout(zcu102, board_server):
-    srv = board_server("zcu102")
+def test_a_hung_board_fails_its_measurement_after_the_timeout(zcu102, servers):
+    srv = servers("zcu102")
     worker = psutil.Process(srv.worker_pid)
     worker.suspend()  # the port accepts TCP, nothing answers
     try:
@@ -72,8 +72,8 @@ def test_a_hung_board_fails_its_measurement_after_the_timeout(zcu102, board_serv
         worker.resume()
 
 
-def test_a_board_of_another_kind_is_refused(zcu102, board_server):
-    srv = board_server("pynq")
+def test_a_board_of_another_kind_is_refused(zcu102, servers):
+    srv = servers("pynq")
     with pytest.raises(BoardError, match="board 'pynq', the task is for 'zcu102'"):
         RpcBoards(zcu102, "127.0.0.1", srv.port, timeout=20).measure(
             b"\0" * 16, np.zeros(64, np.uint8), {})
