@@ -59,6 +59,8 @@ class TaskResult:
 
 
 def _default_knobs(task: Task):
+    """The ScheduleKnobs compile_group resolves for the task without knobs (compiled here
+    when the task does not carry them from extract_tasks)."""
     if task.default_knobs is None:
         from bctvm.lower.group import compile_group
 
