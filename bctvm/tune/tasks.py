@@ -1,7 +1,8 @@
 """Tuning tasks: the distinct fused groups (VTA programs) of a compiled model.
 
 A task is one VTA program's structure: the board, the layers' LayerSpecs without their names
-and the residual sources. Two segments of a model with the same structure (ResNet's repeated
+and with their requantisation shifts reduced to the class that fixes the ALU steps, and the
+residual sources. Two segments of a model with the same structure (ResNet's repeated
 basic blocks) are one task, tuned once, and both use its best record.
 
     tasks = extract_tasks("block_resnet18", board="zcu102", input_shape=(1, 3, 224, 224))
@@ -84,9 +85,32 @@ class Task:
         return tvm.IRModule({"main": func})
 
 
+def _shift_class(s: int | None, wide: int) -> int | None:
+    """A representative of the shifts that give the same ALU steps: none, zero, left,
+    right with a rounding constant that fits the immediate field, right with a wider one."""
+    if s is None or s == 0:
+        return s
+    if s < 0:
+        return -1
+    return 1 if s < wide else wide
+
+
+def _structural(cfg: BoardConfig, spec: LayerSpec, i: int) -> LayerSpec:
+    """The spec as a task sees it: no name, and the requantisation shifts replaced by their
+    class (_shift_class; the residual's alignment is a shift the other way). Shifts come from
+    calibration and change no instruction but immediates and bias data, so the cycles are
+    the same: a log stays valid for a model calibrated again, and equal layers with other
+    shifts are one task."""
+    wide = cfg.alu_imm_bits  # 2^(s-1) fits the signed immediate for s < wide
+    res = spec.residual_shift
+    return dataclasses.replace(spec, name=f"l{i}", meta={}, shift=_shift_class(spec.shift, wide),
+                               residual_shift=None if res is None
+                               else -(_shift_class(-res, wide) or 0))
+
+
 def task_of(cfg: BoardConfig, specs, residuals, name: str = "", layers=()) -> Task:
-    """The task of a group (names dropped from the specs, residual sources resolved)."""
-    specs = tuple(dataclasses.replace(s, name=f"l{i}", meta={}) for i, s in enumerate(specs))
+    """The task of a group (specs made structural, residual sources resolved)."""
+    specs = tuple(_structural(cfg, s, i) for i, s in enumerate(specs))
     res = [r if r is None or isinstance(r, str) else int(r)
            for r in resolve_residuals(specs, list(residuals))]
     return Task(cfg, specs, res, [name] if name else [], list(layers))
