@@ -177,13 +177,15 @@ def sim_cmd(
     regions: str = typer.Option(None, help="region map JSON (default: IMAGE.regions.json if present)"),
 ) -> None:
     """Run a program on the simulator and print a short summary."""
-    import json
-
     from boards import load_board
-    from bctvm.program import load_dram, load_regions, read_program_bytes, regions_path, save_dram
+    from bctvm.outputs import check_output_file, write_atomic, write_json_atomic
+    from bctvm.program import load_dram, load_regions, read_program_bytes, regions_path
     from bctvm.selftest import format_report
     from bctvm.sim import Simulator
 
+    for path, option in ((dram_out, "--dram-out"), (report, "--report")):
+        if path:
+            check_output_file(path, option)
     cfg = load_board(board)
     stream, image = read_program_bytes(program), load_dram(dram)  # the simulator decodes it
     side = regions or (regions_path(dram) if regions_path(dram).is_file() else None)
@@ -191,10 +193,9 @@ def sim_cmd(
     out = res.to_report()
     typer.echo(format_report(out))
     if dram_out:
-        save_dram(dram_out, res.dram)
+        write_atomic(dram_out, res.dram.tobytes())
     if report:
-        with open(report, "w") as f:
-            json.dump(out, f, indent=1)
+        write_json_atomic(report, out)
 
 
 @app.command("sim-selftest")
@@ -205,12 +206,14 @@ def sim_selftest_cmd(
     seed: int = typer.Option(0, help="random seed of the layer's data"),
 ) -> None:
     """Run a 3x3 conv layer program on the simulator and check it against numpy."""
-    import json
     from pathlib import Path
 
+    from bctvm.outputs import check_output_file, write_json_atomic
     from bctvm.program import regions_path, save_dram, save_program, save_regions
     from bctvm.selftest import format_report, raise_on_mismatch, run_selftest
 
+    if report:
+        check_output_file(report, "--report")
     rep, prog = run_selftest(board, seed=seed, strict=False)
     typer.echo(format_report(rep))
     if out:
@@ -221,7 +224,7 @@ def sim_selftest_cmd(
         typer.echo(f"wrote {d / 'PROG.bin'} and {d / 'IMAGE.bin'}: try "
                    f"`bctvm sim {d / 'PROG.bin'} --dram {d / 'IMAGE.bin'} --board {prog.cfg.name}`")
     if report:
-        Path(report).write_text(json.dumps(rep, indent=1))
+        write_json_atomic(report, rep)
     raise_on_mismatch(rep)
 
 
@@ -475,7 +478,14 @@ def report_cmd(
         typer.echo(f"wrote {png}")
 
 
-def _on_sigterm(signum, frame):
+_SIGNALLED: list[int] = []  # signals received, so an interrupt that an FFI callback turned
+#                             into another exception still ends as an interrupt
+
+
+def _on_signal(signum, frame):
+    _SIGNALLED.append(signum)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise errors.Terminated()
 
 
@@ -484,24 +494,38 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _interrupted(signum: int) -> None:
+    if signum == signal.SIGINT:
+        _fail("interrupted (SIGINT); nothing was left half-written", errors.EXIT_SIGINT)
+    _fail("terminated (SIGTERM); nothing was left half-written", errors.EXIT_SIGTERM)
+
+
 def main() -> None:
     """Console-script entry: run the app and map every outcome to one line + an exit code
     (bctvm/errors.py). Unexpected exceptions are bugs: one line, exit 4, and the traceback
     only with BCTVM_DEBUG=1."""
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    _SIGNALLED.clear()
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         rc = app(standalone_mode=False)
     except BctvmError as err:
         _fail(str(err), err.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted (SIGINT); nothing was left half-written", errors.EXIT_SIGINT)
+        _interrupted(signal.SIGINT)
     except errors.Terminated:
-        _fail("terminated (SIGTERM); nothing was left half-written", errors.EXIT_SIGTERM)
+        _interrupted(signal.SIGTERM)
+    except MemoryError:
+        _fail("out of memory: the model, input shape or program needs more memory than this "
+              "machine has", errors.EXIT_BAD_INPUT)
     except SystemExit:
         raise
     except (typer.Exit, typer.Abort) as err:
+        if _SIGNALLED:
+            _interrupted(_SIGNALLED[0])
         sys.exit(getattr(err, "exit_code", 1))
     except Exception as err:  # click usage errors carry their own exit code
+        if _SIGNALLED:  # e.g. a RuntimeError the TVM FFI made of the interrupt
+            _interrupted(_SIGNALLED[0])
         code = getattr(err, "exit_code", None)
         if isinstance(code, int) and hasattr(err, "show"):
             err.show()
@@ -514,9 +538,10 @@ def main() -> None:
         _fail(f"internal error: {type(err).__name__}: {first} (a bctvm bug; re-run with "
               f"{errors.DEBUG_ENV}=1 for the traceback)", errors.EXIT_INTERNAL)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    if rc == errors.EXIT_SIGINT:  # typer turns KeyboardInterrupt into this return value
-        _fail("interrupted (SIGINT); nothing was left half-written", errors.EXIT_SIGINT)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if _SIGNALLED or rc == errors.EXIT_SIGINT:  # typer returns 130 for KeyboardInterrupt
+        _interrupted(_SIGNALLED[0] if _SIGNALLED else signal.SIGINT)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

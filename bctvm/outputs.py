@@ -90,6 +90,12 @@ def check_output_dir(out, force: bool = False) -> Path:
     p = Path(out)
     if p.exists() and not p.is_dir():
         raise BadInputError(f"-o {p}: is a file, expected an artifact directory")
+    existing = next(a for a in (p.absolute(), *p.absolute().parents) if a.exists())
+    if existing != p.absolute() and not existing.is_dir():
+        raise BadInputError(f"-o {p}: {existing} is a file, not a folder")
+    if not os.access(existing if existing != p.absolute() else p.absolute().parent,
+                     os.W_OK | os.X_OK):
+        raise BadInputError(f"-o {p}: cannot write in {existing}")
     if p.is_dir() and any(p.iterdir()) and not is_artifact_dir(p) and not force:
         raise BadInputError(f"-o {p}: the folder is not empty and holds no bctvm artifact; "
                             "choose another folder or pass --force to replace its content")

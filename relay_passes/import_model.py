@@ -162,7 +162,14 @@ def load_source(source, example_input=None, *, input_shape=(1, 3, 224, 224), **m
             raise BadInputError(f"{file}: cannot import ({err})") from None
         if not hasattr(module, factory):
             raise BadInputError(f"{file}: no factory function '{factory}'")
-        model = getattr(module, factory)()
+        try:
+            model = getattr(module, factory)()
+        except BctvmError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the user's factory failed
+            first = (str(err).strip().splitlines() or [""])[0][:200]
+            raise BadInputError(f"{text}: the factory raised {type(err).__name__}: "
+                                f"{first}") from None
         if not isinstance(model, torch.nn.Module):
             raise BadInputError(f"{text}: factory did not return an nn.Module")
         x = example_input if example_input is not None else torch.randn(*input_shape)

@@ -34,8 +34,8 @@ from tqdm import tqdm
 
 import bctvm
 from bctvm.errors import BadInputError
-from bctvm.outputs import check_output_dir, staged_dir
 from bctvm.lower.group import CompiledGroup, compile_group
+from bctvm.outputs import staged_dir
 from bctvm.runtime.artifact import FORMAT as ARTIFACT_FORMAT
 from bctvm.runtime.artifact import VERSION as ARTIFACT_VERSION
 from bctvm.runtime.integrity import MANIFEST, files_digest, record_files
@@ -149,6 +149,17 @@ def tensor_kinds(plan: FusedPlan, compiled: list[CompiledSegment]) -> dict[str, 
     return kinds
 
 
+def compile_model(source, *, out_dir, force: bool = False, **kw) -> dict:
+    """Compile `source` (zoo name, .pt2 file, file.py:factory or nn.Module) into `out_dir`;
+    returns the manifest (also written as manifest.json); keywords as _compile_into.
+
+    `out_dir` is checked first (a file, or a non-empty folder that holds no artifact unless
+    `force`, is refused) and replaced as a whole only when the compile completes: the work
+    goes into a staging folder beside it (bctvm.outputs.staged_dir)."""
+    with staged_dir(out_dir, force) as stage:
+        return _compile_into(source, stage, **kw)
+
+
 @dataclass
 class FrontEnd:
     """A model through the graph passes and segmented for a board (compile steps 1-2)."""
@@ -195,23 +206,17 @@ def compiled_segments(source, *, mode: str = "fused", progress: bool = True, **k
                                     progress)
 
 
-def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_size=None,
+def _compile_into(source, out_dir, *, board="pynq", mode: str = "fused", block_size=None,
                   block_type=None, padding_mode=None, input_shape=(1, 3, 224, 224),
                   calib: int = 1, stem: str = "auto", qnet=None, host_fallback: bool = False,
-                  opt_level: int = 2, progress: bool = True, force: bool = False,
-                  tuning_log=None) -> dict:
-    """Compile `source` (zoo name, .pt2 file, file.py:factory or nn.Module) into `out_dir`;
-    returns the manifest (also written as manifest.json). `qnet`: a QuantizedNet or the path
-    of a saved one (bctvm.quant.save_qnet) to use instead of calibrating (a .pt2 model has
-    no nn.Module to calibrate). `host_fallback`: a layer that cannot fit the board's buffers
-    runs on the host (recorded in the manifest's "host_fallbacks") instead of being an error.
-    `out_dir` is replaced as a whole when the compile completes; a non-empty folder that is
-    not an artifact is refused unless `force`. `tuning_log`: a `bctvm tune --log` directory;
-    each group uses its task's best record (default knobs when there is none; the manifest's
-    group "knobs" says which)."""
-    if mode not in MODES:
-        raise BadInputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
-    check_output_dir(out_dir, force)  # before the work: a bad -o fails at once
+                  opt_level: int = 2, progress: bool = True, tuning_log=None) -> dict:
+    """Compile `source` into the (staging) folder `out_dir`. `qnet`: a QuantizedNet or the
+    path of a saved one (bctvm.quant.save_qnet) to use instead of calibrating (a .pt2 model
+    has no nn.Module to calibrate). `host_fallback`: a layer that cannot fit the board's
+    buffers runs on the host (recorded in the manifest's "host_fallbacks") instead of being
+    an error. `tuning_log`: a `bctvm tune --log` directory; each group uses its task's best
+    record (default knobs when there is none; the manifest's group "knobs" says which)."""
+    out = Path(out_dir)
     tuned = None
     if tuning_log is not None:
         from bctvm.tune.log import TuningLog
@@ -240,21 +245,7 @@ def compile_model(source, *, out_dir, board="pynq", mode: str = "fused", block_s
     names = {gname: f"bctvm.vta.{key}.g{int(f.attrs['bctvm.vta_group'])}"
              for gname, f in vta_groups(partitioned)}
     host_mod = dispatch_groups(partitioned, names)
-    with staged_dir(out_dir, force) as out:
-        manifest = _write_artifact(out, host_mod, opt_level, plan, compiled, partitioned, names,
-                                   vta_qnet, imported, qnet, segments, fallbacks, cfg, key,
-                                   mode, (block_size, block_type, padding_mode, stem),
-                                   (t_start, t_pass, t_vta))
-    return manifest
-
-
-def _write_artifact(out: Path, host_mod, opt_level, plan, compiled, partitioned, names,
-                    vta_qnet, imported, qnet, segments, fallbacks, cfg, key, mode, block,
-                    times) -> dict:
-    """Every file of the artifact into `out` (the staging folder), the manifest last."""
-    t_start, t_pass, t_vta = times
-    block_size, block_type, padding_mode, stem = block
-    batch = int(imported.example_input.shape[0])
+    out.mkdir(parents=True, exist_ok=True)
     target = tvm.target.Target({"kind": "llvm", "opt-level": int(opt_level)})
     ex = tvm.compile(host_mod, target=target)
     ex.export_library(str(out / "host.so"))
@@ -286,7 +277,7 @@ def _write_artifact(out: Path, host_mod, opt_level, plan, compiled, partitioned,
                             "vta_programs": round(t_vta - t_pass, 2),
                             "host_library": round(t_host - t_vta, 2)},
     }
-    manifest["files"] = record_files(out)
+    manifest["files"] = record_files(out)  # every file but the manifest: size + SHA-256
     manifest["digest"] = files_digest(manifest["files"])
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, allow_nan=False))
     return manifest
@@ -343,9 +334,11 @@ def _write_references(out: Path, imported, qnet) -> None:
     import torch
 
     from bctvm.quant.serialize import save_qnet
+    from bctvm.runtime.float_model import load_float_model
 
     save_qnet(qnet, out / "qnet")
     torch.export.save(imported.exported, str(out / "model.pt2"))
+    load_float_model(out / "model.pt2")  # `run` must be able to read it without unpickling
     np.save(out / "example_input.npy", imported.example_input.detach().numpy())
 
 

@@ -8,6 +8,7 @@ qualified names.
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Callable
 
 from torch import nn
@@ -17,6 +18,8 @@ from bctvm.errors import BadInputError
 from .mobilenet import block_mobilenet
 from .resnet import block_resnet18, block_resnet34, block_resnet50
 from .vgg import block_vgg16, block_vgg16_bn
+
+MAX_INPUT_VALUES = 1 << 28  # N*C*H*W of --input-shape (1 GiB of float32)
 
 __all__ = ["ZOO", "get_model", "default_block_size", "describe_zoo", "parse_input_shape"]
 
@@ -63,6 +66,9 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
         shape = ()
     if len(shape) != 4 or min(shape) <= 0:
         raise BadInputError(f"--input-shape must be N,C,H,W positive ints, got {text!r}")
+    if math.prod(shape) > MAX_INPUT_VALUES:
+        raise BadInputError(f"--input-shape {text}: {math.prod(shape):,} values, more than "
+                            f"the {MAX_INPUT_VALUES:,} bctvm compiles (too large to allocate)")
     return shape
 
 

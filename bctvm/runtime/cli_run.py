@@ -1,8 +1,10 @@
 """`bctvm run DIR`: load an artifact, run it on the simulator board, validate, report.
 
-Returns the summary text; writes --output (float32 .npy) and --report (JSON) first, then
-raises ValidationMismatch (exit 1) when the boundary tensor is not bit-exact with the integer
-reference. A missing / unreadable / wrong-shape or wrong-dtype input is a BadInputError.
+Returns the summary text; writes --output (float32 .npy) and --report (strict JSON) first,
+each atomically (bctvm.outputs), then raises ValidationMismatch (exit 1) when the boundary
+tensor is not bit-exact with the integer reference. Output paths are checked before anything
+runs. A missing / unreadable / wrong-shape or wrong-dtype input, or one holding NaN or
+infinite values, is a BadInputError.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from bctvm.errors import BadInputError, ValidationMismatch
-from bctvm.outputs import save_npy_atomic, write_json_atomic
+from bctvm.outputs import check_output_file, save_npy_atomic, write_json_atomic
 
 from .artifact import load_artifact
 from .executor import ModelRunner
@@ -35,11 +37,25 @@ def load_input(path, shape) -> np.ndarray:
     if tuple(x.shape) != tuple(shape):
         raise BadInputError(f"--input {p}: shape {tuple(x.shape)}, expected float32 NCHW "
                             f"{tuple(shape)}")
+    check_finite(x, f"--input {p}")
     return x
+
+
+def check_finite(x: np.ndarray, what: str) -> None:
+    """BadInputError when a float input holds NaN or +-Inf (they have no int8 value)."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise BadInputError(f"{what}: {int(bad.sum())} values are NaN or infinite (first at "
+                            f"index {first}); the input must be finite")
 
 
 def run_artifact(path, input_path=None, output_path=None, report_path=None,
                  float_model: bool = True) -> str:
+    if output_path:
+        check_output_file(output_path, "--output")
+    if report_path:
+        check_output_file(report_path, "--report")
     art = load_artifact(path)
     x = load_input(input_path, art.input_shape())
     result = ModelRunner(art).run(x)

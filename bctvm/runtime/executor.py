@@ -88,6 +88,8 @@ class ModelRunner:
             raise BadInputError(f"input must be float32 NCHW {want}, got {x.dtype}")
         if tuple(x.shape) != want:
             raise BadInputError(f"input must be float32 NCHW {want}, got shape {tuple(x.shape)}")
+        if not np.isfinite(x).all():
+            raise BadInputError("input holds NaN or infinite values; it must be finite")
         return np.ascontiguousarray(x)
 
     def run(self, x) -> RunResult:

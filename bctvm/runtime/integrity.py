@@ -51,19 +51,23 @@ def record_files(root) -> dict:
     return out
 
 
-def safe_path(root: Path, rel, what: str) -> Path:
-    """root/rel after checking rel is a plain relative path that stays inside root."""
+def check_relpath(root: Path, rel, what: str) -> None:
+    """rel is a plain "/"-separated relative path: no "", ".", ".." parts, not absolute."""
     if not isinstance(rel, str) or not rel:
         raise BadInputError(f"artifact {root}: {what} must be a relative file name, got {rel!r}")
-    p = PurePosixPath(rel)
-    if p.is_absolute() or "\\" in rel or "\0" in rel or \
+    if PurePosixPath(rel).is_absolute() or "\\" in rel or "\0" in rel or \
             any(part in ("", ".", "..") for part in rel.split("/")):
         raise BadInputError(f"artifact {root}: {what} '{rel}' is not a plain relative path "
                             "inside the artifact directory")
+
+
+def safe_path(root: Path, rel, what: str) -> Path:
+    """root/rel after checking rel is a plain relative path that stays inside root (also
+    through symlinks)."""
+    check_relpath(root, rel, what)
     full = root / rel
-    real_root = root.resolve()
     try:
-        full.resolve().relative_to(real_root)
+        full.resolve().relative_to(root.resolve())
     except ValueError:
         raise BadInputError(f"artifact {root}: {what} '{rel}' resolves outside the artifact "
                             "directory") from None
@@ -72,6 +76,7 @@ def safe_path(root: Path, rel, what: str) -> Path:
 
 def check_entry(rel, entry, root: Path) -> None:
     """One `files` entry: {"bytes": int >= 0, "sha256": 64 lower-case hex digits}."""
+    check_relpath(root, rel, "file")
     where = f"artifact {root}: manifest.json files['{rel}']"
     if not isinstance(entry, dict) or set(entry) != {"bytes", "sha256"}:
         raise BadInputError(f"{where} must be {{\"bytes\": int, \"sha256\": hex}}")

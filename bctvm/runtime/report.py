@@ -22,6 +22,7 @@ import numpy as np
 from .artifact import Artifact
 from .energy import energy_uj
 from .executor import KINDS, RunResult
+from .float_model import load_float_model
 
 
 def group_lower_bounds(art: Artifact) -> dict:
@@ -62,7 +63,7 @@ def validate(art: Artifact, result: RunResult, x: np.ndarray, float_model: bool 
     from bctvm.quant import IntegerReference
     from bctvm.quant.serialize import load_qnet
 
-    qnet = load_qnet(art.file("qnet"))
+    qnet = load_qnet(art.file(art.manifest["qnet"]))
     ref = IntegerReference(qnet).run(x, keep_tensors=False)
     got = result.boundary
     if got.shape == ref.boundary.shape:
@@ -76,11 +77,11 @@ def validate(art: Artifact, result: RunResult, x: np.ndarray, float_model: bool 
     out = result.output[0] if result.output else None
     if out is not None:
         val["output_max_abs_err_vs_int8_reference"] = float(np.abs(out - ref.output).max())
-    pt2 = art.file(art.manifest.get("float_model", "model.pt2"))
-    if float_model and out is not None and pt2.is_file():
-        ep = torch.export.load(str(pt2))
+    rel = art.manifest.get("float_model")
+    if float_model and out is not None and rel:
+        module = load_float_model(art.file(rel))  # never unpickles (float_model.py)
         with torch.no_grad():
-            f = ep.module()(torch.from_numpy(x))
+            f = module(torch.from_numpy(x))
         f = (f[0] if isinstance(f, (tuple, list)) else f).numpy()
         fm = {"max_abs_err": float(np.abs(out - f).max()),
               "max_abs": float(np.abs(f).max())}

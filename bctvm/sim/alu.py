@@ -10,6 +10,13 @@ every earlier write. The index space is cut into the longest runs in which no mi
 reads (dst or src) an element written earlier in the same run; each run is one vectorised
 step (gather all, compute, scatter). Ordinary epilogues (bias add, ReLU, shift, clip,
 residual add) are a single run.
+
+Bounded memory (uop_loop.py): with an immediate every micro-op applies the same function
+f(a) = op(a, imm), so the result of any loop is f applied c times to each element, c the
+number of positions writing it; a loop larger than PLAN_POSITIONS is evaluated that way
+(`_repeat`: closed forms of f^c; the counts come from the loop in sub-loops, axes with a zero
+dst factor multiplying them). A register loop that large runs as consecutive sub-loops,
+each with its own hazard-free runs, in sequential order.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import numpy as np
 
 from bctvm.isa import AluOp
 from bctvm.sim.sram import Scratchpads
+from bctvm.sim import uop_loop
 from bctvm.sim.uop_loop import DstIndex, check_max, grid, uop_range
 
 _SHIFT_CAP = 63  # tile-operand shifts are done on int64; 63 saturates like any larger amount
@@ -27,29 +35,41 @@ _INT32_BITS = 32
 class AluPlan:
     """Index arrays and hazard-free runs of one ALU loop shape (valid until LOAD UOP)."""
 
-    __slots__ = ("n", "dst", "src", "runs", "src_is_dst")
+    __slots__ = ("n", "dst", "src", "runs", "src_is_dst", "chunked", "nbytes")
 
-    def __init__(self, row, index: int, sp: Scratchpads):
+    def __init__(self, row, index: int, sp: Scratchpads, part=None):
+        """The plan of the whole loop or (part = (i0, ni, j0, nj)) of one sub-loop; a whole
+        loop above PLAN_POSITIONS only has its bounds checked (chunked)."""
         where = f"instruction {index} (ALU {AluOp(row.alu_opcode).name})"
         bgn, end = uop_range(row, sp, where)
         iters = (row.iter_out, row.iter_in)
         self.n = iters[0] * iters[1] * (end - bgn)
         self.src = None
-        self.src_is_dst = False
+        self.src_is_dst = self.chunked = False
+        self.nbytes = 0
         if self.n == 0:
             return
         dfac = (row.dst_factor_out, row.dst_factor_in)
-        dk = sp.uop_dst[bgn:end]
-        check_max(sp, "acc", dk, iters, dfac, where, "dst")
+        sfac = (row.src_factor_out, row.src_factor_in)
+        dk, sk = sp.uop_dst[bgn:end], sp.uop_src[bgn:end]
+        if part is None:
+            check_max(sp, "acc", dk, iters, dfac, where, "dst")
+            if not row.use_imm:
+                check_max(sp, "acc", sk, iters, sfac, where, "src")
+            if self.n > uop_loop.PLAN_POSITIONS:
+                self.chunked = True
+                return
+        else:
+            i0, ni, j0, nj = part
+            dk, sk = uop_loop.shifted(dk, dfac, i0, j0), uop_loop.shifted(sk, sfac, i0, j0)
+            iters = (ni, nj)
         dst = grid(dk, iters, dfac).reshape(-1)
         if not row.use_imm:
-            sfac = (row.src_factor_out, row.src_factor_in)
-            sk = sp.uop_src[bgn:end]
-            check_max(sp, "acc", sk, iters, sfac, where, "src")
             self.src = grid(sk, iters, sfac).reshape(-1)
             self.src_is_dst = bool(np.array_equal(self.src, dst))
         self.runs = hazard_free_runs(dst, self.src, sp.depth["acc"])
         self.dst = DstIndex(dst) if len(self.runs) == 1 else dst
+        self.nbytes = dst.nbytes * (1 if self.src is None else 2)
 
 
 def run_alu(row, index: int, sp: Scratchpads) -> int:
@@ -60,10 +80,21 @@ def run_alu(row, index: int, sp: Scratchpads) -> int:
         plan = sp.remember(row, AluPlan(row, index, sp))
     if plan.n == 0:
         return 0
+    if not plan.chunked:
+        _execute(row, sp, plan)
+    elif row.use_imm:
+        _repeat(row, sp)
+    else:
+        for part in uop_loop.sub_loops((row.iter_out, row.iter_in), row.uop_end - row.uop_bgn):
+            _execute(row, sp, AluPlan(row, index, sp, part))
+    return plan.n
+
+
+def _execute(row, sp: Scratchpads, plan: AluPlan) -> None:
     op = row.alu_opcode
     if len(plan.runs) == 1:  # one vectorised step: read every operand, then write
         dst = plan.dst
-        d = dst.part(0, plan.n)
+        d = dst.part(0, dst.size)
         a = sp.acc[d]  # a view when dst is a contiguous run, else a copy
         if plan.src is None:
             operand = np.int32(row.imm)
@@ -78,7 +109,7 @@ def run_alu(row, index: int, sp: Scratchpads) -> int:
             a = apply(op, a, operand)
             sp.acc[d] = a
             sp.out[d] = a
-        return plan.n
+        return
     imm = np.int32(row.imm)
     for a_, b_ in plan.runs:
         d = plan.dst[a_:b_]
@@ -86,7 +117,48 @@ def run_alu(row, index: int, sp: Scratchpads) -> int:
         new = apply(op, sp.acc[d], operand)
         sp.acc[d] = new
         sp.out[d] = new
-    return plan.n
+
+
+def _repeat(row, sp: Scratchpads) -> None:
+    """acc[d] = f^c[d](acc[d]) for f(a) = op(a, imm), c the write counts (module docstring)."""
+    counts = loop_counts(row, sp)
+    d = np.flatnonzero(counts)
+    c = counts[d]
+    a = sp.acc[d].astype(np.int64)  # (n, BATCH, BLOCK_OUT)
+    new = repeat_op(AluOp(row.alu_opcode), a, int(row.imm), c.reshape((-1,) + (1,) * (a.ndim - 1)))
+    sp.acc[d] = new
+    sp.out[d] = new
+
+
+def loop_counts(row, sp: Scratchpads) -> np.ndarray:
+    """int64 [acc depth]: positions of the loop writing each accumulator index."""
+    depth = sp.depth["acc"]
+    bgn, end = row.uop_bgn, row.uop_end
+    dfac = (row.dst_factor_out, row.dst_factor_in)
+    iters, repeat = uop_loop.collapse((row.iter_out, row.iter_in), [f != 0 for f in dfac])
+    counts = np.zeros(depth, dtype=np.int64)
+    dk = sp.uop_dst[bgn:end]
+    for i0, ni, j0, nj in uop_loop.sub_loops(iters, end - bgn):
+        idx = grid(uop_loop.shifted(dk, dfac, i0, j0), (ni, nj), dfac).reshape(-1)
+        counts += np.bincount(idx, minlength=depth)
+    return counts * repeat
+
+
+def repeat_op(op: AluOp, a: np.ndarray, imm: int, c: np.ndarray) -> np.ndarray:
+    """f^c(a) for f(a) = op(a, imm) on int32 values held in int64 (c >= 1, broadcast)."""
+    if op in (AluOp.MIN, AluOp.MAX):  # idempotent
+        return apply(op, a.astype(np.int32), np.int32(imm))
+    if op == AluOp.ADD:  # a + c*imm modulo 2**32
+        return (a + (c * imm) % (1 << 32)).astype(np.int32)
+    if op == AluOp.MUL:  # a * imm**c modulo 2**32
+        cu, inv = np.unique(c, return_inverse=True)
+        powers = np.array([pow(imm % (1 << 32), int(k), 1 << 32) for k in cu], dtype=np.uint64)
+        factor = powers[inv].reshape(c.shape)
+        return (a.astype(np.uint64) * factor).astype(np.int32)
+    if imm >= 0:  # SHR: right shifts add up and saturate at the sign fill
+        return (a >> np.minimum(c * imm, _SHIFT_CAP)).astype(np.int32)
+    total = np.minimum(c * -imm, _SHIFT_CAP)  # left shifts add up; 32 or more give 0
+    return np.where(total >= _INT32_BITS, 0, a << total).astype(np.int32)
 
 
 def apply_inplace(op: AluOp, a: np.ndarray, b) -> None:

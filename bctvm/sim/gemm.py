@@ -23,6 +23,12 @@ Everything that depends only on the instruction and the micro-ops (index arrays,
 checks, the kept/reduced split) is a `GemmPlan`, cached per instruction row in the
 scratchpads until the next LOAD UOP; the weight matrix of a shared-weight plan is cached
 until the next LOAD WGT.
+
+Bounded memory (uop_loop.py): a loop axis along which dst, src and wgt all stay put adds the
+same products `extent` times, so it is collapsed and the sums multiplied by its extent
+(exact modulo 2**32); a loop still larger than PLAN_POSITIONS runs as sub-loops, each with
+its own uncached plan; every vectorised step gathers at most ~_CHUNK_BYTES, splitting the
+reduced axis too when one output position sums very many terms.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from bctvm.sim.sram import Scratchpads
+from bctvm.sim import uop_loop
 from bctvm.sim.uop_loop import DstIndex, check_max, grid, uop_range
 
 _CHUNK_BYTES = 32 << 20  # working-set bound per vectorised step
@@ -47,30 +54,49 @@ class GemmPlan:
     """Index arrays of one GEMM loop shape (see module docstring)."""
 
     __slots__ = ("n", "reset", "dst", "src_mq", "wgt_q", "wgt_mq", "dtype", "shared",
-                 "w_version", "w_mat", "single", "x_shape", "out_shape", "batch1", "exact32")
+                 "w_version", "w_mat", "single", "x_shape", "out_shape", "batch1", "exact32",
+                 "repeat", "chunked", "iters", "n_uops", "nbytes")
 
-    def __init__(self, row, index: int, sp: Scratchpads):
+    def __init__(self, row, index: int, sp: Scratchpads, part=None):
+        """The plan of the whole loop, or (part = (i0, ni, j0, nj) of the collapsed loop) of
+        one sub-loop; a whole loop above PLAN_POSITIONS only records its shape (chunked)."""
         where = f"instruction {index} (GEMM)"
         bgn, end = uop_range(row, sp, where)
         iters = (row.iter_out, row.iter_in)
         self.n = iters[0] * iters[1] * (end - bgn)
         self.reset = bool(row.reset_reg)
         self.w_version, self.w_mat = -1, None
-        self.shared = False
+        self.shared = self.chunked = False
+        self.repeat, self.nbytes = 1, 0
         if self.n == 0:
             return
         dfac = (row.dst_factor_out, row.dst_factor_in)
-        dk = sp.uop_dst[bgn:end]
-        check_max(sp, "acc", dk, iters, dfac, where, "dst")
+        sfac = (row.src_factor_out, row.src_factor_in)
+        wfac = (row.wgt_factor_out, row.wgt_factor_in)
+        dk, sk, wk = sp.uop_dst[bgn:end], sp.uop_src[bgn:end], sp.uop_wgt[bgn:end]
+        if part is None:
+            check_max(sp, "acc", dk, iters, dfac, where, "dst")
+            if not self.reset:
+                check_max(sp, "inp", sk, iters, sfac, where, "src")
+                check_max(sp, "wgt", wk, iters, wfac, where, "wgt")
+        # axes along which nothing moves repeat the same products (reset: the same zeroing)
+        moving = [dfac[a] != 0 or (not self.reset and (sfac[a] != 0 or wfac[a] != 0))
+                  for a in range(2)]
+        iters, self.repeat = uop_loop.collapse(iters, moving)
+        self.iters, self.n_uops = iters, end - bgn
+        if part is None and iters[0] * iters[1] * (end - bgn) > uop_loop.PLAN_POSITIONS:
+            self.chunked = True
+            return
+        if part is not None:
+            i0, ni, j0, nj = part
+            dk, sk, wk = (uop_loop.shifted(k, f, i0, j0)
+                          for k, f in ((dk, dfac), (sk, sfac), (wk, wfac)))
+            iters = (ni, nj)
         dst = grid(dk, iters, dfac)
+        self.nbytes = dst.nbytes
         if self.reset:
             self.dst = DstIndex(dst.reshape(-1))
             return
-        sfac = (row.src_factor_out, row.src_factor_in)
-        wfac = (row.wgt_factor_out, row.wgt_factor_in)
-        sk, wk = sp.uop_src[bgn:end], sp.uop_wgt[bgn:end]
-        check_max(sp, "inp", sk, iters, sfac, where, "src")
-        check_max(sp, "wgt", wk, iters, wfac, where, "wgt")
         src, wgt = grid(sk, iters, sfac), grid(wk, iters, wfac)
         # which loop axes change dst (kept) and which only accumulate (reduced)
         dst_const = (iters[0] == 1 or dfac[0] == 0, iters[1] == 1 or dfac[1] == 0,
@@ -79,13 +105,14 @@ class GemmPlan:
         kept = [a for a in range(3) if not dst_const[a]]
         perm = kept + [a for a in range(3) if dst_const[a]]
         m = int(np.prod([dst.shape[a] for a in kept], dtype=np.int64))
-        q = self.n // m
+        q = dst.size // m
         self.dst = DstIndex(dst.transpose(perm).reshape(m, q)[:, 0])
         self.src_mq = np.ascontiguousarray(src.transpose(perm).reshape(m, q))
         wgt_mq = wgt.transpose(perm).reshape(m, q)
         self.shared = all(wgt_const[a] for a in kept)
         self.wgt_q = np.ascontiguousarray(wgt_mq[0])
         self.wgt_mq = None if self.shared else np.ascontiguousarray(wgt_mq)
+        self.nbytes = self.src_mq.nbytes * (1 if self.shared else 2) + self.dst.idx.nbytes
         _, b, bi = sp.inp.shape
         self.dtype = _float_dtype(q, bi)
         self.exact32 = self.dtype == np.float32  # float32 sums convert straight to int32
@@ -94,6 +121,12 @@ class GemmPlan:
         self.batch1 = b == 1
         self.x_shape = (m * b, q * bi)
         self.out_shape = (m, b, sp.wgt.shape[1])
+
+    def scaled(self, sums: np.ndarray) -> np.ndarray:
+        """int32 sums times the collapsed axes' extent, wrapping like the accumulator."""
+        if self.repeat == 1:
+            return sums
+        return (sums.astype(np.int64) * self.repeat).astype(np.int32)
 
     def weights(self, sp: Scratchpads) -> np.ndarray:
         """W[Q*BLOCK_IN, BLOCK_OUT] of a shared-weight plan, rebuilt after each LOAD WGT."""
@@ -115,6 +148,15 @@ def run_gemm(row, index: int, sp: Scratchpads) -> int:
         plan = sp.remember(row, GemmPlan(row, index, sp))
     if plan.n == 0:
         return 0
+    if not plan.chunked:
+        _execute(sp, plan)
+        return plan.n
+    for part in uop_loop.sub_loops(plan.iters, plan.n_uops):  # bounded memory: module docstring
+        _execute(sp, GemmPlan(row, index, sp, part))
+    return plan.n
+
+
+def _execute(sp: Scratchpads, plan: GemmPlan) -> None:
     if plan.reset:
         plan.dst.assign(sp, 0)
     elif plan.shared and plan.single:
@@ -122,29 +164,42 @@ def run_gemm(row, index: int, sp: Scratchpads) -> int:
         x = x.reshape(plan.x_shape) if plan.batch1 else x.transpose(0, 2, 1, 3).reshape(plan.x_shape)
         s = x.astype(plan.dtype) @ plan.weights(sp)
         s = s.astype(np.int32) if plan.exact32 else s.astype(np.int64).astype(np.int32)
-        plan.dst.accumulate(sp, s.reshape(plan.out_shape))
+        plan.dst.accumulate(sp, plan.scaled(s.reshape(plan.out_shape)))
     elif plan.shared:
         _shared_weights(sp, plan)
     else:
         _per_uop(sp, plan)
-    return plan.n
+
+
+def _steps(m: int, q: int, per_term: int):
+    """(rows, q_step): kept rows per step and reduced terms per step, so one step handles
+    about _CHUNK_BYTES / per_term terms (the reduced axis is split only when one row is
+    already larger)."""
+    terms = max(1, _CHUNK_BYTES // per_term)
+    if q <= terms:
+        return max(1, terms // q), q
+    return 1, terms
 
 
 def _shared_weights(sp: Scratchpads, plan: GemmPlan) -> None:
-    """BLAS matmuls over chunks of kept positions, all using the same weight tiles."""
+    """BLAS matmuls over chunks of kept positions (and of reduced terms when one position
+    sums very many), all using the same weight tiles."""
     m, q = plan.src_mq.shape
     _, b, bi = sp.inp.shape
     bo = sp.wgt.shape[1]
     w = plan.weights(sp)
     dt = plan.dtype
-    step = max(1, _CHUNK_BYTES // (q * b * bi * np.dtype(dt).itemsize))
+    step, q_step = _steps(m, q, b * bi * np.dtype(dt).itemsize)
     for c in range(0, m, step):
-        rows = plan.src_mq[c:c + step] if m > step else plan.src_mq
-        x = sp.inp[rows]
-        x = x.reshape(-1, q * bi) if b == 1 else x.transpose(0, 2, 1, 3).reshape(-1, q * bi)
-        s = x.astype(dt) @ w
-        s = s.astype(np.int32) if dt == np.float32 else s.astype(np.int64).astype(np.int32)
-        plan.dst.accumulate(sp, s.reshape(rows.shape[0], b, bo), c, step if m > step else m)
+        rows = min(step, m - c)
+        total = None
+        for q0 in range(0, q, q_step):
+            x = sp.inp[plan.src_mq[c:c + rows, q0:q0 + q_step]]
+            qs = x.shape[1]
+            x = x.reshape(-1, qs * bi) if b == 1 else x.transpose(0, 2, 1, 3).reshape(-1, qs * bi)
+            part = (x.astype(dt) @ w[q0 * bi:(q0 + qs) * bi]).astype(np.int64)
+            total = part if total is None else total + part
+        plan.dst.accumulate(sp, plan.scaled(total.astype(np.int32).reshape(rows, b, bo)), c, rows)
 
 
 def _per_uop(sp: Scratchpads, plan: GemmPlan) -> None:
@@ -155,22 +210,31 @@ def _per_uop(sp: Scratchpads, plan: GemmPlan) -> None:
     m, q = plan.src_mq.shape
     _, b, bi = sp.inp.shape
     bo = sp.wgt.shape[1]
-    step = max(1, _CHUNK_BYTES // (q * 4 * (b * bi + bo * bi + b * bo)))
+    step, q_step = _steps(m, q, 4 * (b * bi + bo * bi + b * bo))
     for c in range(0, m, step):
-        s = plan.src_mq[c:c + step].reshape(-1)
-        g = plan.wgt_mq[c:c + step].reshape(-1)
-        order = np.argsort(g, kind="stable")
-        sg = g[order]
-        cuts = np.flatnonzero(sg[1:] != sg[:-1]) + 1
-        if (cuts.size + 1) * _UOPS_PER_BLAS_CALL <= g.size:
-            p = np.empty((g.size, b, bo), dtype=np.float32)
-            x_all = sp.inp[s].astype(np.float32)
-            for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, g.size].tolist()):
-                idx = order[lo:hi]
-                wt = sp.wgt[sg[lo]].T.astype(np.float32)  # BLOCK_IN x BLOCK_OUT
-                p[idx] = (x_all[idx].reshape(-1, bi) @ wt).reshape(-1, b, bo)
-        else:
-            p = np.einsum("nbi,noi->nbo", sp.inp[s].astype(np.int32), sp.wgt[g].astype(np.int32))
-        rows = s.shape[0] // q
-        sums = p.reshape(rows, q, b, bo).astype(np.int64).sum(axis=1).astype(np.int32)
-        plan.dst.accumulate(sp, sums, c, rows)
+        rows = min(step, m - c)
+        total = None
+        for q0 in range(0, q, q_step):
+            s = plan.src_mq[c:c + rows, q0:q0 + q_step].reshape(-1)
+            g = plan.wgt_mq[c:c + rows, q0:q0 + q_step].reshape(-1)
+            part = _products(sp, s, g).reshape(rows, -1, b, bo).astype(np.int64).sum(axis=1)
+            total = part if total is None else total + part
+        plan.dst.accumulate(sp, plan.scaled(total.astype(np.int32)), c, rows)
+
+
+def _products(sp: Scratchpads, s: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """inp[s[n]] @ wgt[g[n]].T for every n: (n, BATCH, BLOCK_OUT), exact integers."""
+    _, b, bi = sp.inp.shape
+    bo = sp.wgt.shape[1]
+    order = np.argsort(g, kind="stable")
+    sg = g[order]
+    cuts = np.flatnonzero(sg[1:] != sg[:-1]) + 1
+    if (cuts.size + 1) * _UOPS_PER_BLAS_CALL <= g.size:
+        p = np.empty((g.size, b, bo), dtype=np.float32)
+        x_all = sp.inp[s].astype(np.float32)
+        for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, g.size].tolist()):
+            idx = order[lo:hi]
+            wt = sp.wgt[sg[lo]].T.astype(np.float32)  # BLOCK_IN x BLOCK_OUT
+            p[idx] = (x_all[idx].reshape(-1, bi) @ wt).reshape(-1, b, bo)
+        return p
+    return np.einsum("nbi,noi->nbo", sp.inp[s].astype(np.int32), sp.wgt[g].astype(np.int32))

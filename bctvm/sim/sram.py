@@ -18,6 +18,8 @@ from boards import BoardConfig
 from bctvm.errors import SramOutOfRangeError
 from bctvm.isa import decode_uop_fields
 
+PLAN_CACHE_BYTES = 256 << 20  # index arrays the cached loop plans may hold together
+
 
 class Scratchpads:
     """All on-chip state of the core: micro-op, input, weight, accumulator and output buffers."""
@@ -35,6 +37,7 @@ class Scratchpads:
         self.acc = np.zeros((cfg.acc_depth, b, bo), dtype=np.int32)
         self.out = np.zeros((cfg.out_depth, b, bo), dtype=np.int8)
         self.plans = {}  # instruction row -> GEMM/ALU loop plan (gemm.py, alu.py); until LOAD UOP
+        self.plan_bytes = 0  # index-array bytes held by the cached plans
         self.wgt_version = 0  # bumped by every LOAD WGT (invalidates cached weight matrices)
         self.depth = {
             "uop": cfg.uop_depth,
@@ -58,10 +61,14 @@ class Scratchpads:
             )
 
     def remember(self, key, plan):
-        """Cache a loop plan (bounded: the cache is dropped when it grows past 4096 plans)."""
-        if len(self.plans) >= 4096:
+        """Cache a loop plan (bounded: the cache is dropped when it grows past 4096 plans or
+        PLAN_CACHE_BYTES of index arrays)."""
+        size = getattr(plan, "nbytes", 0)
+        if len(self.plans) >= 4096 or self.plan_bytes + size > PLAN_CACHE_BYTES:
             self.plans.clear()
+            self.plan_bytes = 0
         self.plans[key] = plan
+        self.plan_bytes += size
         return plan
 
     def write_uops(self, base: int, words: np.ndarray) -> None:
@@ -74,3 +81,4 @@ class Scratchpads:
         self.uop_wgt[base:end] = w
         self.uop_loaded[base:end] = True
         self.plans.clear()
+        self.plan_bytes = 0

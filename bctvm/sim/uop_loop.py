@@ -6,6 +6,13 @@ For i < iter_out, j < iter_in, k in [uop_bgn, uop_end) (sequential order i, j, k
 analytically first (factors are non-negative, so the largest index is
 max(uop field) + (iter_out-1)*factor_out + (iter_in-1)*factor_in). `DstIndex` writes results
 back to acc/out, as slices when the indices are one contiguous run (the common case).
+
+Bounded memory: a loop of more than PLAN_POSITIONS micro-op positions is never laid out as
+one grid. Axes along which nothing moves (every factor zero) are collapsed first (GEMM: the
+sum is multiplied by the extent; ALU with an immediate: the op is applied that many times in
+closed form); what remains runs as consecutive sub-loops (`sub_loops`, sequential order) of
+at most PLAN_POSITIONS positions each, so one plan's index arrays stay under ~200 MiB
+whatever the extents (docs/cycle-model.md, "Memory").
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ import numpy as np
 
 from bctvm.errors import SramOutOfRangeError, UopOutOfRangeError
 from bctvm.sim.sram import Scratchpads
+
+PLAN_POSITIONS = 1 << 22  # micro-op positions one loop plan lays out (int64 index arrays)
 
 
 def uop_range(row, sp: Scratchpads, where: str) -> tuple[int, int]:
@@ -48,6 +57,39 @@ def raise_out_of_range(sp: Scratchpads, buffer: str, index: int, where: str, fie
         f"{where}: {field} index {index} past the end of the {buffer} buffer "
         f"(depth {sp.depth[buffer]})"
     )
+
+
+def sub_loops(iters: tuple, n_uops: int, limit: int | None = None):
+    """Yield (i0, ni, j0, nj): consecutive pieces of the (iter_out, iter_in) loop, in
+    sequential order, each of at most `limit` (default PLAN_POSITIONS) positions."""
+    limit = PLAN_POSITIONS if limit is None else limit
+    n_out, n_in = iters
+    per_row = n_in * n_uops
+    if per_row <= limit:
+        rows = max(1, limit // max(1, per_row))
+        for i in range(0, n_out, rows):
+            yield i, min(rows, n_out - i), 0, n_in
+        return
+    cols = max(1, limit // max(1, n_uops))
+    for i in range(n_out):
+        for j in range(0, n_in, cols):
+            yield i, 1, j, min(cols, n_in - j)
+
+
+def collapse(iters: tuple, moving) -> tuple[tuple, int]:
+    """(iters with every axis a where not moving[a] set to 1, product of those extents)."""
+    repeat = 1
+    out = list(iters)
+    for a in range(2):
+        if not moving[a]:
+            repeat *= out[a]
+            out[a] = 1
+    return tuple(out), repeat
+
+
+def shifted(base: np.ndarray, factors: tuple, i0: int, j0: int) -> np.ndarray:
+    """Micro-op field values of a sub-loop starting at (i0, j0)."""
+    return base + (i0 * factors[0] + j0 * factors[1])
 
 
 def grid(base: np.ndarray, iters: tuple, factors: tuple) -> np.ndarray:

@@ -38,8 +38,16 @@ def servers(tmp_path):
     started = []
 
     def start(board="pynq", **kw):
+        from bctvm.errors import BoardError
+
         kw.setdefault("workdir", tmp_path / f"board{len(started)}")
-        srv = BoardServer(board, "127.0.0.1", free_port(), **kw).start()
+        for attempt in range(3):  # another process may take the free port before we bind it
+            try:
+                srv = BoardServer(board, "127.0.0.1", free_port(), **kw).start()
+                break
+            except BoardError:
+                if attempt == 2:
+                    raise
         started.append(srv)
         return srv
 

@@ -31,7 +31,7 @@ def test_server_killed_mid_run_is_exit_3(r18, servers):
     assert proc.returncode == 3, err
     assert len(lines) == 1 and lines[0].startswith("error: ") and "127.0.0.1" in lines[0]
     assert "closed the session" in lines[0]
-    assert not port_listening(srv.port)
+    wait_until(lambda: not port_listening(srv.port), 10, "the port to close")
 
 
 def test_crashed_session_leaves_the_board_served(r18, servers, tracker):
@@ -103,7 +103,7 @@ def test_ctrl_c_on_serve_stops_every_child(tmp_path):
     assert proc.wait(timeout=30) == 0
     wait_until(lambda: not any(ch.is_running() and ch.status() != psutil.STATUS_ZOMBIE
                                for ch in children), 10, "the server's children to exit")
-    assert not port_listening(port)
+    wait_until(lambda: not port_listening(port), 10, "the port to close")
 
 
 def test_serve_warns_when_not_loopback(tmp_path):
@@ -125,3 +125,16 @@ def test_serve_option_errors_are_exit_2(monkeypatch, capsys):
     assert "--bitstream" in capsys.readouterr().err
     assert run_cli(monkeypatch, "serve", "--tracker", "127.0.0.1:9190") == 2
     assert "--key" in capsys.readouterr().err
+
+
+def test_a_killed_serve_leaves_no_orphan_listening(tmp_path):
+    port = free_port()
+    proc = cli_process("serve", "--port", port, "--workdir", tmp_path)
+    assert f"127.0.0.1:{port}" in proc.stdout.readline()
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert children
+    proc.kill()  # SIGKILL: no handler runs; the worker's guard sees its parent gone
+    proc.wait(timeout=10)
+    wait_until(lambda: not any(ch.is_running() and ch.status() != psutil.STATUS_ZOMBIE
+                               for ch in children), 15, "the orphaned worker to exit")
+    wait_until(lambda: not port_listening(port), 10, "the port to close")

@@ -112,3 +112,25 @@ def load(mt: MemType, sram: int, dram: int, y: int = 1, x: int = 1, stride: int 
     """LOAD with y rows of x elements (stride defaults to x)."""
     return Load(memory_type=mt, sram_base=sram, dram_base=dram, y_size=y, x_size=x,
                 x_stride=x if stride is None else stride, **kw)
+
+
+def loops_program(cfg, uops, insns, inp, wgt, acc, n_dump: int):
+    """(program, DramBuilder): load inp/wgt/acc tiles and the micro-ops (+ one for dump_acc),
+    run the GEMM/ALU `insns` (the first pops the load->compute token), then write
+    acc[0:n_dump] to region "out" as dump_acc planes (read back with undump_acc)."""
+    from bctvm.isa import Finish, Uop
+
+    dump_uop = len(uops)
+    all_uops = list(uops) + [Uop(dst=0)]
+    d = DramBuilder(cfg)
+    u = d.uops("uops", all_uops)
+    i_ = d.put("inp", inp, "inp")
+    w_ = d.put("wgt", wgt, "wgt")
+    a_ = d.put("acc", acc, "acc")
+    o_ = d.reserve("out", 4 * n_dump, "out")
+    prog = [load(MemType.INP, 0, i_, x=len(inp)),
+            load(MemType.WGT, 0, w_, x=len(wgt), push_next=True),
+            load(MemType.UOP, 0, u, x=len(all_uops)), load(MemType.ACC, 0, a_, x=len(acc))]
+    prog += [g.replace(pop_prev=(k == 0)) for k, g in enumerate(insns)]
+    prog += dump_acc(cfg, 0, n_dump, o_, dump_uop) + [Finish(pop_next=True)]
+    return prog, d

@@ -12,7 +12,16 @@ from boards import load_board
 from bctvm.isa import Alu, AluOp, Finish, Gemm, MemType, Store, Uop
 from bctvm.sim import Simulator
 
-from .helpers import DramBuilder, dump_acc, load, low8, ref_alu, undump_acc, wrap32
+from .helpers import (
+    DramBuilder,
+    dump_acc,
+    load,
+    loops_program,
+    low8,
+    ref_alu,
+    undump_acc,
+    wrap32,
+)
 
 PYNQ = load_board("pynq")
 ZCU = load_board("zcu102")
@@ -172,18 +181,8 @@ def run_gemm_case(cfg, uops, insns, n_inp, n_wgt, n_acc, rng=RNG):
     inp = rand_i8((n_inp, cfg.batch, cfg.block_in), rng)
     wgt = rand_i8((n_wgt, cfg.block_out, cfg.block_in), rng)
     acc = rand_acc(cfg, n_acc, rng)
-    dump_uop = len(uops)
+    prog, d = loops_program(cfg, uops, insns, inp, wgt, acc, n_acc)
     all_uops = list(uops) + [Uop(dst=0)]
-    d = DramBuilder(cfg)
-    u = d.uops("uops", all_uops)
-    i_ = d.put("inp", inp, "inp")
-    w_ = d.put("wgt", wgt, "wgt")
-    a_ = d.put("acc", acc, "acc")
-    o_ = d.reserve("out", 4 * n_acc, "out")
-    prog = [load(MemType.INP, 0, i_, x=n_inp), load(MemType.WGT, 0, w_, x=n_wgt, push_next=True),
-            load(MemType.UOP, 0, u, x=len(all_uops)), load(MemType.ACC, 0, a_, x=n_acc)]
-    prog += [g.replace(pop_prev=(k == 0)) for k, g in enumerate(insns)]
-    prog += dump_acc(cfg, 0, n_acc, o_, dump_uop) + [Finish(pop_next=True)]
     res = Simulator(cfg).run(prog, d.image())
     got = undump_acc(d.read(res.dram, "out", np.int8, (4, n_acc, cfg.batch, cfg.block_out)))
     ref = acc.astype(np.int64)
