@@ -233,9 +233,12 @@ def sim_selftest_cmd(
 # options shared by `plan` and `compile` (one definition each)
 MODEL_ARG = typer.Argument(..., help="zoo name, file.pt2 or path/to/file.py:factory")
 BOARD_OPT = typer.Option("pynq", help="board name or .toml file")
-BLOCK_SIZE_OPT = typer.Option(None, help="zoo models: block size (default: the model's)")
-TYPE_OPT = typer.Option(None, "--type", help="zoo models: fixed | hierarchical")
-PADDING_OPT = typer.Option(None, help="zoo models: constant | replicate | reflect")
+BLOCK_SIZE_OPT = typer.Option(None, help="block size: a zoo model's, or convert the convs of a "
+                              "model without block convs (default: the model's)")
+TYPE_OPT = typer.Option(None, "--type", help="fixed | hierarchical (zoo or converted models)")
+PADDING_OPT = typer.Option(None, help="constant | replicate | reflect (zoo or converted models)")
+CHECKPOINT_OPT = typer.Option(None, "--checkpoint", help="PyTorch checkpoint to load into the "
+                              "model (state dict, bare or under 'state_dict'; weights only)")
 INPUT_SHAPE_OPT = typer.Option("1,3,224,224", help="N,C,H,W")
 CALIB_OPT = typer.Option(1, help="random calibration images (fixed seed)")
 STEM_OPT = typer.Option("auto", help="3-channel stem on: auto | vta | host")
@@ -243,13 +246,14 @@ VERBOSE_OPT = typer.Option(False, "--verbose", "-v", help="plan: one line per la
 
 
 def _plan_options(model, board, block_size, type, padding, input_shape, calib, stem, verbose,
-                  json_out, groups="graph") -> str:
+                  json_out, groups="graph", checkpoint=None) -> str:
     from bctvm.models.zoo import parse_input_shape
     from relay_passes.pipeline import plan_text
 
     return plan_text(model, board=board, block_size=block_size, block_type=type,
                      padding_mode=padding, input_shape=parse_input_shape(input_shape),
-                     calib=calib, stem=stem, policy=groups, verbose=verbose, json_path=json_out)
+                     calib=calib, stem=stem, policy=groups, verbose=verbose, json_path=json_out,
+                     checkpoint=checkpoint)
 
 
 @app.command("plan")
@@ -265,10 +269,11 @@ def plan_cmd(
     groups: str = typer.Option("graph", help="grouping: graph (branches) | chain (linear)"),
     verbose: bool = VERBOSE_OPT,
     json_out: str = typer.Option(None, "--json", help="also write the plan as JSON"),
+    checkpoint: str = CHECKPOINT_OPT,
 ) -> None:
     """Print the fused-group plan: groups, layers, per-block footprint vs capacity, spills."""
     typer.echo(_plan_options(model, board, block_size, type, padding, input_shape, calib, stem,
-                             verbose, json_out, groups))
+                             verbose, json_out, groups, checkpoint))
 
 
 @app.command("compile")
@@ -294,13 +299,14 @@ def compile_cmd(
     tuning_log: str = typer.Option(None, "--tuning-log",
                                    help="bctvm tune --log DIR: the best knobs per group"),
     verbose: bool = VERBOSE_OPT,
+    checkpoint: str = CHECKPOINT_OPT,
 ) -> None:
     """Compile a model for a board into an artifact directory (`--plan`: print the plan only)."""
     from bctvm.errors import BadInputError
 
     if plan:
         typer.echo(_plan_options(model, board, block_size, type, padding, input_shape, calib,
-                                 stem, verbose, None))
+                                 stem, verbose, None, checkpoint=checkpoint))
         return
     if not out:
         raise BadInputError("compile: give the artifact directory with -o DIR (or --plan)")
@@ -312,7 +318,7 @@ def compile_cmd(
                              block_type=type, padding_mode=padding,
                              input_shape=parse_input_shape(input_shape), calib=calib, stem=stem,
                              qnet=qnet, host_fallback=host_fallback, force=force,
-                             tuning_log=tuning_log)
+                             checkpoint=checkpoint, tuning_log=tuning_log)
     typer.echo(describe(manifest, out))
 
 
@@ -348,6 +354,7 @@ def tune_cmd(
     stem: str = STEM_OPT,
     mode: str = typer.Option("fused", help="fused | layerwise (as compile)"),
     qnet: str = typer.Option(None, "--qnet", help="a saved QuantizedNet (as compile)"),
+    checkpoint: str = CHECKPOINT_OPT,
     rpc: str = typer.Option(None, "--rpc", help="measure on the RPC board server at H:P"),
     tracker: str = typer.Option(None, "--tracker", help="lease boards from the tracker at H:P"),
     key: str = typer.Option(None, "--key", help="with --tracker: the boards' key"),
@@ -368,7 +375,7 @@ def tune_cmd(
                         parallel=parallel, per_iter=per_iter, seed=seed, mode=mode,
                         block_size=block_size, block_type=type, padding_mode=padding,
                         input_shape=parse_input_shape(input_shape), calib=calib, stem=stem,
-                        qnet=qnet))
+                        qnet=qnet, checkpoint=checkpoint))
 
 
 # --- integrity: verify (bctvm/runtime/integrity.py) ----------------------------------------

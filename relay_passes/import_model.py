@@ -7,6 +7,15 @@ Produces: IRModule with `main(x, *params)`: params kept as inputs (`num_input` =
           name layers; the attribute "bctvm.param_fqn" maps each parameter Var name to its
           PyTorch qualified name (e.g. p_layer1_0_conv1_weight -> layer1.0.conv1.weight).
           `F.pad` with replicate/reflect stays one `R.nn.pad` (run_ep_decomposition=False).
+          The attribute "bctvm.var_source" maps each Relax var an exported node produced to
+          [module path, module class, exported node name, "layer 'a.b' (file.py:12)"]: the
+          int8 flow names layers and errors with it and reads calibration values at the
+          exported node (bctvm.quant.graph).
+Sources:  an nn.Module, an ExportedProgram or `.pt2` file, `file.py:factory` (the file's
+          folder on sys.path while it is imported and the factory runs), or a zoo name;
+          `checkpoint=FILE` loads a training checkpoint into the model
+          (bctvm.models.checkpoint); block_size / type / padding_mode build a zoo model or
+          convert the convs of a model without block convs of its own.
 Requires: a float32 NCHW input of static shape.
 
 Errors: an op the importer cannot translate, or an export failure, raises
@@ -22,6 +31,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +43,9 @@ from tvm import relax
 from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
 
 from bctvm.errors import BadInputError, BctvmError, UnsupportedOpError
+
+#: attribute of main: Relax var name -> [module path, module class, exported node, "where"]
+VAR_SOURCE_ATTR = "bctvm.var_source"
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
 
@@ -52,6 +66,17 @@ def node_source(node: fx.Node) -> str:
     return " ".join(parts) if parts else "(source unknown)"
 
 
+def node_module(node: fx.Node) -> tuple[str, str]:
+    """(module path, module class name) of the innermost module an exported node comes from
+    ("", "") for the top level."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return "", ""
+    path, cls = list(stack.values())[-1]
+    name = cls if isinstance(cls, str) else getattr(cls, "__name__", str(cls))
+    return str(path or ""), name.rsplit(".", 1)[-1]
+
+
 def _op_label(node: fx.Node) -> str:
     target = node.target
     name = getattr(target, "__name__", str(target))
@@ -62,6 +87,10 @@ def _op_label(node: fx.Node) -> str:
 class _Importer(ExportedProgramImporter):
     """TVM's importer with bctvm's error attribution and the batch_norm fix."""
 
+    def __init__(self):
+        super().__init__()
+        self.var_source: dict[str, list[str]] = {}  # Relax var name -> [path, class, node, where]
+
     def create_convert_map(self):
         cmap = super().create_convert_map()
         cmap["batch_norm.default"] = self._aten_batch_norm
@@ -70,7 +99,11 @@ class _Importer(ExportedProgramImporter):
     def _guarded(self, name, fn):
         def convert(node, *rest):
             try:
-                return fn(node, *rest)
+                out = fn(node, *rest)
+                if isinstance(out, relax.Var):
+                    path, cls = node_module(node)
+                    self.var_source.setdefault(out.name, [path, cls, node.name, node_source(node)])
+                return out
             except UnsupportedOpError:
                 raise
             except Exception as err:  # noqa: BLE001 - any importer failure names the node
@@ -128,19 +161,79 @@ class ImportedModel:
         return tuple(self.example_input.shape)
 
 
-def load_source(source, example_input=None, *, input_shape=(1, 3, 224, 224), **model_kw):
+BLOCK_OPTIONS = ("block_size", "type", "padding_mode")
+
+
+def load_source(source, example_input=None, *, input_shape=(1, 3, 224, 224), checkpoint=None,
+                **model_kw):
     """Resolve a model source to (nn.Module | None, ExportedProgram | None, example input, name).
 
     `source` is an nn.Module, an ExportedProgram, a `.pt2` path, `file.py:factory` or a zoo
-    name (model_kw go to the zoo factory: block_size, type, padding_mode, num_classes...)."""
+    name (model_kw go to the zoo factory: block_size, type, padding_mode, num_classes...).
+    `checkpoint`: a PyTorch checkpoint file loaded into the model (bctvm.models.checkpoint).
+    For an nn.Module or a factory, block_size / type / padding_mode convert its nn.Conv2d
+    layers to block convs (bctvm.models.convert) when it has no block convs of its own."""
+    model, ep, x, name = _load(source, example_input, input_shape, checkpoint, model_kw)
+    if model is not None and checkpoint is not None:
+        from bctvm.models.checkpoint import load_checkpoint
+
+        load_checkpoint(model, checkpoint)
+    block = {k: model_kw[k] for k in BLOCK_OPTIONS if model_kw.get(k) is not None}
+    if model is not None and block and not _is_zoo(source):
+        model = _convert(model, name, block, x)
+    return model, ep, x, name
+
+
+def _is_zoo(source) -> bool:
+    text = str(source)
+    return isinstance(source, str) and not text.endswith(".pt2") and ".py:" not in text
+
+
+def _computes_block_convs(model, x) -> bool:
+    """Does the captured graph hold a block conv over more than one block (whatever module
+    wrote it)?"""
+    from . import ops
+    from .graph import bindings
+    from .legalize_block_conv import LegalizeBlockConv
+
+    mod = LegalizeBlockConv()(ImportModel()(model, x).mod)
+    for _, value in bindings(mod["main"]):
+        if ops.op_name(value) == ops.BLOCK_CONV2D:
+            if tuple(ops.attrs_dict(value)["block"]) != ops.static_shape(value.args[0])[2:]:
+                return True
+    return False
+
+
+def _convert(model, name: str, block: dict, x):
+    """Block-conv version of a plain model (--block-size/--type/--padding on a factory)."""
+    from bctvm.models import convert
+    from bctvm.models.checkpoint import has_block_convs
+
+    if has_block_convs(model) or _computes_block_convs(model, x):
+        raise BadInputError(f"{name}: --block-size/--type/--padding do not apply: the model has "
+                            "block convs of its own")
+    if "block_size" not in block:
+        raise BadInputError(f"{name}: give --block-size to convert the model's convs to block "
+                            "convs")
+    return convert(model, block["block_size"], block.get("type", "fixed"),
+                   block.get("padding_mode", "constant"))
+
+
+def _load(source, example_input, input_shape, checkpoint, model_kw):
     if isinstance(source, torch.export.ExportedProgram):
         x = example_input if example_input is not None else _input_of(source)
         return None, source, x, "exported"
+    if checkpoint is not None and (str(source).endswith(".pt2")):
+        raise BadInputError(f"{source}: --checkpoint needs the model's code (a zoo name or "
+                            "file.py:factory); a .pt2 file holds its weights already")
     if isinstance(source, torch.nn.Module):
         x = example_input if example_input is not None else torch.randn(*input_shape)
         return source, None, x, type(source).__name__
     text = str(source)
     if text.endswith(".pt2"):
+        if any(model_kw.get(k) is not None for k in BLOCK_OPTIONS):
+            raise BadInputError(f"{text}: --block-size/--type/--padding do not apply to an "
+                                "exported program (give file.py:factory to convert a model)")
         path = Path(text)
         if not path.is_file():
             raise BadInputError(f"model file not found: {path}")
@@ -154,22 +247,18 @@ def load_source(source, example_input=None, *, input_shape=(1, 3, 224, 224), **m
         file, factory = text.rsplit(":", 1)
         if not Path(file).is_file():
             raise BadInputError(f"model file not found: {file}")
-        spec = importlib.util.spec_from_file_location(Path(file).stem, file)
-        module = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except Exception as err:  # noqa: BLE001
-            raise BadInputError(f"{file}: cannot import ({err})") from None
+        module = _import_file(Path(file))
         if not hasattr(module, factory):
             raise BadInputError(f"{file}: no factory function '{factory}'")
-        try:
-            model = getattr(module, factory)()
-        except BctvmError:
-            raise
-        except Exception as err:  # noqa: BLE001 - the user's factory failed
-            first = (str(err).strip().splitlines() or [""])[0][:200]
-            raise BadInputError(f"{text}: the factory raised {type(err).__name__}: "
-                                f"{first}") from None
+        with _on_path(Path(file).resolve().parent):
+            try:
+                model = getattr(module, factory)()
+            except BctvmError:
+                raise
+            except Exception as err:  # noqa: BLE001 - the user's factory failed
+                first = (str(err).strip().splitlines() or [""])[0][:200]
+                raise BadInputError(f"{text}: the factory raised {type(err).__name__}: "
+                                    f"{first}") from None
         if not isinstance(model, torch.nn.Module):
             raise BadInputError(f"{text}: factory did not return an nn.Module")
         x = example_input if example_input is not None else torch.randn(*input_shape)
@@ -179,6 +268,29 @@ def load_source(source, example_input=None, *, input_shape=(1, 3, 224, 224), **m
     model = get_model(text, **model_kw)
     x = example_input if example_input is not None else torch.randn(*input_shape)
     return model, None, x, text
+
+
+@contextmanager
+def _on_path(folder: Path):
+    """`folder` first on sys.path for the block (a factory file may import its siblings)."""
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        if str(folder) in sys.path:
+            sys.path.remove(str(folder))
+
+
+def _import_file(file: Path):
+    """Import a model file as a module, its folder on sys.path while it runs."""
+    spec = importlib.util.spec_from_file_location(file.stem, file)
+    module = importlib.util.module_from_spec(spec)
+    with _on_path(file.resolve().parent):
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:  # noqa: BLE001
+            raise BadInputError(f"{file}: cannot import ({err})") from None
+    return module
 
 
 def _input_of(ep: torch.export.ExportedProgram) -> torch.Tensor:
@@ -213,11 +325,12 @@ class ImportModel:
         if x.dtype != torch.float32 or x.dim() != 4:
             raise BadInputError(f"{name}: input must be float32 NCHW, got {x.dtype} "
                                 f"{tuple(x.shape)}")
-        mod = _Importer().from_exported_program(ep, self.keep_params_as_input, False, False,
-                                                None)
+        importer = _Importer()
+        mod = importer.from_exported_program(ep, self.keep_params_as_input, False, False, None)
         fqn = {s.arg.name: s.target for s in ep.graph_signature.input_specs
                if s.kind is torch.export.graph_signature.InputKind.PARAMETER}
-        mod["main"] = mod["main"].with_attr("bctvm.param_fqn", fqn)
+        mod["main"] = mod["main"].with_attr("bctvm.param_fqn", fqn).with_attr(
+            VAR_SOURCE_ATTR, importer.var_source)
         return ImportedModel(mod=mod, exported=ep, example_input=x, module=model, name=name,
                              param_fqn=fqn)
 

@@ -44,6 +44,7 @@ QBLOCK_CONV2D = "bctvm.qblock_conv2d"
 QMAX_POOL2D = "bctvm.qmax_pool2d"
 QADD = "bctvm.qadd"
 QRELU = "bctvm.qrelu"
+QAVG_POOL2D = "bctvm.qavg_pool2d"
 QUANTIZE = "bctvm.quantize"
 DEQUANTIZE = "bctvm.dequantize"
 PACK = "bctvm.pack"
@@ -250,7 +251,8 @@ def _legal_qblock_conv(bb, call):
             padding=a["padding"], padding_mode=a["padding_mode"], dilation=a["dilation"],
             groups=a["groups"], packed_groups=a.get("packed_groups", 1), pool=a["pool"],
             has_sign=a["has_sign"], residual_shift=a.get("residual_shift", 0),
-            shift=a["shift"], relu=a["relu"], strides=a.get("strides", (1, 1)))
+            shift=a["shift"], relu=a["relu"], strides=a.get("strides", (1, 1)),
+            clip=a.get("clip"))
 
     return bb.call_te(f, *call.args, primfunc_name_hint="qblock_conv2d")
 
@@ -266,8 +268,16 @@ def _legal_qmax_pool(bb, call):
 def _legal_qadd(bb, call):
     a = attrs_dict(call)
     return bb.call_te(lambda x, y: tc.qadd(x, y, shift_a=a["shift_a"], shift_b=a["shift_b"],
-                                           shift=a["shift"], relu=a["relu"]),
+                                           shift=a["shift"], relu=a["relu"],
+                                           clip=a.get("clip")),
                       *call.args, primfunc_name_hint="qadd")
+
+
+def _legal_qavg_pool(bb, call):
+    a = attrs_dict(call)
+    return bb.call_te(lambda d: tc.qavg_pool2d(d, pool_size=a["pool_size"], strides=a["strides"],
+                                               padding=a["padding"], divisor=a["divisor"]),
+                      call.args[0], primfunc_name_hint="qavg_pool2d")
 
 
 def _legal_qrelu(bb, call):
@@ -305,6 +315,7 @@ _REGISTRY = {
     QMAX_POOL2D: (_infer_qmax_pool, _legal_qmax_pool),
     QADD: (_infer_same, _legal_qadd),
     QRELU: (_infer_same, _legal_qrelu),
+    QAVG_POOL2D: (_infer_qmax_pool, _legal_qavg_pool),
     QUANTIZE: (_infer_quantize, _legal_quantize),
     DEQUANTIZE: (_infer_dequantize, _legal_dequantize),
     PACK: (_infer_pack, _legal_pack),
@@ -362,7 +373,7 @@ def block_conv2d(data, weight, bias, *, block, padding, padding_mode="constant",
 def qblock_conv2d(data, weight, bias, sign, residual=None, *, block, padding, padding_mode,
                   kernel, dilation, groups, pool, has_sign, shift, relu, residual_shift=0,
                   strides=(1, 1), layout=PLAIN, packed_groups=1, channels=None,
-                  in_channels=None, layer="") -> relax.Call:
+                  in_channels=None, layer="", clip=None) -> relax.Call:
     """Integer block conv with epilogue; see the module docstring for the attributes."""
     args = [data, weight, bias, sign] + ([residual] if residual is not None else [])
     ds, ws = static_shape(data), static_shape(weight)
@@ -375,7 +386,12 @@ def qblock_conv2d(data, weight, bias, sign, residual=None, *, block, padding, pa
                  channels=int(channels if channels is not None else ws[0]),
                  in_channels=int(in_channels if in_channels is not None else ds[1]),
                  has_sign=bool(has_sign), residual_shift=int(residual_shift), shift=int(shift),
-                 relu=bool(relu))
+                 relu=bool(relu), **_clip_attr(clip))
+
+
+def _clip_attr(clip) -> dict:
+    """{"clip": (lo, hi)} for a fused clamp / ReLU6 (int8 bounds), {} without one."""
+    return {} if clip is None else {"clip": (int(clip[0]), int(clip[1]))}
 
 
 def qmax_pool2d(data, *, pool_size, strides, padding=(0, 0, 0, 0), dilation=(1, 1),
@@ -384,9 +400,16 @@ def qmax_pool2d(data, *, pool_size, strides, padding=(0, 0, 0, 0), dilation=(1, 
                  padding=tuple(padding), dilation=tuple(dilation), layout=layout, layer=layer)
 
 
-def qadd(a, b, *, shift_a, shift_b, shift, relu, layout=PLAIN, layer="") -> relax.Call:
+def qadd(a, b, *, shift_a, shift_b, shift, relu, layout=PLAIN, layer="",
+         clip=None) -> relax.Call:
     return _call(QADD, [a, b], shift_a=int(shift_a), shift_b=int(shift_b), shift=int(shift),
-                 relu=bool(relu), layout=layout, layer=layer)
+                 relu=bool(relu), layout=layout, layer=layer, **_clip_attr(clip))
+
+
+def qavg_pool2d(data, *, pool_size, strides, padding, divisor, layer="") -> relax.Call:
+    """Integer average pool on the host (NCHW int8; see te_compute.qavg_pool2d)."""
+    return _call(QAVG_POOL2D, [data], pool_size=tuple(pool_size), strides=tuple(strides),
+                 padding=tuple(padding), divisor=int(divisor), layout=PLAIN, layer=layer)
 
 
 def qrelu(data, *, layout=PLAIN, layer="") -> relax.Call:

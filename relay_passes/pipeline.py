@@ -78,18 +78,16 @@ def calibration_images(shape, count: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(count, *shape, generator=gen)
 
 
-def calibrate_for(imported: ImportedModel, calib_inputs=None, calib: int = 1, seed: int = 0):
-    """One calibration of the imported model (bctvm.quant.calibrate)."""
-    from bctvm.quant import calibrate
+def calibrate_for(imported: ImportedModel, folded: tvm.IRModule, calib_inputs=None,
+                  calib: int = 1, seed: int = 0):
+    """One calibration of the imported model, on its folded float graph (FoldBN's output):
+    the int8 layers come from the same capture the compiler compiles."""
+    from bctvm.quant import calibrate_graph
 
-    model = imported.module
-    if model is None:
-        raise BadInputError(
-            f"{imported.name}: calibration needs the nn.Module (a .pt2 file has none); "
-            f"give a zoo name, file.py:factory, or a saved QuantizedNet (compile --qnet)")
     if calib_inputs is None:
         calib_inputs = calibration_images(tuple(imported.example_input.shape[1:]), calib, seed)
-    return calibrate(model, calib_inputs, progress=False)
+    return calibrate_graph(folded, calib_inputs, progress=False, info={"model": imported.name},
+                           exported=imported.exported)
 
 
 def run_pipeline(source, *, board: BoardConfig | str = "pynq", qnet=None, calib_inputs=None,
@@ -135,7 +133,7 @@ def _run(source, cfg, steps, qnet, calib_inputs, calib, example_input, stem, sto
         if name == "Quantize":
             if result.qnet is None:
                 steps.set_postfix_str("calibrate")
-                result.qnet = calibrate_for(imported, calib_inputs, calib, seed)
+                result.qnet = calibrate_for(imported, mod, calib_inputs, calib, seed)
             if checker:
                 checker.set_qnet(result.qnet)
         p = factory()
@@ -208,30 +206,34 @@ class _Checker:
                                      f"reference's float head")
 
 
-def zoo_kwargs(source, block_size=None, block_type=None, padding_mode=None) -> dict:
-    """Model keywords for a zoo name; BadInputError when block options are given for a model
-    that defines its own blocks (an nn.Module, a .pt2 file or file.py:factory)."""
+def zoo_kwargs(source, block_size=None, block_type=None, padding_mode=None,
+               checkpoint=None) -> dict:
+    """Model keywords of the block options and checkpoint that were given. A zoo model is
+    built with them; a model with code (nn.Module, file.py:factory) and no block convs of its
+    own has its convs converted; a model with its own block convs or a .pt2 file refuses them
+    (import_model.load_source)."""
     given = {k: v for k, v in (("block_size", block_size), ("type", block_type),
-                               ("padding_mode", padding_mode)) if v is not None}
-    text = str(source)
-    is_zoo = isinstance(source, str) and not text.endswith(".pt2") and ".py:" not in text
-    if given and not is_zoo:
-        raise BadInputError(
-            f"{text}: --block-size/--type/--padding apply to zoo models only (this model "
-            f"defines its own blocks)")
+                               ("padding_mode", padding_mode), ("checkpoint", checkpoint))
+             if v is not None}
     return given
 
 
 def plan_text(source, *, board="pynq", block_size=None, block_type=None, padding_mode=None,
               input_shape=(1, 3, 224, 224), calib: int = 1, stem: str = "auto",
               policy: str = "graph", verbose: bool = False, json_path=None,
-              progress: bool = True) -> str:
+              progress: bool = True, checkpoint=None) -> str:
     """What `bctvm plan` / `bctvm compile --plan` print (optionally writing the plan JSON)."""
-    kw = zoo_kwargs(source, block_size, block_type, padding_mode)
-    plan = plan_model(source, board=board, input_shape=tuple(input_shape), calib=calib,
-                      stem=stem, policy=policy, progress=progress, **kw)
+    from bctvm.compiler.host_reasons import format_host_lines, host_reasons
+
+    kw = zoo_kwargs(source, block_size, block_type, padding_mode, checkpoint)
+    result = run_pipeline(source, board=board, input_shape=tuple(input_shape), calib=calib,
+                          stem=stem, policy=policy, progress=progress,
+                          stop_after="PlanFusedGroups", **kw)
+    plan = result.plan
     if json_path:
         from pathlib import Path
 
         Path(json_path).write_text(json.dumps(plan.to_dict(), indent=1))
-    return plan.table(verbose=verbose)
+    reasons = host_reasons(plan, result.qnet, result.board,
+                           batch=int(result.imported.example_input.shape[0]), stem=stem)
+    return plan.table(verbose=verbose, host_lines=format_host_lines(reasons))

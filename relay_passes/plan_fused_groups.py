@@ -246,10 +246,10 @@ class FusedPlan:
     def from_json(cls, text: str) -> "FusedPlan":
         return cls.from_dict(json.loads(text))
 
-    def table(self, verbose: bool = False) -> str:
+    def table(self, verbose: bool = False, host_lines=None) -> str:
         from .plan_table import format_plan
 
-        return format_plan(self, verbose)
+        return format_plan(self, verbose, host_lines)
 
 
 def _tuples(d: dict) -> dict:

@@ -25,8 +25,9 @@ def _layers(names: list[str], width: int) -> str:
     return text if len(text) <= width else text[: width - 2] + ".."
 
 
-def format_plan(plan: FusedPlan, verbose: bool = False) -> str:
-    """The plan as a fixed-width table (see the module docstring)."""
+def format_plan(plan: FusedPlan, verbose: bool = False, host_lines=None) -> str:
+    """The plan as a fixed-width table (see the module docstring). `host_lines`: the host
+    layers with their reasons (bctvm.compiler.host_reasons), printed instead of the names."""
     cap = plan.capacity
     eb = plan.element_bytes
     shape = "x".join(str(s) for s in plan.input_shape)
@@ -63,7 +64,9 @@ def format_plan(plan: FusedPlan, verbose: bool = False) -> str:
                     f"{'':>14}{name:<32} {li.kind:<7} block {li.block[0]}x{li.block[1]} "
                     f"tiles {li.in_tiles}->{li.out_tiles} {' '.join(extra):<16} "
                     f"wgt {li.wgt_all:>5} acc {li.acc:>5} out {li.out:>5} uop {li.uop:>4}")
-    if plan.host_layers:
+    if host_lines is not None:
+        lines.extend(host_lines)
+    elif plan.host_layers:
         lines.append(f"host (llvm): {', '.join(plan.host_layers)}")
     d = plan.dram_bytes()
     lines.append(

@@ -123,13 +123,7 @@ class Quantize(BctvmPass):
                     info["residual"] = other
                     chain.append(nxt)
                     cur = nxt
-                if q.relu:
-                    nxt = single_user(cur)
-                    if ops.op_name(value_of.get(nxt)) != "relax.nn.relu":
-                        raise UnsupportedOpError(
-                            f"layer '{q.name}': expected ReLU after the conv chain")
-                    chain.append(nxt)
-                    cur = nxt
+                cur = _activation(q, cur, chain, single_user, value_of)
                 m.skip.update(chain[:-1])
                 m.anchor[cur] = (q, info)
                 m.tensor[cur] = q.output
@@ -142,8 +136,11 @@ class Quantize(BctvmPass):
                     not self._integer_consumer(name, value, m):
                 continue  # host head op fed by the boundary tensor
             q, info = self._standalone(name, value, m, used_layers, last_layer)
-            m.anchor[var] = (q, info)
-            m.tensor[var] = q.output
+            chain = [var]
+            out = _activation(q, var, chain, single_user, value_of) if q.kind == "add" else var
+            m.skip.update(chain[:-1])
+            m.anchor[out] = (q, info)
+            m.tensor[out] = q.output
             used_layers.add(q.name)
             last_layer = q.name
         missing = [layer.name for layer in qnet.layers if layer.name not in used_layers]
@@ -241,7 +238,8 @@ class Quantize(BctvmPass):
                 kernel=a["kernel"], dilation=a["dilation"], strides=a.get("strides", (1, 1)),
                 groups=a["groups"], pool=a["pool"], has_sign=q.sign is not None,
                 shift=q.shift, relu=q.relu,
-                residual_shift=q.residual_shift if q.residual is not None else 0, layer=q.name)
+                residual_shift=q.residual_shift if q.residual is not None else 0, layer=q.name,
+                clip=_clip(q))
         if q.kind == "maxpool":
             if q.ceil_mode:
                 raise UnsupportedOpError(f"layer '{q.name}': max-pool with ceil_mode")
@@ -250,12 +248,17 @@ class Quantize(BctvmPass):
                                    padding=(ph, pw, ph, pw), dilation=q.dilation, layer=q.name)
         if q.kind == "relu":
             return ops.qrelu(int_of(info["args"][0]), layer=q.name)
+        if q.kind == "avgpool":
+            ph, pw = q.padding
+            return ops.qavg_pool2d(int_of(info["args"][0]), pool_size=q.kernel,
+                                   strides=q.stride, padding=(ph, pw, ph, pw),
+                                   divisor=q.divisor, layer=q.name)
         if q.kind == "add":
             a, b = info["args"]
             if info.get("swap"):
                 a, b = b, a
             return ops.qadd(int_of(a), int_of(b), shift_a=q.e_a - q.e_x, shift_b=q.e_a - q.e_r,
-                            shift=q.shift, relu=q.relu, layer=q.name)
+                            shift=q.shift, relu=q.relu, layer=q.name, clip=_clip(q))
         raise UnsupportedOpError(f"layer '{q.name}': kind '{q.kind}'")
 
     def _check_conv(self, q, a) -> None:
@@ -273,4 +276,23 @@ class Quantize(BctvmPass):
 
 def _kind_of(op: str | None) -> str | None:
     return {"relax.nn.max_pool2d": "maxpool", "relax.nn.relu": "relu",
-            "relax.add": "add"}.get(op or "")
+            "relax.nn.avg_pool2d": "avgpool", "relax.add": "add"}.get(op or "")
+
+
+def _clip(q):
+    """(lo, hi) int8 bounds of a fused clamp / ReLU6, or None."""
+    return None if q.clip_lo is None else (int(q.clip_lo), int(q.clip_hi))
+
+
+def _activation(q, cur, chain, single_user, value_of):
+    """Extend a layer's chain by its fused ReLU (q.relu) or clamp (q.clip_lo); returns the
+    chain's last var."""
+    want = "relax.nn.relu" if q.relu else "relax.clip" if q.clip_lo is not None else None
+    if want is None:
+        return cur
+    nxt = single_user(cur)
+    if ops.op_name(value_of.get(nxt)) != want:
+        raise UnsupportedOpError(
+            f"layer '{q.name}': expected {want.split('.')[-1]} after the layer's chain")
+    chain.append(nxt)
+    return nxt

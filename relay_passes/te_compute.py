@@ -48,10 +48,14 @@ def align(v, s: int):
     return round_shift(v, -s)
 
 
-def clip_to_int8(v, relu: bool, out_dtype: str = "int8"):
-    """Clip an int32 value to [-128, 127] ([0, 127] with relu) and narrow to int8."""
-    lo = tirx.const(0 if relu else -128, "int32")
-    hi = tirx.const(127, "int32")
+def clip_to_int8(v, relu: bool, out_dtype: str = "int8", clip=None):
+    """Clip an int32 value to [-128, 127] ([0, 127] with relu), then to a fused clamp's int8
+    bounds `clip` (lo, hi) if given, and narrow to int8."""
+    lo_v, hi_v = (0 if relu else -128), 127
+    if clip is not None:
+        lo_v, hi_v = max(lo_v, int(clip[0])), min(hi_v, int(clip[1]))
+    lo = tirx.const(lo_v, "int32")
+    hi = tirx.const(hi_v, "int32")
     return tirx.max(tirx.min(v, hi), lo).astype(out_dtype)
 
 
@@ -192,7 +196,8 @@ def block_conv2d_packed(data, weight, bias, *, block, padding, padding_mode, dil
 # ---- integer epilogue ---------------------------------------------------------------------
 
 
-def int_epilogue(acc, sign, residual, *, channel_of, has_sign, residual_shift, shift, relu):
+def int_epilogue(acc, sign, residual, *, channel_of, has_sign, residual_shift, shift, relu,
+                 clip=None):
     """sign -> residual align/add -> requantize -> clip (ReLU) -> int8, elementwise.
 
     `channel_of(idx)` maps an output index to the flat channel index of `sign`; `residual`
@@ -204,14 +209,14 @@ def int_epilogue(acc, sign, residual, *, channel_of, has_sign, residual_shift, s
             v = v * sign[channel_of(idx)]
         if residual is not None:
             v = v + align(residual[idx].astype("int32"), residual_shift)
-        return clip_to_int8(round_shift(v, shift), relu)
+        return clip_to_int8(round_shift(v, shift), relu, clip=clip)
 
     return te.compute(acc.shape, body, name="requant")
 
 
 def qblock_conv2d(data, weight, bias, sign, residual, *, layout, block, padding, padding_mode,
                   dilation, groups, packed_groups, pool, has_sign, residual_shift, shift, relu,
-                  strides=(1, 1)):
+                  strides=(1, 1), clip=None):
     """The integer `bctvm.qblock_conv2d` in either layout -> int8."""
     if layout == "NCHW":
         acc = block_conv2d_nchw(data, weight, bias, block=block, padding=padding,
@@ -229,7 +234,7 @@ def qblock_conv2d(data, weight, bias, sign, residual, *, layout, block, padding,
     if pool:
         acc = max_pool2x2(acc, spatial)
     return int_epilogue(acc, sign, residual, channel_of=channel_of, has_sign=has_sign,
-                        residual_shift=residual_shift, shift=shift, relu=relu)
+                        residual_shift=residual_shift, shift=shift, relu=relu, clip=clip)
 
 
 def qmax_pool2d(data, *, pool_size, strides, padding, dilation=(1, 1)):
@@ -259,14 +264,44 @@ def qmax_pool2d(data, *, pool_size, strides, padding, dilation=(1, 1)):
     return te.compute(out, body, name="qmax_pool")
 
 
-def qadd(a, b, *, shift_a, shift_b, shift, relu):
+def qadd(a, b, *, shift_a, shift_b, shift, relu, clip=None):
     """Standalone int8 + int8 add: align both in int32, add, requantize, clip -> int8."""
 
     def body(*idx):
         v = align(a[idx].astype("int32"), shift_a) + align(b[idx].astype("int32"), shift_b)
-        return clip_to_int8(round_shift(v, shift), relu)
+        return clip_to_int8(round_shift(v, shift), relu, clip=clip)
 
     return te.compute(a.shape, body, name="qadd")
+
+
+def qavg_pool2d(data, *, pool_size, strides, padding, divisor):
+    """Integer average pool (NCHW int8): int32 window sums with zero padding, divided by
+    `divisor` rounding halves up: floor((2 sum + d) / 2d)."""
+    shape = [int(s) for s in data.shape]
+    kh, kw = pool_size
+    sh, sw = strides
+    pt, pl, pb, pr = padding
+    h, w = shape[2], shape[3]
+    out = list(shape)
+    out[2] = (h + pt + pb - kh) // sh + 1
+    out[3] = (w + pl + pr - kw) // sw + 1
+    ry = te.reduce_axis((0, kh), name="ry")
+    rx = te.reduce_axis((0, kw), name="rx")
+
+    def window(*idx):
+        y = idx[2] * sh + ry - pt
+        x = idx[3] * sw + rx - pl
+        j = list(idx)
+        j[2] = tirx.max(tirx.min(y, h - 1), 0)
+        j[3] = tirx.max(tirx.min(x, w - 1), 0)
+        inside = tirx.all(y >= 0, y < h, x >= 0, x < w)
+        v = tirx.if_then_else(inside, data[tuple(j)].astype("int32"), tirx.const(0, "int32"))
+        return te.sum(v, axis=[ry, rx])
+
+    total = te.compute(out, window, name="qavg_sum")
+    d = tirx.const(int(divisor), "int32")
+    return te.compute(out, lambda *i: tirx.floordiv(total[i] * 2 + d, d * 2).astype(data.dtype),
+                      name="qavg_pool")
 
 
 def qrelu(x):

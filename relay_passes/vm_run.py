@@ -21,14 +21,14 @@ def build(mod: tvm.IRModule, opt_level: int = 0):
     return relax.VirtualMachine(ex, tvm.cpu())
 
 
-def _to_numpy(value) -> list[np.ndarray]:
+def to_numpy(value) -> list[np.ndarray]:
     if isinstance(value, tvm.runtime.Tensor):
         return [value.numpy()]
     if hasattr(value, "numpy"):
         return [value.numpy()]
     out = []
     for v in value:
-        out.extend(_to_numpy(v))
+        out.extend(to_numpy(v))
     return out
 
 
@@ -39,26 +39,31 @@ def run_module(mod: tvm.IRModule, *inputs, vm=None, opt_level: int = 0) -> list[
     attrs = mod["main"].attrs
     if attrs is not None and "params" in attrs.keys():
         args += list(attrs["params"])
-    return _to_numpy(vm["main"](*args))
+    return to_numpy(vm["main"](*args))
 
 
 def with_boundary_output(mod: tvm.IRModule) -> tvm.IRModule:
     """A copy of `mod` whose `main` also returns the int8 tensor(s) entering every
     bctvm.dequantize (the boundary, NCHW): result = (original outputs..., boundary...)."""
     from . import ops
-    from .graph import bindings, rebuild, replace_main
+    from .graph import bindings
 
-    func = mod["main"]
-    boundary = [value.args[0] for _, value in bindings(func)
+    boundary = [value.args[0] for _, value in bindings(mod["main"])
                 if ops.op_name(value) == ops.DEQUANTIZE]
+    return with_outputs(mod, boundary)
+
+
+def with_outputs(mod: tvm.IRModule, taps: list) -> tvm.IRModule:
+    """A copy of `mod` whose main returns (original outputs..., value of every var in taps)."""
+    from .graph import rebuild, replace_main
 
     def finish(bb, out, env):
         fields = list(out.fields) if isinstance(out, relax.Tuple) else [out]
         if not isinstance(out, relax.Tuple) and isinstance(out.ty, relax.TupleType):
             fields = [relax.TupleGetItem(out, i) for i in range(len(out.ty.fields))]
-        return relax.Tuple(fields + [env.get(b, b) for b in boundary])
+        return relax.Tuple(fields + [env.get(v, v) for v in taps])
 
-    return replace_main(mod, rebuild(func, lambda *a: None, finish=finish))
+    return replace_main(mod, rebuild(mod["main"], lambda *a: None, finish=finish))
 
 
 def with_layer_outputs(mod: tvm.IRModule) -> tuple[tvm.IRModule, list[str]]:

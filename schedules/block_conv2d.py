@@ -117,8 +117,12 @@ def align(v, s: int):
     return tirx.shift_left(v, _c32(s)) if s > 0 else round_shift(v, -s)
 
 
-def _clip(v, relu: bool):
-    return tirx.max(tirx.min(v, _c32(127)), _c32(0 if relu else -128))
+def _clip(v, relu: bool, clip=None):
+    """ALU MIN/MAX: [-128, 127] ([0, 127] with relu), then a fused clamp's int8 bounds."""
+    lo, hi = (0 if relu else -128), 127
+    if clip is not None:
+        lo, hi = max(lo, int(clip[0])), min(hi, int(clip[1]))
+    return tirx.max(tirx.min(v, _c32(hi)), _c32(lo))
 
 
 def _reflect(i, n: int):
@@ -243,8 +247,8 @@ def _layer_stages(cfg: BoardConfig, spec: LayerSpec, tag: str, source, residual_
             rr = res_aligned if res_aligned is not None else res32
             v = v + rr[n, bi, bj, co, y, x, b, o]
         if spec.rounding_in_bias:  # 2^(sh-1) is in the bias data (layout.pack_bias)
-            return _clip(tirx.shift_right(v, _c32(spec.shift)), spec.relu)
-        return _clip(round_shift(v, spec.shift), spec.relu)
+            return _clip(tirx.shift_right(v, _c32(spec.shift)), spec.relu, spec.clip)
+        return _clip(round_shift(v, spec.shift), spec.relu, spec.clip)
 
     epi = te.compute((nb, nbh, nbw, cot, oh, ow, bt, bo_l), epi_fn, name=f"{tag}_epi")
     own_res32 = res32 if res32 is not None and res32 is not residual_tensor else None

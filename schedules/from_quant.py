@@ -28,7 +28,8 @@ def spec_from_qconv(layer, batch: int = 1, name: str | None = None) -> LayerSpec
         padding_mode=layer.padding_mode, pool=bool(layer.pool), relu=bool(layer.relu),
         shift=int(layer.shift), sign=layer.sign is not None,
         residual_shift=int(layer.residual_shift) if layer.residual else None, batch=batch,
-        groups=int(layer.groups), dilation=tuple(int(v) for v in layer.dilation))
+        groups=int(layer.groups), dilation=tuple(int(v) for v in layer.dilation),
+        clip=None if layer.clip_lo is None else (int(layer.clip_lo), int(layer.clip_hi)))
 
 
 def params_from_qconv(layer) -> dict:

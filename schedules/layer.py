@@ -10,7 +10,7 @@ The integer arithmetic (the project contract, docs/quantization.md):
     if sign:      acc = acc * sign[c]        sign is +1/-1 per output channel
     if residual:  acc = acc + align(r_q, s)  align(v, s) = v << s (s >= 0), round_shift(v, -s)
     acc = round_shift(acc, shift)            (acc + (1 << (sh-1))) >> sh, or << -sh
-    y = clip(acc, 0 if relu else -128, 127) -> int8
+    y = clip(acc, 0 if relu else -128, 127) -> int8   [then clip(y, *clip): a fused clamp/ReLU6]
 
 Rounding folded into the bias (`rounding_in_bias`): without pool and sign and with shift > 0,
 conv + b + residual + 2^(sh-1) is the same wrapping int32 sum as conv + (b + 2^(sh-1)) +
@@ -53,6 +53,7 @@ class LayerSpec:
     batch: int = 1
     groups: int = 1  # grouped conv (groups == channels: depthwise)
     dilation: tuple[int, int] = (1, 1)
+    clip: tuple[int, int] | None = None  # int8 bounds of a fused clamp / ReLU6 (ALU MAX/MIN)
     meta: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self):

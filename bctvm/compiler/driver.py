@@ -48,7 +48,8 @@ from schedules.from_quant import params_from_qconv, spec_from_qconv
 from schedules.knobs import BufferFitError
 
 from .host_module import dispatch_groups, group_signature
-from .segment import MODES, Segment, host_layers, segment_plan, split_segment
+from .host_reasons import format_host_lines, host_reasons
+from .segment import MODES, Segment, segment_plan, split_segment
 
 @dataclass
 class CompiledSegment:
@@ -171,16 +172,18 @@ class FrontEnd:
     vta_qnet: object  # convs as the graph has them after FoldMaxPool
     segments: list
     batch: int
+    reasons: dict  # host layer -> why it runs on the host (host_reasons)
 
 
 def front_end(source, *, board="pynq", mode: str = "fused", block_size=None, block_type=None,
               padding_mode=None, input_shape=(1, 3, 224, 224), calib: int = 1,
-              stem: str = "auto", qnet=None, progress: bool = True) -> FrontEnd:
+              stem: str = "auto", qnet=None, progress: bool = True,
+              checkpoint=None) -> FrontEnd:
     """Graph passes up to PlanFusedGroups and the plan's segments (see compile_model)."""
     if mode not in MODES:
         raise BadInputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     cfg = load_board(board)
-    kw = zoo_kwargs(source, block_size, block_type, padding_mode)
+    kw = zoo_kwargs(source, block_size, block_type, padding_mode, checkpoint)
     if qnet is not None and not hasattr(qnet, "layers"):
         from bctvm.quant.serialize import load_qnet
 
@@ -190,12 +193,13 @@ def front_end(source, *, board="pynq", mode: str = "fused", block_size=None, blo
                           progress=progress, **kw)
     plan, qnet, imported = result.plan, result.qnet, result.imported
     batch = int(imported.example_input.shape[0])
+    reasons = host_reasons(plan, qnet, cfg, batch=batch, stem=stem, mode=mode)
     vta_qnet = folded_qnet(plan, qnet)  # convs as the graph has them after FoldMaxPool
     segments = segment_plan(plan, vta_qnet, mode, batch, cfg)
     if not segments:
         raise BadInputError(f"{imported.name}: no layer of the model runs on VTA (board "
                             f"'{cfg.name}'); nothing to compile")
-    return FrontEnd(cfg, result, plan, qnet, vta_qnet, segments, batch)
+    return FrontEnd(cfg, result, plan, qnet, vta_qnet, segments, batch, reasons)
 
 
 def compiled_segments(source, *, mode: str = "fused", progress: bool = True, **kw):
@@ -209,12 +213,14 @@ def compiled_segments(source, *, mode: str = "fused", progress: bool = True, **k
 def _compile_into(source, out_dir, *, board="pynq", mode: str = "fused", block_size=None,
                   block_type=None, padding_mode=None, input_shape=(1, 3, 224, 224),
                   calib: int = 1, stem: str = "auto", qnet=None, host_fallback: bool = False,
-                  opt_level: int = 2, progress: bool = True, tuning_log=None) -> dict:
+                  opt_level: int = 2, progress: bool = True, checkpoint=None,
+                  tuning_log=None) -> dict:
     """Compile `source` into the (staging) folder `out_dir`. `qnet`: a QuantizedNet or the
     path of a saved one (bctvm.quant.save_qnet) to use instead of calibrating (a .pt2 model
     has no nn.Module to calibrate). `host_fallback`: a layer that cannot fit the board's
     buffers runs on the host (recorded in the manifest's "host_fallbacks") instead of being
-    an error. `tuning_log`: a `bctvm tune --log` directory; each group uses its task's best
+    an error. `checkpoint`: a PyTorch checkpoint file loaded into the model first.
+    `tuning_log`: a `bctvm tune --log` directory; each group uses its task's best
     record (default knobs when there is none; the manifest's group "knobs" says which)."""
     out = Path(out_dir)
     tuned = None
@@ -225,9 +231,9 @@ def _compile_into(source, out_dir, *, board="pynq", mode: str = "fused", block_s
     t_start = time.perf_counter()
     fe = front_end(source, board=board, mode=mode, block_size=block_size,
                    block_type=block_type, padding_mode=padding_mode, input_shape=input_shape,
-                   calib=calib, stem=stem, qnet=qnet, progress=progress)
-    cfg, result, plan, qnet, vta_qnet, segments, batch = (
-        fe.cfg, fe.result, fe.plan, fe.qnet, fe.vta_qnet, fe.segments, fe.batch)
+                   calib=calib, stem=stem, qnet=qnet, progress=progress, checkpoint=checkpoint)
+    cfg, result, plan, qnet, vta_qnet, segments, batch, reasons = (
+        fe.cfg, fe.result, fe.plan, fe.qnet, fe.vta_qnet, fe.segments, fe.batch, fe.reasons)
     imported = result.imported
     t_pass = time.perf_counter()
     fallbacks: dict[str, str] = {}
@@ -268,7 +274,9 @@ def _compile_into(source, out_dir, *, board="pynq", mode: str = "fused", block_s
                      "exponent": int(qnet.boundary_exponent)},
         "output": _output_signature(host_mod),
         "host_library": "host.so", "qnet": "qnet", "float_model": "model.pt2",
-        "host_layers": list(plan.host_layers) + host_layers(plan, segments) + list(fallbacks),
+        "host_layers": list(reasons) + list(fallbacks),
+        "host_reasons": {**reasons, **{k: f"does not fit the board: {v}"
+                                       for k, v in fallbacks.items()}},
         "host_fallbacks": fallbacks,
         "groups": groups,
         "versions": {"bctvm": bctvm.__version__, "tvm": tvm.__version__,
@@ -346,7 +354,9 @@ def describe(manifest: dict, out_dir) -> str:
     """What `bctvm compile -o DIR` prints: the groups and where the artifact is."""
     m = manifest
     lines = [f"{m['model']} -> {out_dir} for board {m['board']} ({m['mode']}): "
-             f"{len(m['groups'])} VTA groups, host layers: {', '.join(m['host_layers']) or '-'}"]
+             f"{len(m['groups'])} VTA groups, {len(m['host_layers'])} host layers"]
+    lines += format_host_lines({k: v for k, v in m.get("host_reasons", {}).items()
+                                if k not in m.get("host_fallbacks", {})})
     for g in m["groups"]:
         n = sum(p["instructions"] for p in g["programs"])
         lines.append(f"  {g['name']:<4} {len(g['layers'])} layer(s) {g['layers'][0]}"

@@ -11,7 +11,7 @@ bit) is written out in docs/quantization.md; intops.py holds its primitives.
 """
 
 from .agreement import agreement, float_tensors
-from .calibrate import calibrate, capture, collect_stats
+from .calibrate import calibrate, calibrate_graph, capture, collect_stats
 from .fold import FoldedConv, bn_scale_shift, fold_conv_bn
 from .fold_pool import fold_max_pools, foldable_pool
 from .intops import (
@@ -26,13 +26,14 @@ from .intops import (
     shift_left,
     wrap32,
 )
-from .qnet import HostOp, QAdd, QConv, QLayer, QMaxPool, QRelu, QuantizedNet
+from .qnet import HostOp, QAdd, QAvgPool, QConv, QLayer, QMaxPool, QRelu, QuantizedNet
 from .reference import IntegerReference, IntRun, conv_accumulator
 from .serialize import load_qnet, save_qnet
 
 __all__ = [
     "calibrate",
     "capture",
+    "calibrate_graph",
     "collect_stats",
     "IntegerReference",
     "IntRun",
@@ -45,6 +46,7 @@ __all__ = [
     "QMaxPool",
     "QRelu",
     "QAdd",
+    "QAvgPool",
     "HostOp",
     "save_qnet",
     "load_qnet",

@@ -10,15 +10,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
-import torch.fx as fx
 from torch import nn
 from tqdm import tqdm
 
 from bctvm.errors import BadInputError
 
 from .calibrate import capture
-from .graph import eval_mode
 from .inputs import as_float_batch, iter_batches
 from .qnet import QuantizedNet
 from .reference import IntegerReference
@@ -26,42 +23,30 @@ from .reference import IntegerReference
 __all__ = ["float_tensors", "agreement"]
 
 
-class _TapInterpreter(fx.Interpreter):
-    def __init__(self, gm: fx.GraphModule, taps: dict[str, str]):
-        super().__init__(gm)
-        self.taps = taps  # node name -> tensor name
-        self.values: dict[str, np.ndarray] = {}
+def _tap(model: nn.Module, qnet: QuantizedNet, names: list[str]):
+    """The model's float graph (captured as calibrate captures it) returning the float value
+    of the qnet tensors `names` (input / layer outputs) after the model output."""
+    from .calibrate import _Tap
 
-    def run_node(self, n: fx.Node):
-        result = super().run_node(n)
-        if n.name in self.taps:
-            self.values[self.taps[n.name]] = result.detach().to(torch.float32).clone().numpy()
-        return result
-
-
-def _taps(model: nn.Module, qnet: QuantizedNet):
-    plan = capture(model)
-    taps = {plan.input.name: qnet.input_name}
-    for layer in qnet.layers:
-        taps[layer.node] = layer.output
-    known = {n.name for n in plan.gm.graph.nodes}
-    missing = [n for n in taps if n not in known]
+    plan = capture(model, tuple(qnet.input_shape))
+    by_var = {v.name: v for v in plan.values}
+    by_var[plan.input.name] = plan.input
+    nodes = {qnet.input_name: plan.input.name}
+    nodes.update({layer.output: layer.node for layer in qnet.layers})
+    missing = [n for n in names if nodes.get(n) not in by_var]
     if missing:
         raise BadInputError(
-            f"the float model does not match the quantized net (nodes {missing[:3]} missing)"
-        )
-    return plan.gm, taps
+            f"the float model does not match the quantized net (tensors {missing[:3]} missing)")
+    return _Tap(plan, [by_var[nodes[n]] for n in names])
 
 
 def float_tensors(model: nn.Module, qnet: QuantizedNet, x) -> dict[str, np.ndarray]:
     """Float32 values (eval mode) of every quantized tensor by qnet name, plus 'output'."""
-    gm, taps = _taps(model, qnet)
-    interp = _TapInterpreter(gm, taps)
-    with eval_mode(model), torch.no_grad():
-        out = interp.run(as_float_batch(x))
-    values = dict(interp.values)
-    values["output"] = out.detach().to(torch.float32).numpy()
-    return values
+    names = [qnet.input_name] + [layer.output for layer in qnet.layers]
+    values, out = _tap(model, qnet, names).run(as_float_batch(x))
+    result = dict(zip(names, values))
+    result["output"] = out
+    return result
 
 
 def agreement(
@@ -80,36 +65,32 @@ def agreement(
     error in units of 2**-boundary_exponent)} plus, with labels, "float_top1" and "int8_top1"
     (percent) and "top1_drop" (points).
     """
-    gm, taps = _taps(float_model, qnet)
-    boundary_node = next(k for k, v in taps.items() if v == qnet.boundary)
-    interp = _TapInterpreter(gm, {boundary_node: qnet.boundary})
+    tap = _tap(float_model, qnet, [qnet.boundary])
     ref = IntegerReference(qnet)
     lsb = math.ldexp(1.0, -qnet.boundary_exponent)
     n = agree = float_ok = int_ok = labelled = 0
     max_err = sum_err = b_max = b_sum = 0.0
     b_count = 0
-    with eval_mode(float_model), torch.no_grad():
-        for x, y in tqdm(iter_batches(inputs, batch_size, labels, "agreement inputs"),
-                         desc="agreement", disable=not progress, leave=False):
-            f_out = interp.run(x).detach().to(torch.float32).numpy()
-            f_b = interp.values[qnet.boundary]
-            run = ref.run(x, keep_tensors=False)
-            diff = np.abs(run.output.astype(np.float64) - f_out)
-            max_err = max(max_err, float(diff.max()))
-            sum_err += float(diff.mean()) * len(x)
-            bd = np.abs(run.boundary.astype(np.float64) * lsb - f_b) / lsb
-            b_max = max(b_max, float(bd.max()))
-            b_sum += float(bd.sum())
-            b_count += bd.size
-            f_top = f_out.reshape(len(x), -1).argmax(1)
-            i_top = run.output.reshape(len(x), -1).argmax(1)
-            agree += int((f_top == i_top).sum())
-            if y is not None:
-                y = y.numpy()
-                float_ok += int((f_top == y).sum())
-                int_ok += int((i_top == y).sum())
-                labelled += len(y)
-            n += len(x)
+    for x, y in tqdm(iter_batches(inputs, batch_size, labels, "agreement inputs"),
+                     desc="agreement", disable=not progress, leave=False):
+        (f_b,), f_out = tap.run(x)
+        run = ref.run(x, keep_tensors=False)
+        diff = np.abs(run.output.astype(np.float64) - f_out)
+        max_err = max(max_err, float(diff.max()))
+        sum_err += float(diff.mean()) * len(x)
+        bd = np.abs(run.boundary.astype(np.float64) * lsb - f_b) / lsb
+        b_max = max(b_max, float(bd.max()))
+        b_sum += float(bd.sum())
+        b_count += bd.size
+        f_top = f_out.reshape(len(x), -1).argmax(1)
+        i_top = run.output.reshape(len(x), -1).argmax(1)
+        agree += int((f_top == i_top).sum())
+        if y is not None:
+            y = y.numpy()
+            float_ok += int((f_top == y).sum())
+            int_ok += int((i_top == y).sum())
+            labelled += len(y)
+        n += len(x)
     if n == 0:
         raise BadInputError("agreement inputs: no images")
     result = {

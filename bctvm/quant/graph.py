@@ -1,52 +1,49 @@
-"""Capture a float model with torch.fx and plan its integer layers (the fusion rules).
+"""Capture a float model (torch.export -> Relax) and plan its integer layers (the fusion rules).
 
-- trace with BlockConv2d as a leaf module (module paths survive as node targets);
-- drop identities (nn.Identity, nn.Dropout, F.dropout: inference only);
-- split the graph at the first op VTA does not do (avg pool, flatten, Linear, softmax...):
-  everything from there on is the float host head, a chain fed by one boundary tensor;
-- group the VTA side into integer layers:
-      conv [-> BN] [-> + shortcut] [-> ReLU]   (a stride-2 BlockConv2d carries its max-pool)
-      add [-> ReLU]       (an add not fused into a conv)
-      maxpool, relu       (standalone, on int8)
+One capture: the model enters through `relay_passes.ImportModel` (torch.export), block convs
+are recognised by what they compute (`LegalizeBlockConv`), parameters are bound and BatchNorm
+is folded (`BindParams`, `FoldBN`). The integer layers are planned on that folded float Relax
+graph, so whatever Python control flow the model's forward has on shapes (resolved by
+torch.export), the int8 flow sees the same graph the compiler compiles.
+
+- split the graph at the first op VTA does not do (adaptive avg pool, mean, flatten/reshape,
+  Linear, softmax; an avg pool whose result no conv / max-pool reads): everything from there
+  on is the float host head, a chain fed by one boundary tensor;
+- group the integer side into layers:
+      conv [-> sign] [-> + shortcut] [-> ReLU | clamp]   (sign: FoldBN's +-1 after a pool)
+      add [-> ReLU | clamp]      (an add not fused into a conv)
+      maxpool, avgpool, relu     (standalone, on int8)
   An add of two conv branches fuses into the conv computed later; the other operand is the
   residual input. Anything else raises UnsupportedOpError naming the op and module path.
 """
 
 from __future__ import annotations
 
-import operator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
+import numpy as np
 import torch
-import torch.fx as fx
-import torch.nn.functional as F
+import tvm
 from torch import nn
+from tvm import relax
 
-from bctvm.errors import UnsupportedOpError
-from bctvm.models.block_conv import BlockConv2d
+from bctvm.errors import BadInputError, UnsupportedOpError
 
-__all__ = ["LayerPlan", "HostPlan", "NetPlan", "trace_model", "plan_network", "node_args",
-           "eval_mode"]
+__all__ = ["LayerPlan", "HostPlan", "NetPlan", "capture_graph", "plan_graph", "eval_mode",
+           "const_value", "OWN_MODULES"]
 
-CONV_MODULES = (BlockConv2d, nn.Conv2d)
-ALIAS_MODULES = (nn.Identity, nn.Dropout, nn.Dropout2d)
-HOST_MODULES = (nn.AdaptiveAvgPool2d, nn.AvgPool2d, nn.Flatten, nn.Linear, nn.Softmax,
-                nn.LogSoftmax)
+#: module classes whose op is the whole module: a standalone layer takes the module's path
+OWN_MODULES = ("ReLU", "ReLU6", "Hardtanh", "MaxPool2d", "AvgPool2d")
 
-_RELU_FUNCS = {F.relu, torch.relu, torch.relu_, F.relu_}
-_ADD_FUNCS = {operator.add, operator.iadd, torch.add}
-_MAXPOOL_FUNCS = {F.max_pool2d, torch.max_pool2d}
-_ALIAS_FUNCS = {F.dropout, F.dropout2d, torch.dropout}
-_HOST_FUNCS = {
-    torch.flatten: "flatten", F.adaptive_avg_pool2d: "adaptive_avg_pool2d",
-    torch._C._nn.adaptive_avg_pool2d: "adaptive_avg_pool2d", F.avg_pool2d: "avg_pool2d",
-    F.softmax: "softmax", torch.softmax: "softmax", F.log_softmax: "log_softmax",
-    torch.log_softmax: "log_softmax", torch.mean: "mean",
+_HOST_OPS = {
+    "relax.nn.adaptive_avg_pool2d": "adaptive_avg_pool2d", "relax.mean": "mean",
+    "relax.reshape": "flatten", "relax.flatten": "flatten", "relax.matmul": "linear",
+    "relax.nn.softmax": "softmax", "relax.nn.log_softmax": "log_softmax",
 }
-_HOST_METHODS = {"flatten": "flatten", "view": "reshape", "reshape": "reshape",
-                 "softmax": "softmax", "log_softmax": "log_softmax", "mean": "mean"}
+_INT_OPS = {"relax.nn.relu": "relu", "relax.clip": "clamp", "relax.nn.max_pool2d": "maxpool",
+            "relax.nn.avg_pool2d": "avgpool"}
 
 
 @contextmanager
@@ -61,362 +58,388 @@ def eval_mode(module: nn.Module):
             m.training = flag
 
 
-class _BlockTracer(fx.Tracer):
-    """FX tracer that keeps BlockConv2d as one call_module node."""
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, BlockConv2d) or super().is_leaf_module(m, module_qualified_name)
-
-
-def trace_model(model: nn.Module) -> fx.GraphModule:
-    """Symbolically trace `model` (in eval mode) with BlockConv2d as a leaf; identities removed.
-
-    The GraphModule shares the model's submodules (so module paths and weights are the
-    model's). Raises UnsupportedOpError when FX cannot trace the model.
-    """
-    tracer = _BlockTracer()
-    with eval_mode(model):
-        try:
-            graph = tracer.trace(model)
-        except Exception as err:  # FX raises many kinds (TraceError, TypeError on proxies...)
-            raise UnsupportedOpError(
-                f"{type(model).__name__}: torch.fx cannot trace the model ({err}); "
-                "data-dependent control flow is not supported"
-            ) from err
-    gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
-    gm.training = model.training
-    _drop_aliases(gm)
-    return gm
-
-
-def _module(gm: fx.GraphModule, node: fx.Node) -> Optional[nn.Module]:
-    return gm.get_submodule(node.target) if node.op == "call_module" else None
-
-
-def _is_alias(gm: fx.GraphModule, node: fx.Node) -> bool:
-    if node.op == "call_module":
-        return isinstance(_module(gm, node), ALIAS_MODULES)
-    if node.op == "call_function":
-        return node.target in _ALIAS_FUNCS
-    return False
-
-
-def _drop_aliases(gm: fx.GraphModule) -> None:
-    for node in list(gm.graph.nodes):
-        if _is_alias(gm, node):
-            node.replace_all_uses_with(node.args[0])
-            gm.graph.erase_node(node)
-    gm.recompile()
-
-
-def where(node: fx.Node) -> str:
-    """How error messages name a node: its module path or its FX node name."""
-    if node.op == "call_module":
-        return f"module {node.target!r}"
-    if node.op == "call_function":
-        fn = getattr(node.target, "__name__", str(node.target))
-        return f"function {fn!r} (node {node.name!r})"
-    return f"{node.op} {node.target!r} (node {node.name!r})"
-
-
-def node_args(node: fx.Node, names: tuple[str, ...], defaults: dict[str, Any]) -> dict[str, Any]:
-    """Bind a call's positional and keyword arguments to `names` (first = the input)."""
-    bound = dict(defaults)
-    for name, value in zip(names, node.args):
-        bound[name] = value
-    for name, value in node.kwargs.items():
-        bound[name] = value
-    return bound
-
-
-def op_kind(gm: fx.GraphModule, node: fx.Node) -> str:
-    """'input', 'output', 'conv', 'bn', 'relu', 'maxpool', 'add', 'size', 'host:<kind>'.
-
-    Raises UnsupportedOpError for every other op.
-    """
-    if node.op == "placeholder":
-        return "input"
-    if node.op == "output":
-        return "output"
-    if node.op == "call_module":
-        m = _module(gm, node)
-        if isinstance(m, CONV_MODULES):
-            return "conv"
-        if isinstance(m, nn.BatchNorm2d):
-            return "bn"
-        if isinstance(m, nn.ReLU):
-            return "relu"
-        if isinstance(m, nn.MaxPool2d):
-            return "maxpool"
-        if isinstance(m, nn.AdaptiveAvgPool2d):
-            return "host:adaptive_avg_pool2d"
-        if isinstance(m, nn.AvgPool2d):
-            return "host:avg_pool2d"
-        if isinstance(m, nn.Flatten):
-            return "host:flatten"
-        if isinstance(m, nn.Linear):
-            return "host:linear"
-        if isinstance(m, nn.Softmax):
-            return "host:softmax"
-        if isinstance(m, nn.LogSoftmax):
-            return "host:log_softmax"
-        raise UnsupportedOpError(
-            f"{where(node)}: {type(m).__name__} is not supported by the int8 flow"
-        )
-    if node.op == "call_function":
-        t = node.target
-        if t in _RELU_FUNCS:
-            return "relu"
-        if t in _ADD_FUNCS:
-            return "add"
-        if t in _MAXPOOL_FUNCS:
-            return "maxpool"
-        if t in _HOST_FUNCS:
-            return "host:" + _HOST_FUNCS[t]
-    if node.op == "call_method":
-        if node.target in ("relu", "relu_"):
-            return "relu"
-        if node.target in ("add", "add_"):
-            return "add"
-        if node.target == "size":
-            return "size"
-        if node.target in _HOST_METHODS:
-            return "host:" + _HOST_METHODS[node.target]
-    raise UnsupportedOpError(f"{where(node)}: not supported by the int8 flow")
-
-
 @dataclass
 class LayerPlan:
-    """One future integer layer: kind, its FX nodes by role, its tensor inputs and output."""
+    """One future integer layer: kind, its Relax vars by role, its tensor inputs and output.
 
-    kind: str  # conv | add | maxpool | relu
+    clip: (lo, hi) float bounds of a fused clamp / ReLU6 (None: plain or no ReLU)."""
+
+    kind: str  # conv | add | maxpool | relu | avgpool
     name: str
-    nodes: dict[str, fx.Node]
-    inputs: list[fx.Node]
-    output: fx.Node
-    residual: Optional[fx.Node] = None
+    vars: dict[str, relax.Var]
+    inputs: list[relax.Var]
+    output: relax.Var
+    residual: Optional[relax.Var] = None
+    clip: Optional[tuple[float, float]] = None
 
 
 @dataclass
 class HostPlan:
-    """One host-head op: its kind and FX node."""
+    """One host-head op: kind (qnet.HOST_KINDS), JSON params, float32 weights, its var."""
 
     kind: str
-    node: fx.Node
+    name: str
+    var: relax.Var
+    params: dict = field(default_factory=dict)
+    weights: dict = field(default_factory=dict)
 
 
 @dataclass
 class NetPlan:
-    """The planned network: graph, input node, integer layers (in execution order), the
-    boundary node feeding the host head, and the host chain."""
+    """The planned network over the folded float Relax module `mod` (batch of the example
+    input): input var, integer layers in execution order, the boundary var feeding the host
+    head, the host chain, every binding's value and per-image shapes."""
 
-    gm: fx.GraphModule
-    input: fx.Node
+    mod: tvm.IRModule
+    input: relax.Var
     layers: list[LayerPlan]
-    boundary: fx.Node
-    host: list[HostPlan] = field(default_factory=list)
-    kinds: dict[str, str] = field(default_factory=dict)
+    boundary: relax.Var
+    host: list[HostPlan]
+    values: dict
+    sources: dict
+    exported: Optional[torch.export.ExportedProgram] = None
 
-    def tensor_nodes(self) -> list[fx.Node]:
-        """Nodes whose values become int8 tensors: the input and every layer output."""
+    def tensor_vars(self) -> list[relax.Var]:
+        """Vars whose values become int8 tensors: the input and every layer output."""
         return [self.input] + [lp.output for lp in self.layers]
 
+    def shape(self, var) -> tuple[int, ...]:
+        """Per-image shape (C, H, W) / (F,) of a tensor var."""
+        return tuple(int(s) for s in list(var.ty.shape)[1:])
 
-def _tensor_inputs(node: fx.Node) -> list[fx.Node]:
-    return list(node.all_input_nodes)
+    def where(self, var) -> str:
+        """How messages name the op behind `var`: "layer 'a.b' (file.py:12)" when known."""
+        src = self.sources.get(var.name)
+        return src[3] if src else f"Relax var {var.name!r}"
 
 
-def _single_user(node: fx.Node) -> Optional[fx.Node]:
-    users = list(node.users)
-    return users[0] if len(users) == 1 else None
+def capture_graph(model: nn.Module, example_input: torch.Tensor
+                  ) -> tuple[tvm.IRModule, torch.export.ExportedProgram]:
+    """The folded float Relax module of `model` (eval mode, restored after) and the exported
+    program it came from: torch.export -> ImportModel -> LegalizeBlockConv -> BindParams ->
+    FoldBN."""
+    from relay_passes.bind_params import BindParams
+    from relay_passes.fold_bn import FoldBN
+    from relay_passes.import_model import ImportModel
+    from relay_passes.legalize_block_conv import LegalizeBlockConv
+
+    if not isinstance(model, nn.Module):
+        raise BadInputError(f"expected an nn.Module, got {type(model).__name__}")
+    with eval_mode(model):
+        imported = ImportModel()(model, example_input)
+    return FoldBN()(BindParams()(LegalizeBlockConv()(imported.mod))), imported.exported
 
 
-def plan_network(gm: fx.GraphModule) -> NetPlan:
-    """Classify every node, find the host boundary and group the VTA side into layers."""
-    nodes = list(gm.graph.nodes)
-    order = {n: i for i, n in enumerate(nodes)}
-    kinds = {n: op_kind(gm, n) for n in nodes}
-    inputs = [n for n in nodes if kinds[n] == "input"]
-    if len(inputs) != 1:
-        raise UnsupportedOpError(
-            f"the model takes {len(inputs)} inputs; the int8 flow needs exactly one NCHW image"
-        )
-    out_node = next(n for n in nodes if kinds[n] == "output")
-    if not isinstance(out_node.args[0], fx.Node):
+def const_value(expr, values: dict) -> Optional[np.ndarray]:
+    """NumPy value of a constant expression (a constant, a var bound to one, its reshape or
+    2-D transpose); None when `expr` depends on a tensor."""
+    from relay_passes import ops
+
+    if isinstance(expr, relax.Var):
+        return const_value(values[expr], values) if expr in values else None
+    if isinstance(expr, tvm.ir.GenericConst):
+        return expr.value.numpy()
+    name = ops.op_name(expr)
+    if name == "relax.reshape":
+        inner = const_value(expr.args[0], values)
+        return None if inner is None else inner.reshape(ops.static_shape(expr))
+    if name == "relax.permute_dims":
+        inner = const_value(expr.args[0], values)
+        axes = expr.attrs["axes"]
+        if inner is None:
+            return None
+        return inner.T if axes is None else inner.transpose([int(a) for a in axes])
+    return None
+
+
+class _Graph:
+    """Bindings of main with their kinds, users and order."""
+
+    def __init__(self, mod: tvm.IRModule):
+        from relay_passes.graph import bindings, users
+        from relay_passes.import_model import VAR_SOURCE_ATTR
+
+        self.func = mod["main"]
+        attrs = self.func.attrs
+        src = attrs[VAR_SOURCE_ATTR] if attrs is not None and VAR_SOURCE_ATTR in attrs.keys() \
+            else {}
+        self.sources = {str(k): [str(x) for x in v] for k, v in src.items()}
+        self.binds = bindings(self.func)
+        self.values = dict(self.binds)
+        self.order = {v: i for i, (v, _) in enumerate(self.binds)}
+        self.users = users(self.func)
+        self.input = self.func.params[0]
+        self.consts = {v for v, val in self.binds if const_value(val, self.values) is not None}
+
+    def tensor_args(self, value) -> list:
+        return [a for a in _call_args(value) if isinstance(a, relax.Var) and a not in self.consts]
+
+    def single_user(self, v):
+        u = self.users.get(v, [])
+        return u[0] if len(u) == 1 and not isinstance(u[0], str) else None
+
+    def where(self, v) -> str:
+        src = self._source(v)
+        return src[3] if src else f"Relax var {v.name!r}"
+
+    def _source(self, v):
+        """Import record of `v`, or of the var that uses it (a converter's last binding)."""
+        src = self.sources.get(v.name)
+        if src is None:
+            src = next((self.sources[u.name] for u in self.users.get(v, [])
+                        if not isinstance(u, str) and u.name in self.sources), None)
+        return src
+
+    def op_label(self, v) -> str:
+        """'hardtanh (ReLU6)': the exported op and the module class it came from."""
+        from relay_passes import ops
+
+        src = self._source(v)
+        if src:
+            return f"{src[2]} ({src[1]})" if src[1] else src[2]
+        return ops.op_name(self.values[v]) or type(self.values[v]).__name__
+
+
+def _call_args(value) -> list:
+    if isinstance(value, relax.Call):
+        return list(value.args)
+    if isinstance(value, relax.Tuple):
+        return list(value.fields)
+    if isinstance(value, relax.TupleGetItem):
+        return [value.tuple_value]
+    return []
+
+
+def _kind(g: _Graph, var, value) -> str:
+    from relay_passes import ops
+
+    name = ops.op_name(value)
+    if name == ops.BLOCK_CONV2D:
+        return "conv"
+    if name in _INT_OPS:
+        return _INT_OPS[name]
+    if name in _HOST_OPS:
+        return "host:" + _HOST_OPS[name]
+    if name == "relax.multiply":
+        consts = [const_value(a, g.values) for a in value.args]
+        if any(c is not None and np.all(np.abs(c) == 1) for c in consts):
+            return "sign"
+    if name == "relax.add":
+        return "add" if len(g.tensor_args(value)) == 2 else "add_const"
+    if name == "relax.nn.batch_norm" or (
+            isinstance(value, relax.TupleGetItem)
+            and ops.op_name(g.values.get(value.tuple_value)) == "relax.nn.batch_norm"):
+        return "bn"
+    return "other"
+
+
+def plan_graph(mod: tvm.IRModule, exported=None) -> NetPlan:
+    """Classify every binding of the folded float graph, find the host boundary and group the
+    integer side into layers (see the module docstring). `exported`: the ExportedProgram the
+    graph was imported from (calibration runs it in PyTorch)."""
+    g = _Graph(mod)
+    tensors = [(v, val) for v, val in g.binds
+               if v not in g.consts and not isinstance(val, relax.Tuple)]
+    kinds = {v: _kind(g, v, val) for v, val in tensors}
+    for v, k in kinds.items():
+        if k == "other":
+            raise UnsupportedOpError(
+                f"op '{g.op_label(v)}' at {g.where(v)} is not supported by the int8 flow")
+        if k == "bn":
+            raise UnsupportedOpError(
+                f"BatchNorm2d at {g.where(v)} must directly follow a conv whose output feeds "
+                "nothing else (it is folded into that conv)")
+    host = _host_region(g, tensors, kinds)
+    for v, _ in tensors:
+        if v in host and kinds[v] in ("conv", "maxpool", "sign"):
+            raise UnsupportedOpError(
+                f"{kinds[v]} '{g.op_label(v)}' at {g.where(v)} after the host head started "
+                "(the first adaptive avg-pool / mean / flatten / Linear); VTA layers must all "
+                "come before the host head")
+        if v not in host and kinds[v] == "add_const":
+            raise UnsupportedOpError(
+                f"add at {g.where(v)}: only the add of two tensors is supported (found a "
+                "constant operand)")
+    out_fields = _outputs(g)
+    boundary = _boundary(g, tensors, host, out_fields)
+    host_chain = _host_chain(g, tensors, kinds, host, boundary, out_fields)
+    layers = _plan_layers(g, tensors, kinds, host)
+    return NetPlan(mod, g.input, layers, boundary, host_chain, g.values, g.sources, exported)
+
+
+def _outputs(g: _Graph) -> list:
+    ret = g.func.body.body
+    if isinstance(ret, relax.Var) and isinstance(g.values.get(ret), relax.Tuple):
+        ret = g.values[ret]
+    fields = list(ret.fields) if isinstance(ret, relax.Tuple) else [ret]
+    if len(fields) != 1 or not isinstance(fields[0], relax.Var):
         raise UnsupportedOpError("the model must return one tensor (tuple/dict outputs found)")
-
-    # host region: host ops and everything computed from them
-    host: set[fx.Node] = set()
-    for n in nodes:
-        k = kinds[n]
-        if k.startswith("host:") or (k not in ("input", "output", "size")
-                                     and any(a in host for a in _tensor_inputs(n))):
-            host.add(n)
-    for n in nodes:
-        if n in host and kinds[n] in ("conv", "bn", "maxpool", "add"):
-            raise UnsupportedOpError(
-                f"{where(n)}: {kinds[n]} after the host head started (the first avg-pool / "
-                "flatten / Linear); VTA layers must all come before the host head"
-            )
-    _check_inplace(gm, nodes, order)
-    boundary = _find_boundary(nodes, kinds, host, out_node)
-    host_chain = _host_chain(nodes, kinds, host, boundary, out_node)
-    layers = _plan_layers(gm, nodes, order, kinds, host)
-    return NetPlan(gm, inputs[0], layers, boundary, host_chain,
-                   {n.name: k for n, k in kinds.items()})
+    return fields
 
 
-def _is_inplace(gm: fx.GraphModule, node: fx.Node) -> bool:
-    if node.op == "call_module":
-        return bool(getattr(_module(gm, node), "inplace", False))
-    if node.op == "call_method":
-        return str(node.target).endswith("_")
-    if node.op == "call_function":
-        return (node.target in (operator.iadd, torch.relu_, F.relu_)
-                or bool(node.kwargs.get("inplace", False)))
-    return False
+def _needs_int(g: _Graph, tensors, kinds) -> set:
+    """Vars from which a conv or max-pool is reached (they must stay integer)."""
+    need: set = set()
+    for v, _ in reversed(tensors):
+        if kinds[v] in ("conv", "maxpool") or any(u in need for u in g.users.get(v, [])
+                                                  if not isinstance(u, str)):
+            need.add(v)
+    return need
 
 
-def _check_inplace(gm: fx.GraphModule, nodes, order) -> None:
-    """An in-place op whose input is read again later would change what that reader sees;
-    the integer graph has no mutation, so such graphs are rejected."""
-    for n in nodes:
-        if not n.args or not isinstance(n.args[0], fx.Node) or not _is_inplace(gm, n):
-            continue
-        later = [u for u in n.args[0].users if u is not n and order[u] > order[n]]
-        if later:
-            raise UnsupportedOpError(
-                f"{where(n)}: in-place op on {n.args[0].name!r}, which {later[0].name!r} reads "
-                "afterwards; use the out-of-place form (inplace=False)"
-            )
+def _host_region(g: _Graph, tensors, kinds) -> set:
+    need = _needs_int(g, tensors, kinds)
+    host: set = set()
+    for v, val in tensors:
+        k = kinds[v]
+        seed = k.startswith("host:") or (k == "avgpool" and v not in need)
+        if seed or any(a in host for a in g.tensor_args(val)):
+            host.add(v)
+    return host
 
 
-def _find_boundary(nodes, kinds, host, out_node) -> fx.Node:
+def _boundary(g: _Graph, tensors, host, out_fields):
     feeding = []
-    for n in nodes:
-        if n in host or kinds[n] in ("output", "size"):
+    for v in [g.input] + [t for t, _ in tensors]:
+        if v in host:
             continue
-        if any((u in host and kinds[u] != "size") or u is out_node for u in n.users):
-            feeding.append(n)
+        users = g.users.get(v, [])
+        if any((not isinstance(u, str) and u in host) for u in users) or v in out_fields:
+            feeding.append(v)
     if len(feeding) != 1:
-        names = ", ".join(n.name for n in feeding) or "none"
+        names = ", ".join(g.where(v) for v in feeding) or "none"
         raise UnsupportedOpError(
             f"the host head must be fed by exactly one int8 tensor; found {len(feeding)} "
-            f"({names})"
-        )
+            f"({names})")
     return feeding[0]
 
 
-def _host_chain(nodes, kinds, host, boundary, out_node) -> list[HostPlan]:
+def _host_chain(g: _Graph, tensors, kinds, host, boundary, out_fields) -> list[HostPlan]:
+    from . import host_head
+
     chain: list[HostPlan] = []
     prev = boundary
-    for n in nodes:
-        if n not in host:
+    pending_bias = None
+    for v, val in tensors:
+        if v not in host:
             continue
-        tensor_ins = [a for a in _tensor_inputs(n) if kinds.get(a) != "size"]
-        if tensor_ins != [prev]:
+        ins = g.tensor_args(val)
+        if ins != [prev]:
             raise UnsupportedOpError(
-                f"{where(n)}: the host head must be a chain of single-input ops; this op reads "
-                f"{', '.join(a.name for a in tensor_ins)}"
-            )
-        kind = kinds[n]
-        chain.append(HostPlan(kind[5:] if kind.startswith("host:") else kind, n))
-        prev = n
-    if out_node.args[0] is not prev:
+                f"op '{g.op_label(v)}' at {g.where(v)}: the host head must be a chain of "
+                f"single-input ops, each reading the previous one's output")
+        k = kinds[v]
+        if k == "add_const" and chain and chain[-1].kind == "linear" and pending_bias is None:
+            host_head.add_bias(chain[-1], g, val)
+            pending_bias = v
+            chain[-1].var = v
+            prev = v
+            continue
+        chain.append(host_head.host_plan(g, k[5:] if k.startswith("host:") else k, v, val))
+        pending_bias = None
+        prev = v
+    if not out_fields[0].same_as(prev):
         raise UnsupportedOpError(
-            f"the model output {out_node.args[0].name!r} is not the end of the host head"
-        )
+            f"the model output ({g.where(out_fields[0])}) is not the end of the host head")
     return chain
 
 
-def _conv_chain_end(n: fx.Node, kinds) -> tuple[dict[str, fx.Node], fx.Node]:
-    roles = {"conv": n}
-    cur = n
-    user = _single_user(cur)
-    if user is not None and kinds[user] == "bn" and user.args[0] is cur:
-        roles["bn"] = user
-        cur = user
-    return roles, cur
-
-
-def _plan_layers(gm, nodes, order, kinds, host) -> list[LayerPlan]:
-    vta = [n for n in nodes if n not in host and kinds[n] not in ("input", "output", "size")]
-    chains = {}  # chain end node -> (roles)
-    for n in vta:
-        if kinds[n] == "conv":
-            roles, end = _conv_chain_end(n, kinds)
+def _plan_layers(g: _Graph, tensors, kinds, host) -> list[LayerPlan]:
+    vta = [(v, val) for v, val in tensors if v not in host]
+    chains: dict = {}  # chain end var -> roles
+    for v, _ in vta:
+        if kinds[v] == "conv":
+            roles, end = {"conv": v}, v
+            user = g.single_user(v)
+            if user is not None and kinds.get(user) == "sign":
+                roles["sign"] = user
+                end = user
             chains[end] = roles
-    # assign every add of two conv branches to the branch whose conv runs later
-    fused_add: dict[fx.Node, fx.Node] = {}  # add -> chain end it fuses into
-    for n in vta:
-        if kinds[n] != "add":
+    for v, _ in vta:
+        if kinds[v] == "sign" and v not in {r.get("sign") for r in chains.values()}:
+            raise UnsupportedOpError(f"op '{g.op_label(v)}' at {g.where(v)}: a multiply is "
+                                     "supported only as the sign of a folded BatchNorm")
+    fused_add: dict = {}  # add var -> chain end it fuses into
+    for v, val in vta:
+        if kinds[v] != "add":
             continue
-        a, b = _add_operands(n)
-        cands = [o for o in (a, b) if o in chains and _single_user(o) is n and a is not b]
+        a, b = g.tensor_args(val)
+        cands = [o for o in (a, b) if o in chains and _same(g.single_user(o), v)
+                 and not a.same_as(b)]
         if cands:
-            best = max(cands, key=lambda o: order[chains[o]["conv"]])
-            fused_add[n] = best
-    consumed: set[fx.Node] = set()
+            fused_add[v] = max(cands, key=lambda o: g.order[chains[o]["conv"]])
+    consumed: set = set()
     plans: list[LayerPlan] = []
+
+    def activation(cur, roles):
+        user = g.single_user(cur)
+        if user is not None and user not in host and kinds.get(user) in ("relu", "clamp"):
+            roles[kinds[user]] = user
+            return user, _clip_bounds(g, user) if kinds[user] == "clamp" else None
+        return cur, None
+
     for end, roles in chains.items():
         conv = roles["conv"]
         cur, residual = end, None
-        user = _single_user(cur)
-        if user is not None and fused_add.get(user) is cur:
-            a, b = _add_operands(user)
-            residual = b if a is cur else a
+        user = g.single_user(cur)
+        if user is not None and _same(fused_add.get(user), cur):
+            a, b = g.tensor_args(g.values[user])
+            residual = b if a.same_as(cur) else a
             roles["add"] = user
             cur = user
-        user = _single_user(cur)
-        if user is not None and kinds[user] == "relu":
-            roles["relu"] = user
-            cur = user
+        cur, clip = activation(cur, roles)
         consumed.update(roles.values())
-        ins = [conv.args[0]] + ([residual] if residual is not None else [])
-        plans.append(LayerPlan("conv", _name(gm, conv), roles, ins, cur, residual))
-    for n in vta:
-        if n in consumed:
+        data = g.values[conv].args[0]
+        ins = [data] + ([residual] if residual is not None else [])
+        plans.append(LayerPlan("conv", _conv_name(g, conv), roles, ins, cur, residual, clip))
+    for v, val in vta:
+        if v in consumed:
             continue
-        k = kinds[n]
+        k = kinds[v]
         if k == "add":
-            a, b = _add_operands(n)
-            roles, cur = {"add": n}, n
-            user = _single_user(n)
-            if user is not None and kinds[user] == "relu":
-                roles["relu"] = user
-                cur = user
+            a, b = g.tensor_args(val)
+            roles = {"add": v}
+            cur, clip = activation(v, roles)
             consumed.update(roles.values())
-            plans.append(LayerPlan("add", _name(gm, n), roles, [a, b], cur))
-        elif k in ("relu", "maxpool"):
-            consumed.add(n)
-            plans.append(LayerPlan(k, _name(gm, n), {k: n}, [n.args[0]], n))
-        elif k == "bn":
+            plans.append(LayerPlan("add", _name(g, v), roles, [a, b], cur, clip=clip))
+        elif k in ("relu", "maxpool", "avgpool"):
+            consumed.add(v)
+            plans.append(LayerPlan(k, _name(g, v), {k: v}, [g.tensor_args(val)[0]], v))
+        elif k == "clamp":
             raise UnsupportedOpError(
-                f"{where(n)}: BatchNorm2d must directly follow a conv whose output feeds "
-                "nothing else (it is folded into that conv)"
-            )
-        else:  # pragma: no cover - every VTA kind is handled above
-            raise UnsupportedOpError(f"{where(n)}: unexpected op kind {k!r}")
-    plans.sort(key=lambda p: order[p.output])
+                f"clamp '{g.op_label(v)}' at {g.where(v)}: a clamp / ReLU6 is supported right "
+                "after a conv or an add (fused into its requantization)")
+        else:  # pragma: no cover - every integer kind is handled above
+            raise UnsupportedOpError(f"op '{g.op_label(v)}' at {g.where(v)}: kind {k!r}")
+    plans.sort(key=lambda p: g.order[p.output])
     _unique_names(plans)
     return plans
 
 
-def _add_operands(n: fx.Node) -> tuple[fx.Node, fx.Node]:
-    args = list(n.args)
-    other = args[1] if len(args) > 1 else n.kwargs.get("other")
-    alpha = n.kwargs.get("alpha", 1)
-    if len(args) > 2 or alpha != 1:
-        raise UnsupportedOpError(f"{where(n)}: add with alpha is not supported")
-    if not isinstance(args[0], fx.Node) or not isinstance(other, fx.Node):
-        raise UnsupportedOpError(
-            f"{where(n)}: only the add of two tensors is supported (found a constant operand)"
-        )
-    return args[0], other
+def _same(a, b) -> bool:
+    return a is not None and b is not None and a.same_as(b)
 
 
-def _name(gm: fx.GraphModule, node: fx.Node) -> str:
-    return str(node.target) if node.op == "call_module" else node.name
+def _clip_bounds(g: _Graph, var) -> tuple[float, float]:
+    value = g.values[var]
+    lo, hi = (float(a.value) for a in value.args[1:3])
+    return lo, hi
+
+
+def _conv_name(g: _Graph, var) -> str:
+    from relay_passes import ops
+
+    return str(ops.attrs_dict(g.values[var])["layer"])
+
+
+def _name(g: _Graph, var) -> str:
+    """Module path when the op is a whole module (nn.ReLU, nn.MaxPool2d...), else the
+    exported node name (add, add_1, relu_3...)."""
+    src = g.sources.get(var.name)
+    if not src:
+        return var.name
+    path, cls, node, _ = src
+    return path if path and cls in OWN_MODULES else node
 
 
 def _unique_names(plans: list[LayerPlan]) -> None:
@@ -428,3 +451,4 @@ def _unique_names(plans: list[LayerPlan]) -> None:
             p.name = f"{base}@{seen[base] - 1}"
         else:
             seen[base] = 1
+

@@ -1,110 +1,100 @@
 """The float32 host head: the ops after the boundary tensor, as plain data, and their runner.
 
-Built from the traced model's host chain (graph.py); each op becomes a HostOp with JSON
-params and float32 weights, so the head serialises with the rest of the QuantizedNet.
+Built from the host chain of the folded float Relax graph (graph.py); each op becomes a
+HostOp with JSON params and float32 weights, so the head serialises with the rest of the
+QuantizedNet. A Linear is the graph's matmul by a constant (transposed weight) and the
+constant add after it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.fx as fx
 import torch.nn.functional as F
-from torch import nn
 
 from bctvm.errors import UnsupportedOpError
 
-from .graph import node_args, where
 from .qnet import HostOp
 
-__all__ = ["host_op_from_node", "run_head"]
+__all__ = ["host_plan", "add_bias", "to_host_op", "run_head"]
 
 
-def _json(v):
-    if isinstance(v, (tuple, list)):
-        return [_json(i) for i in v]
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    raise UnsupportedOpError(f"host op parameter {v!r} is not a constant")
+def _ints(v) -> list[int]:
+    return [int(i) for i in v]
 
 
-def _weights(m: nn.Linear) -> dict[str, np.ndarray]:
-    out = {"weight": m.weight.detach().to(torch.float32).cpu().numpy().copy()}
-    if m.bias is not None:
-        out["bias"] = m.bias.detach().to(torch.float32).cpu().numpy().copy()
-    return out
+def host_plan(g, kind: str, var, value):
+    """HostPlan of one host-chain binding (kind from graph._kind without 'host:')."""
+    from .graph import HostPlan, _name, const_value
 
-
-def host_op_from_node(gm: fx.GraphModule, kind: str, node: fx.Node) -> HostOp:
-    """HostOp for one host-chain node (kind from graph.op_kind without the 'host:' prefix)."""
-    name = str(node.target) if node.op == "call_module" else node.name
-    m = gm.get_submodule(node.target) if node.op == "call_module" else None
+    where = f"op '{g.op_label(var)}' at {g.where(var)}"
+    a = value.attrs
+    name = _name(g, var)
     if kind == "relu":
-        return HostOp(name=name, kind="relu")
+        return HostPlan("relu", name, var)
+    if kind == "clamp":
+        lo, hi = (float(x.value) for x in value.args[1:3])
+        return HostPlan("clamp", name, var, {"min": lo, "max": hi})
     if kind == "linear":
-        return HostOp(name=name, kind="linear", weights=_weights(m))
+        w = const_value(value.args[1], g.values)
+        if w is None or w.ndim != 2 or len(value.args[0].ty.shape) != 2:
+            raise UnsupportedOpError(f"{where}: only a matmul of (N, F) by a constant "
+                                     "weight (a Linear) is supported on the host")
+        return HostPlan("linear", name, var,
+                        weights={"weight": np.ascontiguousarray(w.T, dtype=np.float32)})
     if kind == "adaptive_avg_pool2d":
-        size = m.output_size if m is not None else node_args(
-            node, ("input", "output_size"), {})["output_size"]
-        return HostOp(name=name, kind=kind, params={"output_size": _json(size)})
-    if kind == "avg_pool2d":
-        if m is not None:
-            p = dict(kernel=m.kernel_size, stride=m.stride, padding=m.padding,
-                     ceil_mode=m.ceil_mode, count_include_pad=m.count_include_pad,
-                     divisor_override=m.divisor_override)
-        else:
-            a = node_args(node, ("input", "kernel_size", "stride", "padding", "ceil_mode",
-                                 "count_include_pad", "divisor_override"),
-                          {"stride": None, "padding": 0, "ceil_mode": False,
-                           "count_include_pad": True, "divisor_override": None})
-            p = dict(kernel=a["kernel_size"], stride=a["stride"], padding=a["padding"],
-                     ceil_mode=a["ceil_mode"], count_include_pad=a["count_include_pad"],
-                     divisor_override=a["divisor_override"])
-        return HostOp(name=name, kind=kind, params={k: _json(v) for k, v in p.items()})
+        if str(a["layout"]) != "NCHW":
+            raise UnsupportedOpError(f"{where}: layout {a['layout']}")
+        return HostPlan(kind, name, var, {"output_size": _ints(a["output_size"])})
+    if kind == "avgpool":
+        pad = _ints(a["padding"])
+        if pad[0] != pad[2] or pad[1] != pad[3] or _ints(a["dilation"]) != [1, 1]:
+            raise UnsupportedOpError(f"{where}: asymmetric padding or dilation")
+        return HostPlan("avg_pool2d", name, var, {
+            "kernel": _ints(a["pool_size"]), "stride": _ints(a["strides"]),
+            "padding": pad[:2], "ceil_mode": bool(a["ceil_mode"]),
+            "count_include_pad": bool(a["count_include_pad"]), "divisor_override": None})
     if kind == "flatten":
-        if m is not None:
-            p = {"start_dim": m.start_dim, "end_dim": m.end_dim}
-        else:
-            a = node_args(node, ("input", "start_dim", "end_dim"), {"start_dim": 0, "end_dim": -1})
-            p = {"start_dim": a["start_dim"], "end_dim": a["end_dim"]}
-        return HostOp(name=name, kind="flatten", params=_json_dict(p, node))
-    if kind == "reshape":
-        return HostOp(name=name, kind="flatten", params=_reshape_as_flatten(node))
+        in_shape = _ints(value.args[0].ty.shape)
+        out_shape = _ints(value.ty.shape)
+        if len(out_shape) != 2 or out_shape[0] != in_shape[0]:
+            raise UnsupportedOpError(
+                f"{where}: reshape {in_shape} -> {out_shape} keeps only a flatten of each "
+                "image ((N, ...) -> (N, F), e.g. x.view(x.size(0), -1) or x.view(-1, F))")
+        return HostPlan("flatten", name, var, {"start_dim": 1, "end_dim": -1})
     if kind in ("softmax", "log_softmax"):
-        dim = m.dim if m is not None else node_args(node, ("input", "dim"), {"dim": None})["dim"]
-        if dim is None:
-            raise UnsupportedOpError(f"{where(node)}: {kind} needs an explicit dim")
-        return HostOp(name=name, kind=kind, params={"dim": int(dim)})
+        return HostPlan(kind, name, var, {"dim": int(a["axis"])})
     if kind == "mean":
-        a = node_args(node, ("input", "dim", "keepdim"), {"dim": None, "keepdim": False})
-        if a["dim"] is None:
-            raise UnsupportedOpError(f"{where(node)}: mean over every dim (batch included)")
-        return HostOp(name=name, kind="mean", params=_json_dict(
-            {"dim": a["dim"], "keepdim": bool(a["keepdim"])}, node))
-    raise UnsupportedOpError(f"{where(node)}: {kind} is not supported in the host head")
+        axes = a["axis"]
+        if axes is None or 0 in _ints(axes):
+            raise UnsupportedOpError(f"{where}: mean over the batch dimension")
+        return HostPlan("mean", name, var, {"dim": _ints(axes), "keepdim": bool(a["keepdims"])})
+    raise UnsupportedOpError(f"{where}: {kind} is not supported in the host head")
 
 
-def _json_dict(p: dict, node: fx.Node) -> dict:
-    try:
-        return {k: _json(v) for k, v in p.items()}
-    except UnsupportedOpError:
-        raise UnsupportedOpError(f"{where(node)}: parameters must be constants") from None
+def add_bias(plan, g, value) -> None:
+    """Fold `linear_out + constant` into the Linear's bias."""
+    from .graph import const_value
+
+    src = g.sources.get(value_var_name(g, value))
+    if src and src[0]:
+        plan.name = src[0]  # the Linear's module path
+    c = [const_value(x, g.values) for x in value.args]
+    bias = next(x for x in c if x is not None)
+    out = plan.weights["weight"].shape[0]
+    plan.weights["bias"] = np.array(np.broadcast_to(bias, (1, out)).reshape(out),
+                                    dtype=np.float32)
 
 
-def _reshape_as_flatten(node: fx.Node) -> dict:
-    """x.view(x.size(0), -1) / x.reshape(N, -1) -> flatten(start_dim=1)."""
-    shape = list(node.args[1:])
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = list(shape[0])
-    ok = len(shape) == 2 and shape[1] == -1 and (
-        (isinstance(shape[0], fx.Node) and shape[0].op == "call_method"
-         and shape[0].target == "size" and tuple(shape[0].args[1:]) == (0,))
-    )
-    if not ok:
-        raise UnsupportedOpError(
-            f"{where(node)}: only view/reshape(x.size(0), -1) (a flatten) is supported"
-        )
-    return {"start_dim": 1, "end_dim": -1}
+def value_var_name(g, value) -> str:
+    """Name of the var bound to `value` in the graph ("" when unbound)."""
+    return next((v.name for v, val in g.binds if val.same_as(value)), "")
+
+
+def to_host_op(plan) -> HostOp:
+    """The HostOp (plain data) of a HostPlan."""
+    return HostOp(name=plan.name, kind=plan.kind, params=dict(plan.params),
+                  weights=dict(plan.weights))
 
 
 def run_head(head: list[HostOp], x: torch.Tensor) -> torch.Tensor:
@@ -113,6 +103,8 @@ def run_head(head: list[HostOp], x: torch.Tensor) -> torch.Tensor:
         p = op.params
         if op.kind == "relu":
             x = F.relu(x)
+        elif op.kind == "clamp":
+            x = torch.clamp(x, p["min"], p["max"])
         elif op.kind == "linear":
             w = torch.from_numpy(op.weights["weight"])
             b = torch.from_numpy(op.weights["bias"]) if "bias" in op.weights else None

@@ -22,6 +22,7 @@ __all__ = [
     "QMaxPool",
     "QRelu",
     "QAdd",
+    "QAvgPool",
     "HostOp",
     "QuantizedNet",
     "LAYER_KINDS",
@@ -70,7 +71,9 @@ class QConv(QLayer):
     without one). block = resolved (bh, bw) in pixels on the input map; block_size/block_type
     as the layer was given them. stride is (1, 1) except for plain nn.Conv2d layers with a real
     stride (then the block is the whole map). pool: 2x2/stride-2 max-pool of a stride-2
-    BlockConv2d, applied to the int32 accumulator.
+    BlockConv2d, applied to the int32 accumulator. clip_lo/clip_hi: int8 bounds of a fused
+    clamp / ReLU6 (the float bounds quantized at e_y), applied after the int8 clip; None
+    without one.
     """
 
     kind: ClassVar[str] = "conv"
@@ -101,6 +104,8 @@ class QConv(QLayer):
     block_type: str = "fixed"
     pool: bool = False
     relu: bool = False
+    clip_lo: Optional[int] = None
+    clip_hi: Optional[int] = None
 
     def describe(self) -> str:
         extra = [f"k{self.kernel[0]}x{self.kernel[1]}", f"block {self.block[0]}x{self.block[1]}"]
@@ -116,6 +121,8 @@ class QConv(QLayer):
             extra.append(f"+{self.residual}<<{self.residual_shift}")
         if self.relu:
             extra.append("relu")
+        if self.clip_lo is not None:
+            extra.append(f"clip[{self.clip_lo},{self.clip_hi}]")
         return (f"{super().describe()} e_x={self.e_x} e_w={self.e_w} shift={self.shift} "
                 f"[{' '.join(extra)}]")
 
@@ -155,12 +162,30 @@ class QAdd(QLayer):
     e_a: int
     shift: int
     relu: bool = False
+    clip_lo: Optional[int] = None
+    clip_hi: Optional[int] = None
 
 
-LAYER_KINDS: dict[str, type[QLayer]] = {c.kind: c for c in (QConv, QMaxPool, QRelu, QAdd)}
+@dataclass(kw_only=True)
+class QAvgPool(QLayer):
+    """Average pool over int8 (nn.AvgPool2d between convs): int32 sum of each window (zero
+    padding counted), divided by `divisor` = kh * kw rounding halves up
+    (floor((2 sum + d) / 2d)); output exponent = input exponent. Runs on the host."""
+
+    kind: ClassVar[str] = "avgpool"
+    TUPLES: ClassVar[tuple[str, ...]] = ("in_shape", "out_shape", "kernel", "stride", "padding")
+
+    kernel: Pair
+    stride: Pair
+    padding: Pair = (0, 0)
+    divisor: int
+
+
+LAYER_KINDS: dict[str, type[QLayer]] = {c.kind: c for c in (QConv, QMaxPool, QRelu, QAdd,
+                                                            QAvgPool)}
 
 HOST_KINDS = (
-    "adaptive_avg_pool2d", "avg_pool2d", "flatten", "linear", "relu", "softmax",
+    "adaptive_avg_pool2d", "avg_pool2d", "clamp", "flatten", "linear", "relu", "softmax",
     "log_softmax", "mean",
 )
 

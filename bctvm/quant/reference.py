@@ -21,7 +21,7 @@ from bctvm.models.block_conv import block_conv2d
 from .host_head import run_head
 from .inputs import as_float_batch
 from .intops import align, clip_int8, dequantize, quantize, requantize, shift_left, wrap32
-from .qnet import QAdd, QConv, QLayer, QMaxPool, QRelu, QuantizedNet
+from .qnet import QAdd, QAvgPool, QConv, QLayer, QMaxPool, QRelu, QuantizedNet
 
 __all__ = ["IntRun", "IntegerReference", "conv_accumulator"]
 
@@ -63,6 +63,23 @@ def conv_accumulator(layer: QConv, x: torch.Tensor, weight: torch.Tensor,
         acc = F.conv2d(y, weight, None, stride=layer.stride, dilation=layer.dilation,
                        groups=layer.groups)
     return wrap32(torch.round(acc).to(torch.int64) + bias.view(1, -1, 1, 1))
+
+
+def clamp_bounds(y: torch.Tensor, layer) -> torch.Tensor:
+    """Apply a fused clamp / ReLU6 (layer.clip_lo / clip_hi, int8 at e_y) after the int8 clip."""
+    if layer.clip_lo is None:
+        return y
+    return y.clamp(int(layer.clip_lo), int(layer.clip_hi))
+
+
+def avg_pool_int(x: torch.Tensor, layer: QAvgPool) -> torch.Tensor:
+    """Integer average pool: window sums (zero padding) / divisor, halves rounded up."""
+    ph, pw = layer.padding
+    xp = F.pad(x.to(torch.float64), (pw, pw, ph, ph))
+    total = F.avg_pool2d(xp, layer.kernel, layer.stride) * (layer.kernel[0] * layer.kernel[1])
+    s = torch.round(total).to(torch.int64)  # exact: sums of int8 values
+    d = int(layer.divisor)
+    return torch.div(2 * s + d, 2 * d, rounding_mode="floor")
 
 
 class IntegerReference:
@@ -132,18 +149,20 @@ class IntegerReference:
                 acc = wrap32(acc * s)
             if layer.residual is not None:
                 acc = wrap32(acc + align(env[layer.residual], layer.residual_shift))
-            return requantize(acc, layer.shift, layer.relu), acc
+            return clamp_bounds(requantize(acc, layer.shift, layer.relu), layer), acc
         if isinstance(layer, QAdd):
             r = env[layer.inputs[1]]
             acc = wrap32(shift_left(x, layer.e_a - layer.e_x)
                          + shift_left(r, layer.e_a - layer.e_r))
-            return requantize(acc, layer.shift, layer.relu), acc
+            return clamp_bounds(requantize(acc, layer.shift, layer.relu), layer), acc
         if isinstance(layer, QMaxPool):
             y = F.max_pool2d(x.to(torch.float64), layer.kernel, layer.stride, layer.padding,
                              layer.dilation, layer.ceil_mode)
             return y.to(torch.int64), None
         if isinstance(layer, QRelu):
             return clip_int8(x, relu=True), None
+        if isinstance(layer, QAvgPool):
+            return avg_pool_int(x, layer), None
         raise BadInputError(f"layer {layer.name!r}: unknown kind {layer.kind!r}")
 
 

@@ -138,8 +138,8 @@ def dedupe(tasks: list[Task]) -> list[Task]:
 
 def extract_tasks(source, *, board="pynq", mode: str = "fused", block_size=None,
                   block_type=None, padding_mode=None, input_shape=(1, 3, 224, 224),
-                  calib: int = 1, stem: str = "auto", qnet=None, progress: bool = True
-                  ) -> list[Task]:
+                  calib: int = 1, stem: str = "auto", qnet=None, checkpoint=None,
+                  progress: bool = True) -> list[Task]:
     """The distinct tasks of a model, as `bctvm compile` would segment it (the same passes,
     segments and splits of segments that do not fit with the default knobs)."""
     from bctvm.compiler.driver import compiled_segments
@@ -147,7 +147,7 @@ def extract_tasks(source, *, board="pynq", mode: str = "fused", block_size=None,
     cfg, compiled = compiled_segments(source, board=board, mode=mode, block_size=block_size,
                                       block_type=block_type, padding_mode=padding_mode,
                                       input_shape=input_shape, calib=calib, stem=stem,
-                                      qnet=qnet, progress=progress)
+                                      qnet=qnet, checkpoint=checkpoint, progress=progress)
     tasks = []
     for i, c in enumerate(compiled):
         t = task_of(cfg, c.cg.specs, c.seg.residuals, f"g{i}", c.seg.layers)

@@ -25,6 +25,17 @@ def compile_and_run(out_dir, source, *, board, mode="fused", size=32, seed=0, **
     return manifest, build_report(art, result, x), result
 
 
+def expect_exit2(monkeypatch, capsys, args, *words):
+    """Run `bctvm ARGS`: exit code 2, one `error:` line holding every word, no traceback."""
+    code = run_cli(monkeypatch, *args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error:") and "Traceback" not in err
+    for w in words:
+        assert w in line, line
+
+
 def reseal(art_dir) -> dict:
     """Re-record every file's size and SHA-256 in the manifest after a test changed a file
     on purpose (what someone who edits an artifact would do); returns the manifest."""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from .conftest import USER_MODELS, reseal, run_cli
+from .conftest import USER_MODELS, expect_exit2, reseal, run_cli
 
 SRC = f"{USER_MODELS}:resdw"
 
@@ -81,46 +81,36 @@ def test_a_corrupted_weight_is_a_validation_mismatch(copy, tmp_path, monkeypatch
     assert rep["validation"]["bit_exact"] is False and rep["validation"]["max_abs_err"] > 0
 
 
-def _expect_exit2(monkeypatch, capsys, args, *words):
-    code = run_cli(monkeypatch, *args)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    line = err.strip().splitlines()[-1]
-    assert line.startswith("error:") and "Traceback" not in err
-    for w in words:
-        assert w in line, line
-
-
 def test_bad_inputs_exit_2(copy, tmp_path, monkeypatch, capsys):
     np.save(tmp_path / "shape.npy", np.zeros((1, 3, 16, 16), np.float32))
     np.save(tmp_path / "dtype.npy", np.zeros((1, 3, 32, 32), np.float64))
     (tmp_path / "junk.npy").write_bytes(b"not numpy")
-    _expect_exit2(monkeypatch, capsys, ["run", copy, "--input", tmp_path / "shape.npy"],
+    expect_exit2(monkeypatch, capsys, ["run", copy, "--input", tmp_path / "shape.npy"],
                   "shape (1, 3, 16, 16)", "(1, 3, 32, 32)")
-    _expect_exit2(monkeypatch, capsys, ["run", copy, "--input", tmp_path / "dtype.npy"],
+    expect_exit2(monkeypatch, capsys, ["run", copy, "--input", tmp_path / "dtype.npy"],
                   "float64")
-    _expect_exit2(monkeypatch, capsys, ["run", copy, "--input", tmp_path / "junk.npy"],
+    expect_exit2(monkeypatch, capsys, ["run", copy, "--input", tmp_path / "junk.npy"],
                   "not a .npy")
-    _expect_exit2(monkeypatch, capsys, ["run", copy, "--input", tmp_path / "none.npy"],
+    expect_exit2(monkeypatch, capsys, ["run", copy, "--input", tmp_path / "none.npy"],
                   "no such file")
 
 
 def test_missing_or_corrupt_artifacts_exit_2(copy, tmp_path, monkeypatch, capsys):
-    _expect_exit2(monkeypatch, capsys, ["run", tmp_path / "nowhere"], "not a directory")
+    expect_exit2(monkeypatch, capsys, ["run", tmp_path / "nowhere"], "not a directory")
     m = json.loads((copy / "manifest.json").read_text())
     prog = copy / m["groups"][0]["programs"][0]["file"]
     data = prog.read_bytes()
     prog.write_bytes(data[:-8])
-    _expect_exit2(monkeypatch, capsys, ["run", copy], prog.name, "bytes")
+    expect_exit2(monkeypatch, capsys, ["run", copy], prog.name, "bytes")
     prog.unlink()
-    _expect_exit2(monkeypatch, capsys, ["run", copy], prog.name, "missing")
+    expect_exit2(monkeypatch, capsys, ["run", copy], prog.name, "missing")
     prog.write_bytes(data)
     (copy / m["groups"][0]["dram"]).write_bytes(b"\0" * 10)
-    _expect_exit2(monkeypatch, capsys, ["run", copy], m["groups"][0]["dram"], "bytes")
+    expect_exit2(monkeypatch, capsys, ["run", copy], m["groups"][0]["dram"], "bytes")
     (copy / "manifest.json").write_text("{ not json")
-    _expect_exit2(monkeypatch, capsys, ["run", copy], "manifest.json is corrupt")
+    expect_exit2(monkeypatch, capsys, ["run", copy], "manifest.json is corrupt")
     (copy / "manifest.json").unlink()
-    _expect_exit2(monkeypatch, capsys, ["run", copy], "manifest.json is missing")
+    expect_exit2(monkeypatch, capsys, ["run", copy], "manifest.json is missing")
 
 
 NETS = '''
@@ -144,21 +134,22 @@ def sigmoid():
 def test_compile_errors_exit_2(tmp_path, monkeypatch, capsys):
     nets = tmp_path / "nets.py"
     nets.write_text(NETS)
-    _expect_exit2(monkeypatch, capsys, ["compile", SRC, "--input-shape", "1,3,32,32"], "-o DIR")
-    _expect_exit2(monkeypatch, capsys, ["compile", f"{nets}:sigmoid", "--input-shape",
+    expect_exit2(monkeypatch, capsys, ["compile", SRC, "--input-shape", "1,3,32,32"], "-o DIR")
+    expect_exit2(monkeypatch, capsys, ["compile", f"{nets}:sigmoid", "--input-shape",
                                         "1,3,32,32", "-o", tmp_path / "a"], "igmoid")
-    _expect_exit2(monkeypatch, capsys, ["compile", f"{nets}:wide_dw", "--input-shape",
+    expect_exit2(monkeypatch, capsys, ["compile", f"{nets}:wide_dw", "--input-shape",
                                         "1,3,32,32", "-o", tmp_path / "w"],
                   "group g0", "layer 2", "inp buffer", "'pynq'")
-    _expect_exit2(monkeypatch, capsys, ["compile", "block_resnet18", "--input-shape",
+    expect_exit2(monkeypatch, capsys, ["compile", "block_resnet18", "--input-shape",
                                         "1,3,40,40", "--block-size", "16", "-o", tmp_path / "b"],
                   "does not divide")
-    _expect_exit2(monkeypatch, capsys, ["compile", "block_resnet18", "--mode", "streaming",
+    expect_exit2(monkeypatch, capsys, ["compile", "block_resnet18", "--mode", "streaming",
                                         "--input-shape", "1,3,32,32", "--block-size", "8",
                                         "-o", tmp_path / "c"], "--mode")
 
 
-def test_pt2_model_with_a_saved_qnet(tmp_path, monkeypatch, capsys):
+def test_pt2_model_calibrates_from_its_graph_or_uses_a_saved_qnet(tmp_path, monkeypatch,
+                                                                   capsys):
     from bctvm.quant import calibrate
     from bctvm.quant.serialize import save_qnet
 
@@ -168,9 +159,10 @@ def test_pt2_model_with_a_saved_qnet(tmp_path, monkeypatch, capsys):
     x = torch.randn(1, 3, 32, 32)
     torch.export.save(torch.export.export(model, (x,)), str(tmp_path / "net.pt2"))
     save_qnet(calibrate(model, x, progress=False), tmp_path / "q")
-    # a .pt2 file has no nn.Module to calibrate: a one-line error naming the fix
-    _expect_exit2(monkeypatch, capsys, ["compile", tmp_path / "net.pt2", "--input-shape",
-                                        "1,3,32,32", "-o", tmp_path / "a"], "--qnet")
+    # one capture: the exported program is all calibration needs
+    assert run_cli(monkeypatch, "plan", tmp_path / "net.pt2", "--input-shape", "1,3,32,32") == 0
+    expect_exit2(monkeypatch, capsys, ["plan", tmp_path / "net.pt2", "--block-size", "8"],
+                  "do not apply to an exported program")
     assert run_cli(monkeypatch, "compile", tmp_path / "net.pt2", "--input-shape", "1,3,32,32",
                    "--qnet", tmp_path / "q", "--board", "zcu102", "-o", tmp_path / "b") == 0
     assert run_cli(monkeypatch, "run", tmp_path / "b") == 0

@@ -4,6 +4,7 @@ for bit (run_pipeline's verification raises ValidationMismatch otherwise)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -41,14 +42,21 @@ def test_zoo_model_through_all_passes(name, board, kw, side):
         assert all(len(g.layers) == 1 for g in plan.groups)
 
 
-def test_pt2_needs_a_quantized_net(tmp_path):
+def test_pt2_calibrates_from_its_own_graph(tmp_path):
+    """One capture: a .pt2 file calibrates from its exported program (no nn.Module needed)
+    and gives the same QuantizedNet as the module it was exported from."""
     from bctvm.models import get_model
 
     model = get_model("block_resnet18", block_size=8, num_classes=10).eval()
     ep = torch.export.export(model, (torch.randn(1, 3, 32, 32),))
     torch.export.save(ep, str(tmp_path / "r18.pt2"))
-    with pytest.raises(BadInputError, match="calibration needs the nn.Module"):
-        run_pipeline(str(tmp_path / "r18.pt2"), progress=False)
+    from_file = run_pipeline(str(tmp_path / "r18.pt2"), progress=False, stop_after="Quantize")
+    from_module = run_pipeline(model, example_input=torch.randn(1, 3, 32, 32), progress=False,
+                               stop_after="Quantize")
+    a, b = from_file.qnet, from_module.qnet
+    assert [layer.name for layer in a.layers] == [layer.name for layer in b.layers]
+    assert a.exponents == b.exponents
+    assert all(np.array_equal(x.weight, y.weight) for x, y in zip(a.conv_layers, b.conv_layers))
 
 
 ZOO = ["block_resnet18", "block_resnet34", "block_resnet50", "block_vgg16", "block_vgg16_bn",
