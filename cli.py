@@ -298,6 +298,8 @@ def compile_cmd(
                                        "instead of failing"),
     force: bool = typer.Option(False, "--force", help="replace -o DIR even when it is a "
                                "non-empty folder that is not a bctvm artifact"),
+    tuning_log: str = typer.Option(None, "--tuning-log",
+                                   help="bctvm tune --log DIR: the best knobs per group"),
     verbose: bool = VERBOSE_OPT,
     checkpoint: str = CHECKPOINT_OPT,
 ) -> None:
@@ -319,7 +321,7 @@ def compile_cmd(
                              block_type=type, padding_mode=padding,
                              input_shape=parse_input_shape(input_shape), calib=calib, stem=stem,
                              qnet=qnet, host_fallback=host_fallback, force=force,
-                             checkpoint=checkpoint)
+                             checkpoint=checkpoint, tuning_log=tuning_log)
     typer.echo(describe(manifest, out))
 
 
@@ -336,6 +338,47 @@ def run_cmd(
     from bctvm.runtime.cli_run import run_artifact
 
     typer.echo(run_artifact(artifact, input, output, report, float_model=not no_float))
+
+
+# --- tuning: bctvm tune (bctvm/tune/) ------------------------------------------------------
+
+
+@app.command("tune")
+def tune_cmd(
+    model: str = MODEL_ARG,
+    trials: int = typer.Option(..., "--trials", help="records per task in the log (resumes)"),
+    log: str = typer.Option(..., "--log", help="tuning log directory (MetaSchedule JSON database)"),
+    board: str = BOARD_OPT,
+    block_size: int = BLOCK_SIZE_OPT,
+    type: str = TYPE_OPT,
+    padding: str = PADDING_OPT,
+    input_shape: str = INPUT_SHAPE_OPT,
+    calib: int = CALIB_OPT,
+    stem: str = STEM_OPT,
+    mode: str = typer.Option("fused", help="fused | layerwise (as compile)"),
+    qnet: str = typer.Option(None, "--qnet", help="a saved QuantizedNet (as compile)"),
+    checkpoint: str = CHECKPOINT_OPT,
+    rpc: str = typer.Option(None, "--rpc", help="measure on the RPC board server at H:P"),
+    tracker: str = typer.Option(None, "--tracker", help="lease boards from the tracker at H:P"),
+    key: str = typer.Option(None, "--key", help="with --tracker: the boards' key"),
+    local: bool = typer.Option(False, "--local", help="measure on the simulator in-process"),
+    strategy: str = typer.Option("evolutionary", help="evolutionary (XGBoost-guided) | random"),
+    timeout: float = typer.Option(60.0, help="seconds before a board's lease or run fails"),
+    parallel: int = typer.Option(None, help="boards measuring at once (default: all the "
+                                 "tracker lists under the key; 1 otherwise)"),
+    per_iter: int = typer.Option(8, help="candidates measured per search iteration"),
+    seed: int = typer.Option(0, help="search seed"),
+) -> None:
+    """Tune the schedule knobs of a model's fused groups on boards; writes the tuning log."""
+    from bctvm.models.zoo import parse_input_shape
+    from bctvm.tune.cli_tune import run_tune
+
+    typer.echo(run_tune(model, board=board, trials=trials, log=log, strategy=strategy, rpc=rpc,
+                        tracker=tracker, key=key, local=local, timeout=timeout,
+                        parallel=parallel, per_iter=per_iter, seed=seed, mode=mode,
+                        block_size=block_size, block_type=type, padding_mode=padding,
+                        input_shape=parse_input_shape(input_shape), calib=calib, stem=stem,
+                        qnet=qnet, checkpoint=checkpoint))
 
 
 # --- integrity: verify (bctvm/runtime/integrity.py) ----------------------------------------

@@ -25,7 +25,7 @@ import json
 import platform
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ from relay_passes.partition import Partition, vta_groups
 from relay_passes.pipeline import run_pipeline, zoo_kwargs
 from relay_passes.plan_fused_groups import PLAN_ATTR, FusedPlan
 from schedules.from_quant import params_from_qconv
+from schedules.knobs import BufferFitError
 
 from .host_module import dispatch_groups, group_signature
 from .host_reasons import format_host_lines, host_reasons
@@ -56,11 +57,22 @@ class CompiledSegment:
     seg: Segment
     cg: CompiledGroup
     seconds: float
+    knobs: dict | None = None  # where the knobs came from (manifest group "knobs")
+
+
+def is_chain(seg: Segment) -> bool:
+    """Whether a segment is one fused program over a chain (each layer reads the previous
+    one): the programs a tuning task describes."""
+    return len(seg.fits) == 1 and (not seg.sources or
+                                    list(seg.sources) == ["input", *range(len(seg.layers) - 1)])
 
 
 def compile_segments(cfg: BoardConfig, segments: list[Segment], qnet, mode: str, batch: int,
-                     progress: bool = True) -> list[CompiledSegment]:
-    """Compile every planned segment (plan_segments) with the fit the plan chose for it."""
+                     progress: bool = True, tuned=None) -> list[CompiledSegment]:
+    """Compile every planned segment (program_plan) with the fit the plan chose for it.
+    `tuned`: a bctvm.tune.TuningLog; a chain segment whose task has a record there is built
+    with the record's knobs when they fit (the planned fit otherwise, with a warning); the
+    manifest group's "knobs" says which."""
     qlayers = {layer.name: layer for layer in qnet.layers}
     done: list[CompiledSegment] = []
     bar = tqdm(total=sum(len(s.layers) for s in segments), desc="VTA programs", unit="layer",
@@ -72,14 +84,28 @@ def compile_segments(cfg: BoardConfig, segments: list[Segment], qnet, mode: str,
                                                       if len(seg.layers) > 1 else ""))
             t0 = time.perf_counter()
             specs = segment_specs([qlayers[n] for n in seg.layers], batch, seg.sources)
-            cg = seg.compiled  # compiled while planning (fused vs split weighed), or now
-            if cg is None:
-                cg = compile_group(cfg, specs, mode="fused" if len(specs) > 1 else mode,
-                                   residual_source=list(seg.residuals), name=name,
-                                   fit=seg.fits, sources=list(seg.sources))
+            knobs = (tuned.knobs_for(cfg, specs, seg.residuals)
+                     if tuned is not None and is_chain(seg) else None)
+            cg = None
+            if knobs is not None:
+                try:
+                    cg = compile_group(cfg, specs, mode="fused" if len(specs) > 1 else mode,
+                                       residual_source=list(seg.residuals), name=name,
+                                       **knobs.compile_kwargs)
+                except BufferFitError as err:
+                    tqdm.write(f"warning: group {name}: the tuning log's knobs do not fit "
+                               f"({err}); the planned knobs are used")
+                    knobs = None
+            if cg is None:  # compiled while planning (fused vs split weighed), or now
+                cg = seg.compiled or compile_group(
+                    cfg, specs, mode="fused" if len(specs) > 1 else mode,
+                    residual_source=list(seg.residuals), name=name, fit=seg.fits,
+                    sources=list(seg.sources))
             for prog in cg.programs:
                 prog.name = name
-            done.append(CompiledSegment(seg, cg, time.perf_counter() - t0))
+            info = knobs.manifest(cg) if knobs else (
+                tuned.default_manifest(cg) if tuned is not None else None)
+            done.append(CompiledSegment(seg, cg, time.perf_counter() - t0, info))
             bar.update(len(seg.layers))
     finally:
         bar.close()
@@ -113,22 +139,30 @@ def compile_model(source, *, out_dir, force: bool = False, **kw) -> dict:
         return _compile_into(source, stage, **kw)
 
 
-def _compile_into(source, out_dir, *, board="pynq", mode: str = "fused", block_size=None,
-                  block_type=None, padding_mode=None, input_shape=(1, 3, 224, 224),
-                  calib: int = 1, stem: str = "auto", qnet=None, host_fallback: bool = False,
-                  opt_level: int = 2, progress: bool = True, checkpoint=None) -> dict:
-    """Compile `source` into the (staging) folder `out_dir`. `qnet`: a QuantizedNet or the
-    path of a saved one (bctvm.quant.save_qnet) to use instead of calibrating (a .pt2 model
-    calibrates from its exported program without one). `host_fallback`: a layer that cannot
-    fit the board's buffers runs on the host (recorded in the manifest's "host_fallbacks")
-    instead of being an error. `checkpoint`: a PyTorch checkpoint file loaded into the
-    model first."""
+@dataclass
+class FrontEnd:
+    """A model through the graph passes and segmented for a board (compile steps 1-2)."""
+
+    cfg: BoardConfig
+    result: object  # relay_passes PipelineResult
+    plan: FusedPlan
+    qnet: object
+    vta_qnet: object  # convs as the graph has them after FoldMaxPool
+    segments: list
+    batch: int
+    reasons: dict  # host layer -> why it runs on the host (host_reasons)
+    fallbacks: dict = field(default_factory=dict)  # --host-fallback layers
+
+
+def front_end(source, *, board="pynq", mode: str = "fused", block_size=None, block_type=None,
+              padding_mode=None, input_shape=(1, 3, 224, 224), calib: int = 1,
+              stem: str = "auto", qnet=None, progress: bool = True,
+              checkpoint=None, host_fallback: bool = False) -> FrontEnd:
+    """Graph passes up to PlanFusedGroups and the plan's segments (see compile_model)."""
     if mode not in MODES:
         raise BadInputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     cfg = load_board(board)
-    out = Path(out_dir)
     kw = zoo_kwargs(source, block_size, block_type, padding_mode, checkpoint)
-    t_start = time.perf_counter()
     if qnet is not None and not hasattr(qnet, "layers"):
         from bctvm.quant.serialize import load_qnet
 
@@ -146,8 +180,46 @@ def _compile_into(source, out_dir, *, board="pynq", mode: str = "fused", block_s
     fallbacks: dict[str, str] = {}
     seg_plan, segments = program_plan(plan, vta_qnet, mode, batch, cfg, host_fallback,
                                       fallbacks, progress)
+    return FrontEnd(cfg, result, seg_plan, qnet, vta_qnet, segments, batch, reasons, fallbacks)
+
+
+def compiled_segments(source, *, mode: str = "fused", progress: bool = True, **kw):
+    """(board config, [CompiledSegment]) of a model with the planned knobs: the VTA programs
+    `bctvm compile` makes (the tuner's tasks come from them)."""
+    fe = front_end(source, mode=mode, progress=progress, **kw)
+    return fe.cfg, compile_segments(fe.cfg, fe.segments, fe.vta_qnet, mode, fe.batch, progress)
+
+
+def _compile_into(source, out_dir, *, board="pynq", mode: str = "fused", block_size=None,
+                  block_type=None, padding_mode=None, input_shape=(1, 3, 224, 224),
+                  calib: int = 1, stem: str = "auto", qnet=None, host_fallback: bool = False,
+                  opt_level: int = 2, progress: bool = True, checkpoint=None,
+                  tuning_log=None) -> dict:
+    """Compile `source` into the (staging) folder `out_dir`. `qnet`: a QuantizedNet or the
+    path of a saved one (bctvm.quant.save_qnet) to use instead of calibrating (a .pt2 model
+    has no nn.Module to calibrate). `host_fallback`: a layer that cannot fit the board's
+    buffers runs on the host (recorded in the manifest's "host_fallbacks") instead of being
+    an error. `checkpoint`: a PyTorch checkpoint file loaded into the model first.
+    `tuning_log`: a `bctvm tune --log` directory; each group uses its task's best
+    record (the planned knobs when there is none; the manifest's group "knobs" says which)."""
+    out = Path(out_dir)
+    tuned = None
+    if tuning_log is not None:
+        from bctvm.tune.log import TuningLog
+
+        tuned = TuningLog(tuning_log, create=False)
+    t_start = time.perf_counter()
+    fe = front_end(source, board=board, mode=mode, block_size=block_size,
+                   block_type=block_type, padding_mode=padding_mode, input_shape=input_shape,
+                   calib=calib, stem=stem, qnet=qnet, progress=progress, checkpoint=checkpoint,
+                   host_fallback=host_fallback)
+    cfg, result, seg_plan, qnet, vta_qnet, segments, batch, reasons, fallbacks = (
+        fe.cfg, fe.result, fe.plan, fe.qnet, fe.vta_qnet, fe.segments, fe.batch, fe.reasons,
+        fe.fallbacks)
+    plan = result.plan
+    imported = result.imported
     t_pass = time.perf_counter()
-    compiled = compile_segments(cfg, segments, vta_qnet, mode, batch, progress)
+    compiled = compile_segments(cfg, segments, vta_qnet, mode, batch, progress, tuned)
     if not compiled:
         raise BadInputError(f"{imported.name}: no layer fits board '{cfg.name}' "
                             f"({len(fallbacks)} left to the host); nothing to compile")
@@ -236,6 +308,7 @@ def _write_group(out: Path, i: int, c: CompiledSegment, mod, names, kinds, qlaye
         "macs": int(sum(s.macs() for s in cg.specs)),
         "cut": c.seg.cut, "note": c.seg.note, "fit": [f.to_dict() for f in cg.fits],
         "compile_seconds": round(c.seconds, 2),
+        **({"knobs": c.knobs} if c.knobs is not None else {}),
     }
 
 
@@ -270,6 +343,11 @@ def describe(manifest: dict, out_dir) -> str:
         lines.append(f"  {g['name']:<4} {len(g['layers'])} layer(s) {g['layers'][0]}"
                      + (f" .. {g['layers'][-1]}" if len(g["layers"]) > 1 else "")
                      + f"  grid {g['grid'][0]}x{g['grid'][1]}  {n} instructions")
+        kn = g.get("knobs")
+        if kn:
+            lines.append(f"       knobs: {kn['source']}" + (
+                f" ({kn['log_cycles']} cycles in the log)" if "log_cycles" in kn else
+                " (no record in the tuning log)"))
     for layer, why in m.get("host_fallbacks", {}).items():
         lines.append(f"  warning: layer {layer} runs on the host: {why}")
     cs = m["compile_seconds"]
