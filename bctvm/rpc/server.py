@@ -122,7 +122,7 @@ class BoardServer:
         self.key = key or ""  # TVM matches it on direct connections too: only with a tracker
         if tracker and not key:
             raise BadInputError("serve: --tracker needs --key (the board kind clients ask for)")
-        self.workdir = str(workdir or default_workdir(self.cfg.name))
+        self.workdir = str(Path(workdir or default_workdir(self.cfg.name)).expanduser().resolve())
         self.driver, self.options = driver, dict(options or {})
         _check_driver(driver, self.options)
         self.restarts = 0

@@ -39,7 +39,8 @@ class ArtifactStore:
     """Artifacts by digest under a work directory (module docstring)."""
 
     def __init__(self, workdir):
-        self.root = Path(workdir)
+        # absolute: TVM's RPC server runs each session in a temporary working directory
+        self.root = Path(workdir).resolve()
         (self.root / "artifacts").mkdir(parents=True, exist_ok=True)
         (self.root / "staging").mkdir(parents=True, exist_ok=True)
 

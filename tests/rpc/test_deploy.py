@@ -111,3 +111,15 @@ def test_unreachable_server_is_exit_3(r18, monkeypatch, capsys):
                    "--timeout", "20")
     err = capsys.readouterr().err.strip()
     assert code == 3 and len(err.splitlines()) == 1 and "connect to board server" in err
+
+
+def test_relative_workdir_is_kept_where_it_was_given(r18, servers, tmp_path, monkeypatch):
+    """TVM runs each RPC session in a temporary working directory: a relative --workdir must
+    still name the folder it named where the server started (the demo's build/demo.board)."""
+    monkeypatch.chdir(tmp_path)
+    srv = servers(workdir="held/relative")
+    assert Path(srv.workdir) == tmp_path / "held" / "relative"
+    _, rep = deploy(r18, rpc=f"127.0.0.1:{srv.port}", progress=False)
+    assert rep["validation"]["bit_exact"]
+    held = list((tmp_path / "held" / "relative" / "artifacts").glob("*/manifest.json"))
+    assert len(held) == 1
