@@ -1,17 +1,20 @@
 """The project's MetaSchedule plug-ins for a knob space (space.py):
 
 - FitRule (PyPostproc): rejects a sampled candidate whose knobs are invalid or do not fit
-  the board (schedules.knobs, the same rule the compiler uses) before it is built or
-  measured; MetaSchedule's search strategies drop candidates a postprocessor refuses.
+  the board (schedules.knobs' footprint model, the same rule the compiler resolves knobs
+  with) before it is built or measured; MetaSchedule's search strategies drop candidates a
+  postprocessor refuses. The SRAM allocator (the exact part of the fit rule, a lowering per
+  candidate) runs in the builder: a candidate it refuses is a failed build, never measured.
 - KnobMutator (PyMutator): re-draws one `sample_categorical` decision (vthreads, residency,
   loop order, sub-tile rows, residual path). MetaSchedule's MutateTileSize varies the
   `sample_perfect_tile` knobs (channel chunks); no built-in mutator changes a categorical
   decision that is not an unroll annotation.
-- KnobFeatures (PyFeatureExtractor): XGBModel's features. MetaSchedule's PerStoreFeature reads
-  the loop nests of the scheduled TIR, but here every candidate is the same unscheduled TIR
-  with different annotations (the knobs act in the project's lowering), so it would see one
-  feature vector for all; these features are the knob values and the project's footprint
-  and DRAM-traffic estimates.
+- KnobFeatures (PyFeatureExtractor): XGBModel's features (features.py): the knob values and
+  derived figures (chunks, passes, sub-tiles, per-chunk bytes, footprints, DRAM bytes, GEMM
+  instructions, a roofline prediction). MetaSchedule's PerStoreFeature reads the loop nests
+  of the scheduled TIR, but here every candidate is the same unscheduled TIR with different
+  annotations (the knobs act in the project's lowering), so it would see one feature vector
+  for all.
 - TuneProgress (PyMeasureCallback): the per-task progress bar with the best cycles so far,
   and the measured curve (cycles per trial, in order).
 """
@@ -30,6 +33,8 @@ from tvm.s_tir.meta_schedule.mutator import PyMutator
 from tvm.s_tir.meta_schedule.postproc import PyPostproc
 
 from bctvm.errors import BadInputError
+
+from .features import knob_features
 
 FAILED = math.inf
 
@@ -50,7 +55,7 @@ class FitRule(PyPostproc):
             values = self.space.values_of(sch)
         except BadInputError:
             return False
-        return self.space.check(values) is None
+        return self.space.check(values, allocator=False) is None
 
     def clone(self):
         return FitRule(self.space)
@@ -93,7 +98,7 @@ class KnobFeatures(PyFeatureExtractor):
     def extract_from(self, context, candidates):
         out = []
         for c in candidates:
-            row = self.space.features(self.space.values_of(c.sch))
+            row = knob_features(self.space, self.space.values_of(c.sch))
             out.append(tvm.runtime.tensor(row.reshape(1, -1)))
         return out
 

@@ -14,7 +14,8 @@ the trace re-annotates, and the builder (builder.py) reads the annotations back
 (`KnobSpace.decode`) and compiles the group with those knobs. The fit rule
 (`KnobSpace.check`: schedules.knobs.resolve_knobs with every knob fixed, which validates
 the knobs, then bctvm.lower.fit.fits, the SRAM allocator on the scheduled group: the one fit
-rule of the compiler) rejects a sample before it is built or measured.
+rule of the compiler) rejects a sample before it is built or measured: the search's
+postprocessor uses the footprint-model part (cheap), the builder the whole rule.
 
 Knobs (per task; a knob with one possible value is left out):
 - per layer `oc_chunk` (tile of the layer's output-channel tiles), `ci_chunk` (tile of its
@@ -36,13 +37,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-import numpy as np
-
 from bctvm.errors import BadInputError
 from bctvm.lower.fit import fits, residual_paths
 from schedules.block_conv2d import group_compute, resolve_residuals
-from schedules.knobs import (LayerKnobs, ScheduleKnobs, estimate_dram_bytes, group_footprint,
-                             per_pass_eligible, resolve_knobs)
+from schedules.knobs import LayerKnobs, ScheduleKnobs, per_pass_eligible, resolve_knobs
 
 ANN = "bctvm.knob."
 
@@ -59,6 +57,10 @@ class Knob:
     loop: int = 0  # tile knobs: index of the loop in get_loops(block)
 
 
+def _key(values: dict) -> tuple:
+    return tuple(sorted(values.items()))
+
+
 def _divisors(n: int) -> tuple:
     return tuple(d for d in range(1, n + 1) if n % d == 0)
 
@@ -73,6 +75,7 @@ class KnobSpace:
         self.paths = residual_paths(cfg, self.specs, self.residuals)
         self.knobs = self._knobs()
         self.by_name = {k.name: k for k in self.knobs}
+        self._checked: dict = {}  # (knob values, allocator) -> check's answer
 
     # ---- the space --------------------------------------------------------------------------
     def _knobs(self) -> list[Knob]:
@@ -202,47 +205,28 @@ class KnobSpace:
                         identity_residuals=g.identity_pairs())
         return resolve_knobs(self.cfg, self.specs, knobs)
 
-    def check(self, values: dict) -> str | None:
-        """None when the knobs are valid and fit the board, else why not."""
+    def check(self, values: dict, allocator: bool = True) -> str | None:
+        """None when the knobs are valid and fit the board, else why not. `allocator=False`:
+        only the footprint model (resolve_knobs: validation and check_fit, well under a
+        millisecond), as the search's FitRule uses it; True adds the SRAM allocator on the
+        scheduled group (bctvm.lower.fit.fits: a lowering, about 0.3 s), as the builder does.
+        Memoised per knob values (the search revisits points of a small space often)."""
+        key = (_key(values), allocator)
+        if key not in self._checked:
+            self._checked[key] = self._check(values, allocator)
+        return self._checked[key]
+
+    def _check(self, values: dict, allocator: bool) -> str | None:
         try:
             knobs = self.resolved(values)
-        except BadInputError as err:
+            _, (ioc, ident) = self.to_knobs(values)
+            if allocator and not fits(self.cfg, self.specs, knobs, self.residuals, ioc, ident):
+                return "the SRAM allocator cannot place the group with these knobs"
+        except BadInputError as err:  # invalid, or refused by the footprint model
             return str(err)
-        _, (ioc, ident) = self.to_knobs(values)
-        if not fits(self.cfg, self.specs, knobs, self.residuals, ioc, ident):
-            return "the SRAM allocator cannot place the group with these knobs"
         return None
 
     def compile_kwargs(self, values: dict) -> dict:
         """Keyword arguments of bctvm.lower.compile_group for these knob values."""
         knobs, (ioc, ident) = self.to_knobs(values)
         return {"knobs": knobs, "input_on_chip": ioc, "identity_residuals": ident}
-
-    # ---- cost-model features ----------------------------------------------------------------
-    def features(self, values: dict) -> np.ndarray:
-        """One feature row of a sample: every knob value (tiles as a fraction of their
-        extent), the buffer footprints as fractions of the depths and the estimated DRAM bytes
-        (log2) of the project's models; zeros for the derived part when the sample does not
-        resolve."""
-        row = []
-        for k in self.knobs:
-            v = values[k.name]
-            row.append(v / k.values[-1] if k.kind == "tile" else float(k.values.index(v)))
-        try:
-            r = self.resolved(values)
-            fp = group_footprint(self.cfg, self.specs, r)
-            cfg = self.cfg
-            dram = sum(estimate_dram_bytes(cfg, s, r.layer(i).oc_chunk, r.layer(i).sub_rows
-                                           or s.out_block[0], r.layer(i).rows_outer is not False,
-                                           bool(r.weights_resident), i == 0, r.bias_resident,
-                                           bool(r.layer(i).inp_per_pass),
-                                           bool(r.blocks_inside))
-                       for i, s in enumerate(self.specs))
-            passes = sum(s.ci_tiles_per_group(cfg) // (r.layer(i).ci_chunk or 1)
-                         * s.co_tiles(cfg) // r.layer(i).oc_chunk for i, s in enumerate(self.specs))
-            row += [fp["inp"] / cfg.inp_depth, fp["wgt"] / cfg.wgt_depth,
-                    fp["acc"] / cfg.acc_depth, float(np.log2(max(dram, 1))),
-                    float(np.log2(passes)), float(r.vthreads)]
-        except BadInputError:
-            row += [0.0] * 6
-        return np.asarray(row, dtype="float32")

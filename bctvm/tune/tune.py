@@ -118,16 +118,28 @@ def _warm_start(cost_model, ctx, records) -> None:
     cost_model.update(ctx, cands, results)
 
 
+# EvolutionarySearch for small, mostly infeasible spaces (10^3 - 10^5 points, of which the
+# fit rule refuses up to ~90%): a population of 128 drawn with up to 20 retries per
+# individual, 4 genetic iterations, a few fresh random picks (eps_greedy). XGBModel predicts
+# after XGB_WARMUP measurements (MetaSchedule's default of 100 would leave a run of tens of
+# trials with random scores), retrained after every batch.
+POPULATION = 128
+XGB_WARMUP = 8
+
+
 def _strategy(name: str, seed: int):
     if name == "evolutionary":
         return (ms.search_strategy.EvolutionarySearch(
-            population_size=64, init_measured_ratio=0.2, init_min_unmeasured=16,
-            genetic_num_iters=3, genetic_mutate_prob=0.85, eps_greedy=0.05),
+            population_size=POPULATION, init_measured_ratio=0.25, init_min_unmeasured=32,
+            max_fail_count=20, genetic_num_iters=4, genetic_mutate_prob=0.85,
+            genetic_max_fail_count=20, eps_greedy=0.1),
             lambda space: ms.cost_model.XGBModel(extractor=KnobFeatures(space),
+                                                 num_warmup_samples=XGB_WARMUP,
                                                  adaptive_training=False,
                                                  num_tuning_cores=1))
     if name == "random":
-        return ms.search_strategy.ReplayTrace(), lambda space: ms.cost_model.RandomModel()
+        return (ms.search_strategy.ReplayTrace(),
+                lambda space: ms.cost_model.RandomModel())
     raise BadInputError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
 
 
