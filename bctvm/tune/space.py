@@ -76,6 +76,7 @@ class KnobSpace:
         self.knobs = self._knobs()
         self.by_name = {k.name: k for k in self.knobs}
         self._checked: dict = {}  # (knob values, allocator) -> check's answer
+        self._resolved: dict = {}  # knob values -> resolved knobs or the error
 
     # ---- the space --------------------------------------------------------------------------
     def _knobs(self) -> list[Knob]:
@@ -196,7 +197,20 @@ class KnobSpace:
 
     def resolved(self, values: dict) -> ScheduleKnobs:
         """The knobs as the schedule will use them (group-set fields filled); raises
-        BadInputError / BufferFitError when they are invalid or do not fit (the fit rule)."""
+        BadInputError / BufferFitError when they are invalid or do not fit (the fit rule).
+        Memoised per knob values, like check."""
+        key = _key(values)
+        if key not in self._resolved:
+            try:
+                self._resolved[key] = self._resolve(values)
+            except BadInputError as err:
+                self._resolved[key] = err
+        got = self._resolved[key]
+        if isinstance(got, BadInputError):
+            raise type(got)(*got.args)  # a fresh error: the cached one keeps no traceback
+        return got
+
+    def _resolve(self, values: dict) -> ScheduleKnobs:
         knobs, path = self.to_knobs(values)
         g = self.stages(path)
         kept = tuple(sorted({r for r, ls in zip(g.residuals, g.layers)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import math
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
 import pytest
 
 from bctvm.errors import BoardError
-from bctvm.tune import RpcBoards, TrackerBoards, TuningLog, tune_task
+from bctvm.tune import LocalBoards, RpcBoards, TrackerBoards, TuningLog, tune_task
+from bctvm.tune.builder import build_candidate
 from bctvm.tune.log import RECORDS
+from bctvm.tune.runner import measure_artifact
 
 from .conftest import small_task
 
@@ -25,13 +29,17 @@ def test_tune_over_two_tracked_boards_improves_on_or_equals_the_default(
     boards = TrackerBoards(zcu102, "127.0.0.1", port, "zcu102", timeout=30)
     assert boards.parallel == 2  # both boards listed under the key
     task = small_task(zcu102)
-    r = tune_task(task, boards, TuningLog(tmp_path / "log"), trials=8, per_iter=4,
-                  progress=False)
+    log = TuningLog(tmp_path / "log")
+    r = tune_task(task, boards, log, trials=8, per_iter=4, progress=False)
     assert r.trials_after == 8 and r.measured == 8
     assert math.isfinite(r.default_cycles) and r.curve[0] == r.default_cycles
     assert r.best_cycles <= r.default_cycles
     assert r.best_cycles == min(c for c in r.curve if math.isfinite(c))
     assert sum(math.isfinite(c) for c in r.curve) >= 6  # fit rule: few failed builds
+    best = log.best(task)  # the logged knobs give the logged board cycles
+    with tempfile.TemporaryDirectory() as d:
+        prog = build_candidate(task, best.values, Path(d))
+        assert measure_artifact(LocalBoards(zcu102), str(prog)) == best.cycles
 
 
 def test_a_board_killed_mid_run_costs_candidates_not_the_run(zcu102, tracker_with_boards,
