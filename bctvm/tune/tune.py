@@ -100,8 +100,10 @@ def _tune_context(mod, space_generator, search_strategy, name: str, seed: int):
     from tvm.s_tir.meta_schedule.logging import get_logger, get_logging_func
 
     ctx = ms.TuneContext.__new__(ms.TuneContext)
+    # rand_state seed + 1: MetaSchedule's random engine treats seeds 0 and 1 alike (a run with
+    # --seed 0 sampled exactly what one with --seed 1 did)
     ctx.__init_handle_by_constructor__(_ffi_api.TuneContext, mod, Target(TARGET),
-                                       space_generator, search_strategy, name, 1, seed,
+                                       space_generator, search_strategy, name, 1, seed + 1,
                                        get_logging_func(get_logger("bctvm.tune")))
     _ffi_api.TuneContextInitialize(ctx)
     return ctx
@@ -137,9 +139,12 @@ def _strategy(name: str, seed: int):
                                                  num_warmup_samples=XGB_WARMUP,
                                                  adaptive_training=False,
                                                  num_tuning_cores=1))
-    if name == "random":
-        return (ms.search_strategy.ReplayTrace(),
-                lambda space: ms.cost_model.RandomModel())
+    if name == "random":  # fresh samples only (no genetic step), picked at random scores
+        return (ms.search_strategy.EvolutionarySearch(
+            population_size=POPULATION, init_measured_ratio=0.0, init_min_unmeasured=POPULATION,
+            max_fail_count=20, genetic_num_iters=0, genetic_mutate_prob=0.0,
+            genetic_max_fail_count=20, eps_greedy=0.1),
+            lambda space: ms.cost_model.RandomModel(seed=seed))
     raise BadInputError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
 
 

@@ -22,6 +22,12 @@ from bctvm.tune.tune import XGB_WARMUP, _default_knobs, _strategy, _tune_context
 from .conftest import small_task
 
 
+def _values(task, rec) -> dict:
+    sch = s_tir.Schedule(task.workload())
+    rec.trace.apply_to_schedule(sch, remove_postproc=True)
+    return task.space.values_of(sch)
+
+
 def _valid_samples(space, n: int, seed: int = 0) -> list[dict]:
     rng, out, seen = random.Random(seed), [], set()
     while len(out) < n:
@@ -86,3 +92,21 @@ def test_xgboost_predicts_from_a_few_measurements(measured):
     cycles = np.array([c for _, c in samples], dtype=float)
     rank = np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(-cycles)))[0, 1]
     assert rank > 0.8, (a, cycles)
+
+
+@pytest.mark.parametrize("strategy", ["random", "evolutionary"])
+def test_seeds_give_other_searches_and_no_point_is_measured_twice(zcu102, tmp_path, strategy):
+    from bctvm.tune import TuningLog, tune_task
+
+    task = small_task(zcu102)
+    runs = []
+    for seed in (0, 1):
+        log = TuningLog(tmp_path / f"{strategy}{seed}")
+        tune_task(task, LocalBoards(zcu102), log, trials=5, strategy=strategy, per_iter=4,
+                  seed=seed, progress=False)
+        points = {tuple(sorted(_values(task, rec).items())) for rec in log.records(task)}
+        assert len(points) == 5
+        runs.append(points)
+    default = tuple(sorted(task.space.from_knobs(_default_knobs(task)).items()))
+    assert default in runs[0] and default in runs[1]  # trial 1 of both
+    assert runs[0] != runs[1]
