@@ -48,20 +48,24 @@ def test_a_board_killed_mid_run_costs_candidates_not_the_run(zcu102, tracker_wit
     boards = TrackerBoards(zcu102, "127.0.0.1", port, "zcu102", timeout=15)
     log_dir = tmp_path / "log"
 
+    killed_at = []
+
     def kill_after_first_records():
         deadline = time.time() + 120
+        p = log_dir / RECORDS
         while time.time() < deadline:
-            p = log_dir / RECORDS
             if p.is_file() and len(p.read_text().splitlines()) >= 2:
                 break
             time.sleep(0.05)
         servers[0].stop()
+        killed_at.append(len(p.read_text().splitlines()))
 
     killer = threading.Thread(target=kill_after_first_records, daemon=True)
     killer.start()
     r = tune_task(small_task(zcu102), boards, TuningLog(log_dir), trials=10, per_iter=4,
                   progress=False)
     killer.join(5)
+    assert killed_at and killed_at[0] < 10  # the board died while the run went on
     assert r.trials_after == 10  # every trial recorded (failed ones too)
     assert math.isfinite(r.best_cycles)
 
