@@ -18,8 +18,9 @@ lowering), so the features are computed from the knobs and the project's analyti
   cycle) and DRAM cycles (bytes / bus bytes per cycle) overlapped with two virtual threads,
   added with one; as log2 and as the ratio of DRAM to GEMM cycles.
 
-A sample that does not resolve gets zeros for the derived part and 0 in the first
-(resolves) feature; the row length is fixed per space.
+The first derived feature is 1 for a sample the builder accepts, 0.5 for one that resolves
+to other knobs (refused as a fallback), 0 for one that does not resolve (then the derived
+part is zeros); the row length is fixed per space.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def knob_features(space, values: dict) -> np.ndarray:
     except BadInputError:
         return np.asarray(row + [0.0] * (width(space) - len(row)), dtype="float32")
     cfg, specs = space.cfg, space.specs
-    row.append(1.0)
+    row.append(1.0 if space.check(values, allocator=False) is None else 0.5)  # 0.5: resolves
+    # to other knobs (a fallback the builder refuses)
     dram = instrs = macs = 0
     for i, s in enumerate(specs):
         lk = r.layer(i)

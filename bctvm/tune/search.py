@@ -3,8 +3,9 @@
 - FitRule (PyPostproc): rejects a sampled candidate whose knobs are invalid or do not fit
   the board (schedules.knobs' footprint model, the same rule the compiler resolves knobs
   with) before it is built or measured; MetaSchedule's search strategies drop candidates a
-  postprocessor refuses. The SRAM allocator (the exact part of the fit rule, a lowering per
-  candidate) runs in the builder: a candidate it refuses is a failed build, never measured.
+  postprocessor refuses. The builder adds the rest (KnobSpace.check): a sample that resolves
+  to other knobs (a fallback) and the SRAM allocator (a lowering per candidate) refuse a
+  candidate as a failed build, never measured.
 - KnobMutator (PyMutator): re-draws one `sample_categorical` decision (vthreads, residency,
   loop order, sub-tile rows, residual path). MetaSchedule's MutateTileSize varies the
   `sample_perfect_tile` knobs (channel chunks); no built-in mutator changes a categorical
@@ -55,7 +56,7 @@ class FitRule(PyPostproc):
             values = self.space.values_of(sch)
         except BadInputError:
             return False
-        return self.space.check(values, allocator=False) is None
+        return self.space.check(values, allocator=False, canonical=False) is None
 
     def clone(self):
         return FitRule(self.space)

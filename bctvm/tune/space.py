@@ -219,20 +219,34 @@ class KnobSpace:
                         identity_residuals=g.identity_pairs())
         return resolve_knobs(self.cfg, self.specs, knobs)
 
-    def check(self, values: dict, allocator: bool = True) -> str | None:
-        """None when the knobs are valid and fit the board, else why not. `allocator=False`:
+    def check(self, values: dict, allocator: bool = True,
+              canonical: bool = True) -> str | None:
+        """None when the knobs are valid and fit the board as they are, else why not: a
+        sample that resolve_knobs would change (it falls back to other tiles or one virtual
+        thread when the sampled ones do not fit; rows_outer without row sub-tiles is
+        canonically True) is refused, so every measured point is the program it names and
+        no two points are one program (`canonical=False` skips this part: the search's
+        FitRule, where it would refuse 94-99% of the multi-layer tasks' samples and starve
+        MetaSchedule's sampling; the builder refuses such a point, a failed trial).
+        `allocator=False`:
         only the footprint model (resolve_knobs: validation and check_fit, well under a
         millisecond), as the search's FitRule uses it; True adds the SRAM allocator on the
         scheduled group (bctvm.lower.fit.fits: a lowering, about 0.3 s), as the builder does.
         Memoised per knob values (the search revisits points of a small space often)."""
-        key = (_key(values), allocator)
+        key = (_key(values), allocator, canonical)
         if key not in self._checked:
-            self._checked[key] = self._check(values, allocator)
+            self._checked[key] = self._check(values, allocator, canonical)
         return self._checked[key]
 
-    def _check(self, values: dict, allocator: bool) -> str | None:
+    def _check(self, values: dict, allocator: bool, canonical: bool) -> str | None:
         try:
             knobs = self.resolved(values)
+            other = {k: (v, values[k]) for k, v in self.from_knobs(knobs).items()
+                     if v != values[k]}
+            if other and canonical:  # resolve_knobs fell back (e.g. one virtual thread, tiles of 1), or a
+                # knob has no effect here: the program is another point's (or its duplicate)
+                return "the knobs resolve to other knobs: " + ", ".join(
+                    f"{k} {b} -> {a}" for k, (a, b) in sorted(other.items()))
             _, (ioc, ident) = self.to_knobs(values)
             if allocator and not fits(self.cfg, self.specs, knobs, self.residuals, ioc, ident):
                 return "the SRAM allocator cannot place the group with these knobs"
