@@ -18,7 +18,7 @@ import dataclasses
 import json
 
 from bctvm.errors import BadInputError
-from boards import BoardConfig, load_board
+from boards import BoardConfig
 from relay_passes.plan_fused_groups import FusedGroup, FusedPlan, group_dram
 
 from .segment import (Segment, cut_points, host_layers, segment_plan, segment_specs, singles,
@@ -264,24 +264,17 @@ def plan_text(source, *, board="pynq", mode: str = "fused", block_size=None, blo
               stem: str = "auto", policy: str = "graph", verbose: bool = False,
               json_path=None, host_fallback: bool = False, progress: bool = True,
               checkpoint=None) -> str:
-    """What `bctvm plan` / `bctvm compile --plan` print (optionally writing the plan JSON)."""
-    from relay_passes.fold_max_pool import folded_qnet
-    from relay_passes.pipeline import run_pipeline, zoo_kwargs
+    """What `bctvm plan` / `bctvm compile --plan` print (optionally writing the plan JSON):
+    the compile driver's front end (driver.front_end) without its compile."""
+    from .driver import front_end
+    from .host_reasons import format_host_lines
 
-    cfg = load_board(board)
-    from .host_reasons import format_host_lines, host_reasons
-
-    kw = zoo_kwargs(source, block_size, block_type, padding_mode, checkpoint)
-    result = run_pipeline(source, board=cfg, input_shape=tuple(input_shape), calib=calib,
-                          stem=stem, policy=policy, stop_after="PlanFusedGroups",
-                          progress=progress, **kw)
-    batch = int(result.imported.example_input.shape[0])
-    fallbacks: dict[str, str] = {}
-    plan, _ = program_plan(result.plan, folded_qnet(result.plan, result.qnet), mode, batch,
-                           cfg, host_fallback, fallbacks, progress)
+    fe = front_end(source, board=board, mode=mode, block_size=block_size, block_type=block_type,
+                   padding_mode=padding_mode, input_shape=input_shape, calib=calib, stem=stem,
+                   progress=progress, checkpoint=checkpoint, host_fallback=host_fallback,
+                   policy=policy, need_vta=False)
     if json_path:
         from pathlib import Path
 
-        Path(json_path).write_text(json.dumps(plan.to_dict(), indent=1))
-    reasons = host_reasons(result.plan, result.qnet, cfg, batch=batch, stem=stem, mode=mode)
-    return plan.table(verbose=verbose, host_lines=format_host_lines(reasons, fallbacks))
+        Path(json_path).write_text(json.dumps(fe.plan.to_dict(), indent=1))
+    return fe.plan.table(verbose=verbose, host_lines=format_host_lines(fe.reasons, fe.fallbacks))
