@@ -20,7 +20,12 @@ Knobs (what a tuner may change; the defaults are chosen here to fit the board):
 - `rows_outer`: with sub-tiles, loop rows outside output-channel chunks (input loaded once per
   sub-tile) or inside (weights chunk reused across sub-tiles);
 - `vthreads`: copies (1 or 2) of every per-block on-chip buffer, rotated from block to block so
-  that loads, compute and stores of neighbouring blocks overlap (double buffering);
+  that loads, compute and stores of neighbouring blocks overlap (double buffering); a buffer
+  allocated in a loop that runs once (a block of a 1x1 grid, one chunk) has one copy;
+- `weight_copies`: copies (1 or 2) of the streamed weights (per chunk or GEMM pass),
+  independently of `vthreads` (None: as `vthreads`): with one virtual thread (per-block
+  buffers too large for two copies) two weight copies still let the next chunk's weight load
+  overlap this chunk's GEMM. Default: 2 when the weight buffer holds two copies;
 - `weights_resident`: keep all weights of the group in the weight buffer for the whole run
   (loaded once) instead of per chunk (or GEMM pass) and block;
 - `bias_resident`: keep all bias/sign tiles of the group in the accumulator for the whole run
@@ -37,10 +42,13 @@ Knobs (what a tuner may change; the defaults are chosen here to fit the board):
   every block's input once per chunk (True), or blocks outside chunks, weights once per block
   (False). Default: the order with fewer estimated DRAM bytes (no row sub-tiles with True).
 
-Footprint model (elements of each buffer, one block in flight per copy):
+Footprint model (elements of each buffer, one block in flight per copy; "x vthreads" only
+where the allocation's loop runs more than once: blocks x sub-tiles for the input, x chunks x
+passes for the rest; e.g. a 1x1 grid's padded input blocks have one copy):
     inp = ci_tiles * in_rows * padded_cols                       x vthreads
           (inp_per_pass: ci_chunk instead of ci_tiles)
-    wgt = co_tiles * ci_tiles * kh * kw  (resident)  or  oc_chunk * ci_chunk * kh * kw x vthreads
+    wgt = co_tiles * ci_tiles * kh * kw  (resident)  or  oc_chunk * ci_chunk * kh * kw
+                                                          x weight_copies
           (ci_tiles = input tiles per packed group, ci_chunk <= ci_tiles per GEMM pass)
     acc = oc_chunk * (conv_rows * conv_cols + residual_rows * out_cols
                       [+ bias + sign tiles when not bias_resident])   x vthreads
@@ -87,6 +95,12 @@ class ScheduleKnobs:
     bias_resident: bool | None = None  # bias/sign tiles loaded once (None: resolve_knobs)
     blocks_inside: bool | None = None  # loop order: blocks inside output-channel chunks
     #                                    (weights once, input per chunk; None: by traffic)
+    weight_copies: int | None = None  # copies of streamed weight tiles (None: as vthreads)
+
+    @property
+    def wgt_copies(self) -> int:
+        """Copies of every streamed weight tile (the allocator's slots in the weight buffer)."""
+        return self.weight_copies or self.vthreads
 
     def layer(self, i: int) -> LayerKnobs:
         return self.layers[i] if i < len(self.layers) else LayerKnobs()
@@ -108,14 +122,17 @@ def layer_footprint(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: 
                     whole_output: bool = False, whole_input: bool = False,
                     ci_chunk: int | None = None,
                     bias_resident: bool | None = None,
-                    inp_per_pass: bool = False) -> dict[str, int]:
+                    inp_per_pass: bool = False,
+                    weight_copies: int | None = None) -> dict[str, int]:
     """Elements of inp/wgt/acc one layer needs (see the module docstring). `resident`: its
     weights stay in the weight buffer; `bias_resident` (None: as `resident`): its bias/sign
     tiles stay in the accumulator. `last=False`: an
     inner layer of a fused group, which hands each finished output chunk to the next layer;
     `whole_output`: its whole output block stays in the accumulator (no chunked hand-over, or
     a later layer adds it as a residual); `ci_chunk`: input tiles per GEMM pass (None: all);
-    `inp_per_pass`: the input buffer holds one pass's ci_chunk tiles (a one-layer group)."""
+    `inp_per_pass`: the input buffer holds one pass's ci_chunk tiles (a one-layer group);
+    `weight_copies`: copies of streamed weight tiles (None: `vthreads`). A site gets its
+    copies only when its loop runs more than once (block_copies)."""
     vec_res = resident if bias_resident is None else bias_resident
     kh, kw = spec.kernel
     cit, cot = spec.ci_tiles(cfg), spec.co_tiles(cfg)
@@ -131,16 +148,33 @@ def layer_footprint(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: 
     res_w, res_v = _resident(cfg, spec)
     vectors = res_v // cot
     per_pass = ci_chunk or spec.ci_tiles_per_group(cfg)
-    inp = (per_pass if inp_per_pass else cit) * in_rows * pcol * vthreads
-    wgt = res_w if resident else oc_chunk * per_pass * kh * kw * vthreads
+    blocks = block_count(cfg, spec)
+    n_sub = oh // sub_rows if sub_rows < oh else 1
+    runs = blocks * n_sub * (cot // oc_chunk) * (spec.ci_tiles_per_group(cfg) // per_pass)
+    inp_runs = blocks * (1 if whole_input else n_sub) * (runs if inp_per_pass else 1)
+    inp = (per_pass if inp_per_pass else cit) * in_rows * pcol * copies(vthreads, inp_runs)
+    wgt_copies = copies(weight_copies or vthreads, runs)
+    wgt = res_w if resident else oc_chunk * per_pass * kh * kw * wgt_copies
     residual = spec.residual_shift is not None
     per_chunk = conv_rows * cw + (0 if vec_res else vectors) + (sub_rows * ow if residual else 0)
-    acc = oc_chunk * per_chunk * vthreads
+    acc = oc_chunk * per_chunk * copies(vthreads, runs)
     if not last and whole_output:
-        acc = (cot * ch * cw + (oc_chunk * oh * ow if residual else 0)
-               + (0 if vec_res else oc_chunk * vectors)) * vthreads
+        acc = (cot * ch * cw * copies(vthreads, blocks)
+               + ((oc_chunk * oh * ow if residual else 0)
+                  + (0 if vec_res else oc_chunk * vectors)) * copies(vthreads, runs))
     acc += res_v if vec_res else 0
     return {"inp": inp, "wgt": wgt, "acc": acc}
+
+
+def block_count(cfg: BoardConfig, spec: LayerSpec) -> int:
+    """Blocks a layer's block loops run over (batch groups x grid)."""
+    return (spec.batch // cfg.batch) * spec.grid[0] * spec.grid[1]
+
+
+def copies(vthreads: int, runs: int) -> int:
+    """Copies the allocator gives a site whose loop runs `runs` times: `vthreads` (rotated
+    from run to run), one for a site allocated once (bctvm.lower.sram)."""
+    return vthreads if runs > 1 else 1
 
 
 def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, int]:
@@ -153,6 +187,10 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
     vec_res = _bias_resident(knobs)
     n = len(specs)
     fps = []
+
+    def block_vt(i):  # copies of a site allocated once per block of layer i
+        return copies(knobs.vthreads, block_count(cfg, specs[i]))
+
     keep = {"wgt": 0, "acc": 0}
     for i, spec in enumerate(specs):
         k = knobs.layer(i)
@@ -162,13 +200,14 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
                                    k.sub_rows or spec.out_block[0], knobs.vthreads, resident,
                                    last=(i == n - 1), whole_output=whole, whole_input=i > 0,
                                    ci_chunk=k.ci_chunk, bias_resident=vec_res,
-                                   inp_per_pass=bool(k.inp_per_pass)))
+                                   inp_per_pass=bool(k.inp_per_pass),
+                                   weight_copies=knobs.wgt_copies))
         res_w, res_v = _resident(cfg, spec)
         keep["wgt"] += res_w if resident else 0
         keep["acc"] += res_v if vec_res else 0
         if kept:
             ch, cw = spec.conv_block
-            keep["acc"] += spec.co_tiles(cfg) * ch * cw * knobs.vthreads
+            keep["acc"] += spec.co_tiles(cfg) * ch * cw * block_vt(i)
     peak = {"inp": 0, "wgt": 0, "acc": 0}
     for i, (spec, fp) in enumerate(zip(specs, fps)):
         res_w, res_v = _resident(cfg, spec)
@@ -182,11 +221,11 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
         acc = fp["acc"] - res_v
         if i in knobs.kept_outputs:
             ch, cw = spec.conv_block
-            acc -= spec.co_tiles(cfg) * ch * cw * knobs.vthreads  # counted in keep
+            acc -= spec.co_tiles(cfg) * ch * cw * block_vt(i)  # counted in keep
         peak["acc"] = max(peak["acc"], acc)
     if knobs.input_on_chip:
         s0 = specs[0]
-        keep["acc"] += s0.ci_tiles(cfg) * s0.block[0] * s0.block[1] * knobs.vthreads
+        keep["acc"] += s0.ci_tiles(cfg) * s0.block[0] * s0.block[1] * block_vt(0)
     if knobs.identity_residuals:
         keep["wgt"] += 1
     return {"inp": peak["inp"], "wgt": peak["wgt"] + keep["wgt"], "acc": peak["acc"] + keep["acc"]}
@@ -221,6 +260,8 @@ def check_fit(cfg: BoardConfig, specs, knobs: ScheduleKnobs, budget: dict | None
 def _validate(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> None:
     if knobs.vthreads not in (1, 2):
         raise BadInputError(f"vthreads must be 1 or 2, got {knobs.vthreads}")
+    if knobs.weight_copies not in (None, 1, 2):
+        raise BadInputError(f"weight_copies must be 1 or 2, got {knobs.weight_copies}")
     for i, spec in enumerate(specs):
         k = knobs.layer(i)
         cot, oh = spec.co_tiles(cfg), spec.out_block[0]
@@ -306,26 +347,29 @@ def estimate_dram_bytes(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_ro
 
 def _layer_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bool,
                       first: bool, whole: bool = False, bias_resident: bool | None = None,
-                      per_pass: bool = False, budget: dict | None = None):
+                      per_pass: bool = False, budget: dict | None = None,
+                      wc: int | None = None):
     """Fitting (oc_chunk, sub_rows, rows_outer, ci_chunk, inp_per_pass) of one layer, best
     (least DRAM, then largest tiles) first, and the least DRAM bytes. All input tiles in one
     GEMM pass unless `ci_chunk` is set or, with two virtual threads and streamed weights,
     nothing fits that way: then the largest ci_chunk (a divisor of the tiles per group) with a
     fitting tile. `per_pass`: the input loaded per GEMM pass (fewer input tiles than the
-    layer's), every divisor tried, least traffic then largest tiles then fewest passes."""
+    layer's), every divisor tried, least traffic then largest tiles then fewest passes.
+    `wc`: copies of streamed weight tiles (None: `vt`)."""
     tig = spec.ci_tiles_per_group(cfg)
+    wc = wc or vt
     if per_pass:
         out = []
         for ci in [k.ci_chunk] if k.ci_chunk else _divisors_desc(tig)[1:]:
             out += _tile_candidates(cfg, spec, k, vt, resident, last, first, whole, ci,
-                                    bias_resident, True, budget)
+                                    bias_resident, True, budget, wc)
         return _ranked(out)
     if k.ci_chunk:
         return _ranked(_tile_candidates(cfg, spec, k, vt, resident, last, first, whole,
-                                        k.ci_chunk, bias_resident, budget=budget))
-    for ci in _divisors_desc(tig) if vt == 2 and not resident else [tig]:
+                                        k.ci_chunk, bias_resident, budget=budget, wc=wc))
+    for ci in _divisors_desc(tig) if wc == 2 and not resident else [tig]:
         cands, best = _ranked(_tile_candidates(cfg, spec, k, vt, resident, last, first, whole,
-                                               ci, bias_resident, budget=budget))
+                                               ci, bias_resident, budget=budget, wc=wc))
         if cands:
             return cands, best
     return [], None
@@ -339,7 +383,8 @@ def _ranked(out):
 
 def _tile_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bool,
                      first: bool, whole: bool, ci: int, bias_resident: bool | None = None,
-                     per_pass: bool = False, budget: dict | None = None):
+                     per_pass: bool = False, budget: dict | None = None,
+                     wc: int | None = None):
     """Unsorted (bytes, -tile size, knob tuple) of _layer_candidates with `ci` input tiles per
     GEMM pass."""
     depth = _depths(cfg, budget)
@@ -354,7 +399,8 @@ def _tile_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bo
         for c in chunks:
             fp = layer_footprint(cfg, spec, c, r, vt, resident, last, whole_output=whole,
                                  whole_input=not first, ci_chunk=ci,
-                                 bias_resident=bias_resident, inp_per_pass=per_pass)
+                                 bias_resident=bias_resident, inp_per_pass=per_pass,
+                                 weight_copies=wc)
             if any(fp[b] > depth[b] for b in fp):
                 continue
             for ro in (orders if r < oh else [True]):
@@ -459,15 +505,31 @@ def _resolve_residency(cfg: BoardConfig, specs, knobs: ScheduleKnobs,
     return results[0][1]
 
 
+def _copy_options(knobs: ScheduleKnobs, resident: bool) -> list[tuple[int, int]]:
+    """(vthreads, weight copies) to try, most overlap first: two virtual threads; else one
+    with two copies of streamed weights (the next chunk's weights load during this chunk's
+    GEMM), then one copy. Explicit knobs are the only choice."""
+    vts = [knobs.vthreads] if knobs.vthreads == 1 else [2, 1]
+    out = []
+    for vt in vts:
+        if knobs.weight_copies is not None:
+            wcs = [knobs.weight_copies]
+        elif resident or vt == 2:
+            wcs = [vt]
+        else:
+            wcs = [2, 1]
+        out += [(vt, wc) for wc in wcs]
+    return out
+
+
 def _resolve_tiles(cfg: BoardConfig, specs, knobs: ScheduleKnobs, resident: bool,
                    vec_res: bool, per_pass: bool = False,
                    budget: dict | None = None) -> tuple[int, ScheduleKnobs]:
     """(estimated DRAM bytes, resolved knobs) for fixed weight/bias residency; raises
     BufferFitError when nothing fits."""
-    vt_options = [knobs.vthreads] if knobs.vthreads == 1 else [2, 1]
     found = []
     last_err = None
-    for vt in vt_options:
+    for vt, wc in _copy_options(knobs, resident):
         layers, cost = [], 0
         for i, spec in enumerate(specs):
             k = knobs.layer(i)
@@ -475,7 +537,7 @@ def _resolve_tiles(cfg: BoardConfig, specs, knobs: ScheduleKnobs, resident: bool
             cands, best = _layer_candidates(cfg, spec, k, vt, resident,
                                             last=i == len(specs) - 1, first=i == 0, whole=whole,
                                             bias_resident=vec_res, per_pass=per_pass,
-                                            budget=budget)
+                                            budget=budget, wc=wc)
             if not cands:
                 layers = None
                 break
@@ -486,16 +548,15 @@ def _resolve_tiles(cfg: BoardConfig, specs, knobs: ScheduleKnobs, resident: bool
         if layers is None:
             continue
         resolved = replace(knobs, layers=tuple(layers), vthreads=vt, weights_resident=resident,
-                           bias_resident=vec_res)
+                           bias_resident=vec_res, weight_copies=wc)
         try:
             check_fit(cfg, specs, resolved, budget)
             found.append((cost, resolved))
         except BufferFitError as err:
             last_err = err
-    if found:
-        if len(found) == 2 and found[0][0] > 1.25 * found[1][0]:
-            return found[1]
-        return found[0]
+    if found:  # the first (most copies) unless it moves > 1.25x the least traffic
+        least = min(c for c, _ in found)
+        return next(f for f in found if f[0] <= 1.25 * least)
     if last_err is not None:
         raise last_err
     if per_pass:

@@ -236,6 +236,7 @@ def scheduled_module(group: GroupStages, knobs: ScheduleKnobs | None = None):
     sch = schedule_group(group, resolved)
     func = sch.mod["main"]
     func = func.with_attr("bctvm.vthreads", resolved.vthreads)
+    func = func.with_attr("bctvm.weight_copies", resolved.wgt_copies)
     func = func.with_attr("bctvm.board", cfg.name)
     func = func.with_attr("bctvm.layers", {ls.tag: ls.spec.name for ls in group.layers})
     import tvm

@@ -78,7 +78,8 @@ def measure(cfg: BoardConfig, stages, knobs: ScheduleKnobs | None = None,
     resolved = resolve_knobs(cfg, stages.specs, group_knobs(stages, knobs), budget)
     mod, resolved = scheduled_module(stages, resolved)
     low = lower_to_kernels(mod)
-    return resolved, SramPlanner(cfg, resolved.vthreads).place(low["main"].body)
+    return resolved, SramPlanner(cfg, resolved.vthreads, weight_copies=resolved.wgt_copies
+                                 ).place(low["main"].body)
 
 
 def fits(cfg: BoardConfig, specs, knobs: ScheduleKnobs, residual_source="external",
