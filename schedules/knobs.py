@@ -182,10 +182,13 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
     computes, the next layer's padded input fills chunk by chunk (chunked hand-over), so the
     input buffer holds both, plus every padded input held for a later identity-GEMM residual;
     an output kept for a later residual stays whole in the accumulator; resident weights and
-    bias/sign tiles of all layers (and the identity tile) stay."""
+    bias/sign tiles of all layers (and the identity tile) stay. In the blocks-inside order of
+    several layers (`blocks_inside`) every layer computes like a last layer (block by block
+    inside its chunks) and the padded inputs hold all blocks (one copy, at the root)."""
     resident = bool(knobs.weights_resident)
     vec_res = _bias_resident(knobs)
     n = len(specs)
+    inside = bool(knobs.blocks_inside) and n > 1
     fps = []
 
     def block_vt(i):  # copies of a site allocated once per block of layer i
@@ -198,10 +201,14 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
         whole = kept or not knobs.chunked_handover
         fps.append(layer_footprint(cfg, spec, k.oc_chunk or spec.co_tiles(cfg),
                                    k.sub_rows or spec.out_block[0], knobs.vthreads, resident,
-                                   last=(i == n - 1), whole_output=whole, whole_input=i > 0,
+                                   last=(i == n - 1) or inside, whole_output=whole,
+                                   whole_input=i > 0 or inside,
                                    ci_chunk=k.ci_chunk, bias_resident=vec_res,
                                    inp_per_pass=bool(k.inp_per_pass),
                                    weight_copies=knobs.wgt_copies))
+        if inside:  # the whole input map, every block, one copy
+            prow, pcol = spec.padded_block
+            fps[-1]["inp"] = spec.ci_tiles(cfg) * prow * pcol * block_count(cfg, spec)
         res_w, res_v = _resident(cfg, spec)
         keep["wgt"] += res_w if resident else 0
         keep["acc"] += res_v if vec_res else 0
@@ -276,9 +283,14 @@ def _validate(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> None:
                 and k.sub_rows is not None and k.sub_rows < oh):
             raise BadInputError(f"{spec.where()}: ci_chunk {k.ci_chunk} (GEMM passes inside "
                                 f"the row sub-tiles) needs rows_outer")
-        if knobs.blocks_inside and (len(specs) != 1 or (k.sub_rows or oh) < oh):
+        if knobs.blocks_inside and (k.sub_rows or oh) < oh:
             raise BadInputError(f"{spec.where()}: blocks_inside (chunks outside the block "
-                                f"loops) only for a one-layer group without row sub-tiles")
+                                f"loops) only without row sub-tiles")
+    if knobs.blocks_inside and len(specs) > 1 and (knobs.input_on_chip or knobs.kept_outputs
+                                                   or not knobs.chunked_handover):
+        raise BadInputError("blocks_inside (chunks outside the block loops) in a group of "
+                            "several layers needs the chunked hand-over and no block kept in "
+                            "the accumulator (input_on_chip, kept_outputs)")
         if k.inp_per_pass and not per_pass_eligible(cfg, specs):
             raise BadInputError(f"{spec.where()}: inp_per_pass (input loaded per GEMM pass) "
                                 f"only for a one-layer group of an ungrouped conv")
@@ -302,7 +314,7 @@ def per_pass_eligible(cfg: BoardConfig, specs) -> bool:
 def estimate_dram_bytes(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_rows: int,
                         rows_outer: bool, resident: bool, first: bool = True,
                         bias_resident: bool | None = None, inp_per_pass: bool = False,
-                        blocks_inside: bool = False) -> int:
+                        blocks_inside: bool = False, input_once: bool = False) -> int:
     """DRAM bytes a layer's schedule moves for its input, weights, biases and signs (the
     parts the knobs change; output and residual bytes are fixed). Rows sub-tiles re-read their kernel halo;
     with output-channel chunks outside the row sub-tiles (`rows_outer=False`) the input is
@@ -313,7 +325,9 @@ def estimate_dram_bytes(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_ro
     split each chunk's weights into disjoint parts (same bytes) and read the padded input
     block already on chip (loaded before the chunk loop, as without passes), unless
     `inp_per_pass`: then each chunk's passes read the input again (once per chunk, each pass
-    its own tiles)."""
+    its own tiles). `blocks_inside`: chunks outside the block loops, weights read once, the
+    input once per chunk, or once with `input_once` (a group of several layers keeps its
+    input map whole on chip)."""
     kh, kw = spec.kernel
     blocks = (spec.batch // cfg.batch) * spec.grid[0] * spec.grid[1]
     oh = spec.out_block[0]
@@ -339,7 +353,7 @@ def estimate_dram_bytes(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_ro
     if inp_per_pass:  # every chunk reads its (sub-tile's) input again, pass by pass
         total_in = blocks * n_chunk * inp
     if blocks_inside:  # chunks outside the blocks: weights once, the input once per chunk
-        total_in, per_load = blocks * n_chunk * inp, 1
+        total_in, per_load = blocks * (1 if input_once else n_chunk) * inp, 1
     total_w = w_bytes if resident else per_load * w_bytes
     total_v = v_bytes if vec_res else per_load * v_bytes
     return total_in + total_w + total_v
@@ -444,37 +458,66 @@ def resolve_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs | None = None,
     raise first_err
 
 
-def _order_bytes(cfg: BoardConfig, spec: LayerSpec, k: ScheduleKnobs) -> int:
-    """estimate_dram_bytes of a resolved one-layer group."""
-    lk = k.layer(0)
-    return estimate_dram_bytes(cfg, spec, lk.oc_chunk, lk.sub_rows, lk.rows_outer is not False,
-                               bool(k.weights_resident), True, k.bias_resident,
-                               bool(lk.inp_per_pass), bool(k.blocks_inside))
+def group_dram_bytes(cfg: BoardConfig, specs, k: ScheduleKnobs) -> int:
+    """estimate_dram_bytes summed over the layers of a group under resolved knobs (inputs of
+    the first layer only: the others are on chip)."""
+    specs = list(specs)
+    total = 0
+    for i, spec in enumerate(specs):
+        lk = k.layer(i)
+        total += estimate_dram_bytes(cfg, spec, lk.oc_chunk, lk.sub_rows or spec.out_block[0],
+                                     lk.rows_outer is not False, bool(k.weights_resident),
+                                     i == 0, k.bias_resident, bool(lk.inp_per_pass),
+                                     bool(k.blocks_inside), len(specs) > 1)
+    return total
 
 
 def _loop_order(cfg: BoardConfig, specs, knobs: ScheduleKnobs, per_pass: bool,
                 budget: dict | None) -> ScheduleKnobs:
-    """_resolve_residency with the loop order (`blocks_inside`) chosen by traffic: blocks
-    inside chunks only for a one-layer group with streamed weights over several blocks."""
-    spec = specs[0]
-    blocks = (spec.batch // cfg.batch) * spec.grid[0] * spec.grid[1]
-    lk = knobs.layer(0)
-    asked_rows = lk.sub_rows is not None and lk.sub_rows < spec.out_block[0]
-    if (knobs.blocks_inside is not None or len(specs) != 1 or blocks == 1 or asked_rows
-            or lk.inp_per_pass):
+    """_resolve_residency with the loop order (`blocks_inside`) chosen by traffic
+    (group_dram_bytes): blocks inside chunks only tried for a group with streamed weights over
+    several blocks (blocks_inside_eligible)."""
+    if knobs.blocks_inside is not None or not blocks_inside_eligible(cfg, specs, knobs):
         return _resolve_residency(cfg, specs, replace(knobs, blocks_inside=bool(
             knobs.blocks_inside)), per_pass, budget)
     outer = _resolve_residency(cfg, specs, replace(knobs, blocks_inside=False), per_pass,
                                budget)
     if outer.weights_resident:
         return outer
-    whole = replace(knobs.layer(0), sub_rows=spec.out_block[0])
-    try:
-        inner = _resolve_residency(cfg, specs, replace(knobs, layers=(whole,),
-                                                       blocks_inside=True), per_pass, budget)
-    except BufferFitError:
+    inner = blocks_inside_knobs(cfg, specs, knobs, per_pass, budget)
+    if inner is None:
         return outer
-    return inner if _order_bytes(cfg, spec, inner) < _order_bytes(cfg, spec, outer) else outer
+    fewer = group_dram_bytes(cfg, specs, inner) < group_dram_bytes(cfg, specs, outer)
+    return inner if fewer else outer
+
+
+def blocks_inside_eligible(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> bool:
+    """Whether the blocks-inside loop order can apply: several blocks, no row sub-tiles or
+    input per GEMM pass asked for; several layers also need the chunked hand-over and no block
+    kept whole in the accumulator (the group input, an output for a later residual)."""
+    specs = list(specs)
+    last = len(specs) - 1
+    lk = knobs.layer(last)
+    asked_rows = lk.sub_rows is not None and lk.sub_rows < specs[last].out_block[0]
+    if block_count(cfg, specs[0]) == 1 or asked_rows or knobs.layer(0).inp_per_pass:
+        return False
+    return len(specs) == 1 or not (knobs.input_on_chip or knobs.kept_outputs
+                                   or not knobs.chunked_handover)
+
+
+def blocks_inside_knobs(cfg: BoardConfig, specs, knobs: ScheduleKnobs, per_pass: bool = False,
+                        budget: dict | None = None) -> ScheduleKnobs | None:
+    """The knobs resolved in the blocks-inside order (whole blocks: no row sub-tiles), or
+    None when nothing fits that way."""
+    specs = list(specs)
+    last = len(specs) - 1
+    layers = [knobs.layer(i) for i in range(len(specs))]
+    layers[last] = replace(layers[last], sub_rows=specs[last].out_block[0])
+    try:
+        return _resolve_residency(cfg, specs, replace(knobs, layers=tuple(layers),
+                                                      blocks_inside=True), per_pass, budget)
+    except BufferFitError:
+        return None
 
 
 def _resolve_residency(cfg: BoardConfig, specs, knobs: ScheduleKnobs,

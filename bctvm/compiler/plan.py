@@ -126,17 +126,11 @@ def _estimated_bytes(cfg, specs, fit, residuals) -> int:
     """DRAM bytes of one fitted program: every layer's input (the first layer's only, when
     fused), weights and bias tiles under its knobs (schedules.knobs.estimate_dram_bytes), its
     output, and residuals read from DRAM."""
-    from schedules.knobs import estimate_dram_bytes
+    from schedules.knobs import group_dram_bytes
 
-    k = fit.knobs
-    total = 0
-    for i, spec in enumerate(specs):
-        lk = k.layer(i)
-        total += estimate_dram_bytes(cfg, spec, lk.oc_chunk, lk.sub_rows or spec.out_block[0],
-                                     lk.rows_outer is not False, bool(k.weights_resident),
-                                     i == 0, k.bias_resident, bool(lk.inp_per_pass),
-                                     bool(k.blocks_inside))
-        if residuals[i] == "external":
+    total = group_dram_bytes(cfg, specs, fit.knobs)
+    for spec, r in zip(specs, residuals):
+        if r == "external":
             total += _map_bytes(cfg, spec)
     return total + _map_bytes(cfg, specs[-1])
 
