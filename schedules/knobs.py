@@ -286,11 +286,6 @@ def _validate(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> None:
         if knobs.blocks_inside and (k.sub_rows or oh) < oh:
             raise BadInputError(f"{spec.where()}: blocks_inside (chunks outside the block "
                                 f"loops) only without row sub-tiles")
-    if knobs.blocks_inside and len(specs) > 1 and (knobs.input_on_chip or knobs.kept_outputs
-                                                   or not knobs.chunked_handover):
-        raise BadInputError("blocks_inside (chunks outside the block loops) in a group of "
-                            "several layers needs the chunked hand-over and no block kept in "
-                            "the accumulator (input_on_chip, kept_outputs)")
         if k.inp_per_pass and not per_pass_eligible(cfg, specs):
             raise BadInputError(f"{spec.where()}: inp_per_pass (input loaded per GEMM pass) "
                                 f"only for a one-layer group of an ungrouped conv")
@@ -301,6 +296,11 @@ def _validate(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> None:
             if i != len(specs) - 1 and k.sub_rows != oh:
                 raise BadInputError(f"{spec.where()}: row sub-tiles only for the last layer of "
                                     f"a group")
+    if knobs.blocks_inside and len(specs) > 1 and (knobs.input_on_chip or knobs.kept_outputs
+                                                   or not knobs.chunked_handover):
+        raise BadInputError("blocks_inside (chunks outside the block loops) in a group of "
+                            "several layers needs the chunked hand-over and no block kept in "
+                            "the accumulator (input_on_chip, kept_outputs)")
 
 
 def per_pass_eligible(cfg: BoardConfig, specs) -> bool:
