@@ -37,10 +37,13 @@ Knobs (what a tuner may change; the defaults are chosen here to fit the board):
   residual that is the group input is not read from DRAM a second time (fused groups);
 - `identity_residuals` (set by the group): pairs (k, j), layer j's residual is the identity
   GEMM of layer k's padded input, which stays in the input buffer from layer k to layer j.
-- `blocks_inside`: the loop order of a one-layer group with streamed weights: output-channel
-  chunks outside the block loops, so each chunk's weights are loaded once for all blocks and
-  every block's input once per chunk (True), or blocks outside chunks, weights once per block
-  (False). Default: the order with fewer estimated DRAM bytes (no row sub-tiles with True).
+- `blocks_inside`: the loop order of a group with streamed weights over several blocks:
+  output-channel chunks outside the block loops, so each chunk's weights are loaded once for
+  all blocks (True), or blocks outside chunks, weights once per block (False). One layer:
+  every block's input is loaded once per chunk; several layers: each layer in turn, the maps
+  between them whole on chip (all blocks), the input loaded once. Default: the order with
+  fewer estimated DRAM bytes (no row sub-tiles with True; several layers: not with blocks
+  kept in the accumulator, blocks_inside_eligible).
 
 Footprint model (elements of each buffer, one block in flight per copy; "x vthreads" only
 where the allocation's loop runs more than once: blocks x sub-tiles for the input, x chunks x

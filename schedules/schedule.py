@@ -16,6 +16,9 @@ Loop structure (outer to inner), for a group of layers l0..lL on one block grid:
                                   [weights <- DMA]; GEMM (tensorized, uops over
                                   ci x ky x kx); ALU epilogue
             out        <- STORE
+With `blocks_inside` the chunk loops go outside the block loops (weights once per chunk for all
+blocks); in a group of several layers each layer then runs at the root, chunk by chunk and
+block by block, and the maps between layers stay whole on chip (_place_blocks_inside).
 Weights are loaded once at the top (`weights_resident`) or per chunk; so are, independently
 (`bias_resident`), the bias/sign tiles in the accumulator. With `ci_chunk` (fewer input tiles per GEMM pass than the layer has) a chunk's
 GEMM runs as passes over input-tile slices (loop ci_o) that accumulate into the same tile
