@@ -608,7 +608,8 @@ def _resolve_tiles(cfg: BoardConfig, specs, knobs: ScheduleKnobs, resident: bool
     if per_pass:
         raise BufferFitError(f"layer(s) {', '.join(s.name for s in specs)}: no tile fits board "
                              f"'{cfg.name}' even with the input loaded per GEMM pass")
-    fallback = replace(knobs, layers=tuple(LayerKnobs(1, 1 if i == len(specs) - 1 else None,
+    rows = 1 if not knobs.blocks_inside else None  # whole blocks in the blocks-inside order
+    fallback = replace(knobs, layers=tuple(LayerKnobs(1, rows if i == len(specs) - 1 else None,
                                                       ci_chunk=s.ci_tiles_per_group(cfg))
                                            for i, s in enumerate(specs)),
                        vthreads=1, weights_resident=resident, bias_resident=vec_res)
