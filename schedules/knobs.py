@@ -384,7 +384,7 @@ def _layer_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: b
     if k.ci_chunk:
         return _ranked(_tile_candidates(cfg, spec, k, vt, resident, last, first, whole,
                                         k.ci_chunk, bias_resident, budget=budget, wc=wc))
-    for ci in _divisors_desc(tig) if wc == 2 and not resident else [tig]:
+    for ci in _divisors_desc(tig) if wc >= 2 and not resident else [tig]:
         cands, best = _ranked(_tile_candidates(cfg, spec, k, vt, resident, last, first, whole,
                                                ci, bias_resident, budget=budget, wc=wc))
         if cands:
