@@ -33,7 +33,7 @@ from bctvm.errors import BadInputError
 from schedules.knobs import estimate_dram_bytes, group_footprint
 
 _PER_LAYER = 6
-_PER_GROUP = 15
+_PER_GROUP = 16
 
 
 def _lg(x: float) -> float:
@@ -91,5 +91,5 @@ def knob_features(space, values: dict) -> np.ndarray:
             float(bool(r.bias_resident)), float(bool(r.blocks_inside)),
             float(bool(r.chunked_handover)), float(bool(r.input_on_chip)),
             float(bool(r.identity_residuals)), _lg(pred), mem / max(gemm, 1.0),
-            float(len(r.kept_outputs))]
+            float(len(r.kept_outputs)), float(r.wgt_copies)]
     return np.asarray(row, dtype="float32")
