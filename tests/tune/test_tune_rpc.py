@@ -35,7 +35,7 @@ def test_tune_over_two_tracked_boards_improves_on_or_equals_the_default(
     assert math.isfinite(r.default_cycles) and r.curve[0] == r.default_cycles
     assert r.best_cycles <= r.default_cycles
     assert r.best_cycles == min(c for c in r.curve if math.isfinite(c))
-    assert sum(math.isfinite(c) for c in r.curve) >= 6  # fit rule: few failed builds
+    assert sum(math.isfinite(c) for c in r.curve) >= 4  # the builder refuses fallback knobs
     best = log.best(task)  # the logged knobs give the logged board cycles
     with tempfile.TemporaryDirectory() as d:
         prog = build_candidate(task, best.values, Path(d))
