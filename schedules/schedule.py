@@ -35,6 +35,7 @@ from dataclasses import replace
 from tvm import s_tir
 
 from .block_conv2d import GroupStages, LayerStages
+from .grid_nest import Nesting, nesting
 from .intrinsics import ACC_SCOPE, INP_SCOPE, WGT_SCOPE, gemm_intrin_names
 from .knobs import ScheduleKnobs, resolve_knobs
 
@@ -125,6 +126,39 @@ def _tensorize_identity(sch, ls: LayerStages, batch: int, gemm: str, reset: str)
         sch.tensorize(sch.get_loops(init)[-2], reset)
 
 
+def _nest_of(group: GroupStages, i: int, j: int) -> Nesting:
+    """How layer i's output blocks nest into layer j's input blocks (grid_nest)."""
+    return nesting(group.layers[i].spec.out_block, group.layers[j].spec.block)
+
+
+def _residual_user(group: GroupStages, i: int) -> int:
+    """The first layer whose residual is layer i's output (on layer i's grid)."""
+    return next(j for j, r in enumerate(group.residuals) if r == i)
+
+
+def _coarse_copy_loops(sch, group: GroupStages, i: int, j: int, block_loop):
+    """Coarsening: layer j's padded input block (at `block_loop`) collects rh x rw output
+    blocks of layer i. The padded block is split into a zero fill of the whole block and the
+    copy of its interior (decompose_padding), the copy's rows and columns into fine-block
+    loops (fi, fj) outside its channel loop; layer i then runs at fj, one fine block at a
+    time, its output handed to the coarse block on chip. Returns (fj, the copy's channel-tile
+    loop)."""
+    pad = group.layers[j].pad
+    pb = _block(sch, pad)
+    loops = sch.get_loops(pb)[-len(pad.shape):]  # n, bi, bj, ci, rows, cols, b, c
+    if any(group.layers[j].spec.padding):
+        sch.decompose_padding(pb, loops[3])
+    loops = sch.get_loops(pb)[-len(pad.shape):]
+    ci, rows, cols = loops[3], loops[4], loops[5]
+    oh, ow = group.layers[i].spec.out_block
+    fi, ri = sch.split(rows, [None, oh])
+    fj, rj = sch.split(cols, [None, ow])
+    sch.reorder(fi, fj, ci, ri, rj)
+    for _ in range(3):  # unit loops like the producer's (n, bi, bj): the chunk loops merge
+        sch.add_unit_loop(sch.get_loops(pb)[-len(pad.shape) + 3])
+    return fj, sch.get_loops(pb)[-len(pad.shape) + 3]
+
+
 def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_tir.Schedule:
     """The VTA schedule of a group; `knobs` unset fields are resolved to fit the board."""
     cfg = group.cfg
@@ -184,34 +218,42 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
                                             knobs.weights_resident, lk.ci_chunk, vec_res,
                                             bool(lk.inp_per_pass))}
 
-    # earlier layers: whole output block at the block loop, chunked inside their own loops
+    # earlier layers: whole output block at their block loop (the consumer's, or a fine
+    # block loop inside it: grid_nest), chunked inside their own loops
+    blk = {len(layers) - 1: bj}
     for i in range(len(layers) - 2, -1, -1):
         ls = layers[i]
+        j = group.consumer(i)
+        target = layers[j].pad if j is not None else ls.hold
+        copy_co = None  # the consumer's copy loop over channel tiles (for the hand-over)
+        if j is not None and layers[j].pad_of is None and _nest_of(group, i, j).kind == "coarsen":
+            blk[i], copy_co = _coarse_copy_loops(sch, group, i, j, blk[j])
+        else:
+            blk[i] = blk[j if j is not None else _residual_user(group, i)]
         if ls.hold is not None:  # the int8 copy a later identity-GEMM residual reads
-            sch.compute_at(_block(sch, ls.hold), bj, preserve_unit_loops=True)
+            sch.compute_at(_block(sch, ls.hold), blk[i], preserve_unit_loops=True)
         eb = _block(sch, ls.epi)
-        sch.compute_at(eb, bj, preserve_unit_loops=True)
+        sch.compute_at(eb, blk[i], preserve_unit_loops=True)
         e_loops = sch.get_loops(eb)[-len(ls.epi.shape):]
         e_co = e_loops[3]
         chunk = knobs.layer(i).oc_chunk
         e_anchor = sch.split(e_co, [None, chunk])[0]
-        passes[i] = _place_layer(sch, ls, caches[i], e_anchor, bj, e_anchor,
+        passes[i] = _place_layer(sch, ls, caches[i], e_anchor, blk[i], e_anchor,
                                  knobs.weights_resident, knobs.layer(i).ci_chunk, vec_res)
-        j = group.consumer(i)
-        target = layers[j].pad if j is not None else ls.hold
         if knobs.chunked_handover and target is not None:
             # copy each finished chunk into the consumer's padded input (or the held copy)
             # right away: split the copy's channel loop like this layer's chunks and merge
             # the two chunk loops
-            pb = _block(sch, target)
-            p_co = sch.get_loops(pb)[-len(target.shape):][3]
-            p_chunk = sch.split(p_co, [None, chunk])[0]
+            if copy_co is None:
+                pb = _block(sch, target)
+                copy_co = sch.get_loops(pb)[-len(target.shape):][3]
+            p_chunk = sch.split(copy_co, [None, chunk])[0]
             sch.merge(e_anchor, p_chunk)
 
     # the group input kept on chip: loaded per block before the first layer needs it
     for t in (group.data_out, group.data_acc):
         if t is not None:
-            sch.compute_at(_block(sch, t), bj, preserve_unit_loops=True)
+            sch.compute_at(_block(sch, t), blk[0], preserve_unit_loops=True)
 
     for i, ls in enumerate(layers):
         _tensorize_gemm(sch, ls, cfg.batch, gemm, reset, passes[i])
