@@ -4,7 +4,8 @@ One row per group (after program planning, bctvm.compiler.plan: one VTA program)
 count and range, the footprint of each on-chip buffer as elements and % of its depth (the
 SRAM allocator's peak for the group's knobs; '!' would mark an overflow), whether the weights
 stay resident, the residual path, virtual threads, and why the program ends there. Then the
-layers kept on the host and the estimated DRAM bytes per inference. `verbose` adds one line
+layers kept on the host and the estimated DRAM bytes per inference. Under a group's row, one
+line per grid change inside it (blocks collected into coarser ones: "coarsens"). `verbose` adds one line
 per layer and the resolved knobs of every program.
 """
 
@@ -61,6 +62,9 @@ def format_plan(plan: FusedPlan, verbose: bool = False, host_lines=None) -> str:
             + "".join(f" {_cell(fp.get(b), cap[b])}" for b in BUFFERS)
             + f" {'resident' if g.weights_resident else 'stream':>8} {_path(g.fit):>9}"
             + f" {vt:>2}  {g.cut or '-'}" + (f" ({g.note})" if g.note else ""))
+        for ch in g.grid_changes:
+            lines.append(f"{'':>14}grid {ch['kind']}s {ch['from'][0]}x{ch['from'][1]} -> "
+                         f"{ch['to'][0]}x{ch['to'][1]} after {ch['after']}")
         if verbose:
             for name in g.layers:
                 li = plan.layers[name]
