@@ -257,6 +257,7 @@ def check_chain(cfg: BoardConfig, specs, sources=None) -> None:
         s.validate(cfg)
     src = resolve_sources(specs, sources)
     s0 = specs[0]
+    refined = False
     for i, b in enumerate(specs[1:], 1):
         if src[i] == "input":
             if (b.in_channels, b.batch, b.height, b.width, b.block) != \
@@ -274,10 +275,12 @@ def check_chain(cfg: BoardConfig, specs, sources=None) -> None:
             raise BlockShapeError(
                 f"{b.where()}: block {b.block} on a {b.height}x{b.width} map does not continue "
                 f"{a.where()} (output {a.out_size[0]}x{a.out_size[1]}, block {a.out_block})")
-        if nest.kind == "refine":
+        if nest.kind == "refine" and (refined or any(s.grid != specs[-1].grid
+                                                     for s in specs[i:])):
             raise BlockShapeError(f"{b.where()}: its {b.block[0]}x{b.block[1]} blocks refine "
                                   f"{a.where()}'s {a.out_block[0]}x{a.out_block[1]} output "
-                                  f"blocks (not fused yet)")
+                                  f"blocks: a group refines once, on its last layers' grid")
+        refined = refined or nest.kind == "refine"
         if nest.kind == "coarsen" and (any(b.padding) and b.padding_mode != "constant"):
             raise BlockShapeError(
                 f"{b.where()}: collecting {nest.ratio[0]}x{nest.ratio[1]} blocks of "

@@ -136,6 +136,25 @@ def _residual_user(group: GroupStages, i: int) -> int:
     return next(j for j, r in enumerate(group.residuals) if r == i)
 
 
+def _refine_ratio(group: GroupStages) -> tuple[int, int] | None:
+    """(rh, rw) fine blocks per coarse block of the group's refining hand-over (at most one,
+    its consumer on the last layer's grid: block_conv2d.check_chain), or None."""
+    for i in range(len(group.layers)):
+        j = group.consumer(i)
+        if j is not None and _nest_of(group, i, j).kind == "refine":
+            return _nest_of(group, i, j).ratio
+    return None
+
+
+def _split_refine(sch, bi, bj, ratio):
+    """Refining: split the block loops (bi, bj) of the last layer into coarse and fine
+    loops, coarse ones outside: (n, bi_c, bj_c, bi_f, bj_f). Returns (bj_c, bj_f)."""
+    bi_c, bi_f = sch.split(bi, [None, ratio[0]])
+    bj_c, bj_f = sch.split(bj, [None, ratio[1]])
+    sch.reorder(bj_c, bi_f)
+    return bj_c, bj_f
+
+
 def _coarse_copy_loops(sch, group: GroupStages, i: int, j: int, block_loop):
     """Coarsening: layer j's padded input block (at `block_loop`) collects rh x rw output
     blocks of layer i. The padded block is split into a zero fill of the whole block and the
@@ -212,6 +231,12 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
     else:
         sch.reorder(n, bi, bj, co_o, co_i, hy, wx, b, o)
         anchor, p_anchor = co_o, bj
+    coarse = None  # refining: the loop over the coarse blocks (grid_nest)
+    ratio = _refine_ratio(group)
+    if ratio is not None:
+        coarse, fine = _split_refine(sch, bi, bj, ratio)
+        anchor, p_anchor = (fine if a is bj else a for a in (anchor, p_anchor))
+        bj = fine
     sch.compute_at(_block(sch, last.epi), anchor, preserve_unit_loops=True)
     vec_res = bool(knobs.bias_resident)
     passes = {len(layers) - 1: _place_layer(sch, last, caches[-1], anchor, p_anchor, co_o,
@@ -226,8 +251,11 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
         j = group.consumer(i)
         target = layers[j].pad if j is not None else ls.hold
         copy_co = None  # the consumer's copy loop over channel tiles (for the hand-over)
-        if j is not None and layers[j].pad_of is None and _nest_of(group, i, j).kind == "coarsen":
+        kind = _nest_of(group, i, j).kind if j is not None else "same"
+        if kind == "coarsen" and layers[j].pad_of is None:
             blk[i], copy_co = _coarse_copy_loops(sch, group, i, j, blk[j])
+        elif kind == "refine":  # once per coarse block, its output whole in the accumulator
+            blk[i], target = coarse, None
         else:
             blk[i] = blk[j if j is not None else _residual_user(group, i)]
         if ls.hold is not None:  # the int8 copy a later identity-GEMM residual reads
@@ -264,9 +292,13 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
 
 def group_knobs(group: GroupStages, knobs: ScheduleKnobs | None = None) -> ScheduleKnobs:
     """`knobs` with the fields the group's compute fixes: input kept on chip, outputs kept
-    for later residuals, identity-GEMM residual pairs."""
-    kept = tuple(sorted({r for r, ls in zip(group.residuals, group.layers)
-                         if isinstance(r, int) and ls.res_pad is None}))
+    for later residuals or for the finer blocks of the next layer (refining), identity-GEMM
+    residual pairs."""
+    kept = {r for r, ls in zip(group.residuals, group.layers)
+            if isinstance(r, int) and ls.res_pad is None}
+    kept |= {i for i in range(len(group.layers)) if group.consumer(i) is not None
+             and _nest_of(group, i, group.consumer(i)).kind == "refine"}  # whole, for the
+    kept = tuple(sorted(kept))                                          # fine blocks
     return replace(knobs or ScheduleKnobs(), input_on_chip=group.data_out is not None,
                    kept_outputs=kept, identity_residuals=group.identity_pairs())
 

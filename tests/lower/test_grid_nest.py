@@ -1,7 +1,9 @@
 """Fused groups across block-grid changes (schedules/grid_nest.py): coarsening, where several
 pooled output blocks of a layer make one block of the next (a stride-2 block conv at a fixed
-block size). Bit-exact against the integer reference fused and layerwise on every board; the
-fused program keeps the fine blocks on chip in the coarse padded block (no feature maps)."""
+block size), and refining, where one output block of a layer covers several blocks of the
+next (a hierarchical layer, then a fixed block size). Bit-exact against the integer
+reference fused and layerwise on every board; the fused program keeps the fine blocks on chip
+in the coarse padded block, or the coarse block in the accumulator (no feature maps)."""
 
 from __future__ import annotations
 
@@ -45,7 +47,26 @@ def _coarsen_rect_1x1(c: int):
     return [a, b], "external"
 
 
-CASES = {"coarsen": _coarsen, "coarsen_twice": _coarsen_twice, "rect_1x1": _coarsen_rect_1x1}
+def _refine(c: int):
+    """A hierarchical 2x2 layer (16x16 blocks of a 32x32 map), then a fixed-8 stride-2 one
+    (conv + pool): each coarse output block covers 2x2 blocks of the next layer."""
+    a = LayerSpec("a", c, c, 32, 32, (16, 16), shift=9, relu=True)
+    b = LayerSpec("b", c, 2 * c, 32, 32, (8, 8), shift=9, relu=True, pool=True)
+    return [a, b], "external"
+
+
+def _coarsen_refine(c: int):
+    """Coarsen (2x2 pooled blocks -> one 16x16 block), then refine into 4x4 blocks with a
+    residual between two layers of the fine grid."""
+    a = LayerSpec("a", c, c, 32, 32, (16, 16), shift=9, relu=True, pool=True)
+    b = LayerSpec("b", c, c, 16, 16, (16, 16), shift=9, relu=True)
+    d = LayerSpec("d", c, c, 16, 16, (4, 4), shift=9, relu=True)
+    e = LayerSpec("e", c, c, 16, 16, (4, 4), shift=9, residual_shift=1)
+    return [a, b, d, e], [None, None, None, 2]
+
+
+CASES = {"coarsen": _coarsen, "coarsen_twice": _coarsen_twice, "rect_1x1": _coarsen_rect_1x1,
+         "refine": _refine, "coarsen_refine": _coarsen_refine}
 
 
 def _data(specs, residuals, seed=5):
@@ -97,6 +118,25 @@ def test_coarse_block_collected_on_chip():
     assert copied == 8 * 8 * cg.specs[1].ci_tiles(cg.cfg)  # every fine output pixel, once
     a_in = cg.layout.regions["data"].nbytes
     assert run.dram_bytes["input"] == a_in  # the input read once
+
+
+def test_refined_block_computed_once():
+    cg, run, _ = _run("zcu102", "fused", "refine")
+    assert run.dram_bytes["feature_maps"] == 0
+    assert cg.knobs[0].kept_outputs == (0,)  # the coarse output whole in the accumulator
+    # the coarse layer's 3x3 conv runs once per 16x16 block: 2x2 blocks x 16x16 pixels
+    a, b = cg.specs
+    assert run.macs() == a.macs() + b.macs()
+    assert run.dram_bytes["input"] == cg.layout.regions["data"].nbytes
+
+
+def test_refine_twice_or_before_a_grid_change_is_rejected():
+    cfg = load_board("zcu102")
+    a = LayerSpec("a", 32, 32, 32, 32, (16, 16), shift=9)
+    b = LayerSpec("b", 32, 32, 32, 32, (8, 8), shift=9, pool=True)
+    c = LayerSpec("c", 32, 32, 16, 16, (8, 8), shift=9)
+    with pytest.raises(BlockShapeError, match="refines once"):
+        group_compute(cfg, [a, b, c])
 
 
 def test_nesting_kinds():
