@@ -19,7 +19,9 @@ Rules, in order:
    input is an output of the segment or the segment's input (a branch: it shares the
    resident input block; the reader with the widest padding goes first, `_order`), and its
    blocks continue that input's: the same grid, or grids that nest (schedules/grid_nest.py:
-   several output blocks of a layer collected into one block of the next, "coarsen"). A
+   several output blocks of a layer collected into one block of the next, "coarsen"; one
+   output block covering several blocks of the next, "refine", once per program, on its
+   last layers' grid). A
    residual from a layer of the segment on another grid is read from DRAM: a branch whose
    output only feeds such residuals (a ResNet downsample beside a stride-2 conv1) becomes a
    program of its own and the chain goes on without it (programs in dependency order).
@@ -39,7 +41,7 @@ from dataclasses import dataclass, field
 from bctvm.errors import BadInputError, UnsupportedOpError
 
 MODES = ("fused", "layerwise")
-NESTED_KINDS = ("coarsen",)  # grid changes a program runs on chip (schedules/grid_nest.py)
+NESTED_KINDS = ("coarsen", "refine")  # grid changes a program runs on chip (schedules/grid_nest.py)
 CUT_REASONS = {
     "end": "last VTA layer of its plan group",
     "layerwise": "layerwise mode (or a board without onchip_reuse): one layer per program",
@@ -244,6 +246,12 @@ def _nests(plan, cur: Segment, li) -> bool:
     n = nesting(*_handover(plan, cur, li))
     if n is None:
         return False
+    if any(c["kind"] == "refine" for c in _changes(plan, cur.layers)) and \
+            tuple(li.grid) != tuple(cur.grid):
+        return False  # a program refines once, on its last layers' grid (block_conv2d)
+    if n.kind == "refine" and any(plan.layers[x].inputs[0] == li.inputs[0]
+                                  for x in cur.layers):
+        return False  # a branch beside it reads the coarse block: no refining hand-over
     return n.kind == "same" or (n.kind in NESTED_KINDS and li.inputs[0] in cur.layers)
 
 
@@ -288,13 +296,19 @@ def grid_changes(seg: Segment, plan) -> list[dict]:
     """Where a segment's block grid changes: one dict per data hand-over between layers on
     different grids: after (producer), before (consumer), kind ("coarsen" | "refine"),
     from / to (grids)."""
+    return _changes(plan, seg.layers)
+
+
+def _changes(plan, layers: list) -> list[dict]:
+    """grid_changes of the data hand-overs between `layers`."""
     from schedules.grid_nest import nesting
 
     out = []
-    for j, src in enumerate(seg.sources):
-        if src == "input":
+    for name in layers:
+        b = plan.layers[name]
+        if b.inputs[0] not in layers:
             continue
-        a, b = plan.layers[seg.layers[src]], plan.layers[seg.layers[j]]
+        a = plan.layers[b.inputs[0]]
         n = nesting(a.out_block, b.block)
         if n is not None and n.kind != "same":
             out.append({"after": a.name, "before": b.name, "kind": n.kind,
