@@ -23,6 +23,10 @@ Knobs (what a tuner may change; the defaults are chosen here to fit the board):
   that loads, compute and stores of neighbouring blocks overlap (double buffering);
 - `weights_resident`: keep all weights of the group in the weight buffer for the whole run
   (loaded once) instead of per chunk (or GEMM pass) and block;
+- `resident_layers`: with `weights_resident` False, layers whose weights still stay resident
+  (loaded once); default (`resolve_knobs`, `resident_choice`): the layers that run on the
+  most blocks (the fine layers of a coarsening group run once per fine block) within half
+  the weight buffer, when that saves traffic without losing a virtual thread;
 - `bias_resident`: keep all bias/sign tiles of the group in the accumulator for the whole run
   (loaded once), independently of the weights. Streamed, they are accumulator LOADs, which VTA
   issues from the compute module: per chunk, behind the streamed weight transfers on the one
@@ -87,9 +91,14 @@ class ScheduleKnobs:
     bias_resident: bool | None = None  # bias/sign tiles loaded once (None: resolve_knobs)
     blocks_inside: bool | None = None  # loop order: blocks inside output-channel chunks
     #                                    (weights once, input per chunk; None: by traffic)
+    resident_layers: tuple = ()  # layers whose weights stay resident with the others streamed
 
     def layer(self, i: int) -> LayerKnobs:
         return self.layers[i] if i < len(self.layers) else LayerKnobs()
+
+    def weights_kept(self, i: int) -> bool:
+        """Whether layer i's weights stay in the weight buffer for the whole run."""
+        return bool(self.weights_resident) or i in self.resident_layers
 
 
 def _divisors_desc(n: int) -> list[int]:
@@ -149,7 +158,6 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
     input buffer holds both, plus every padded input held for a later identity-GEMM residual;
     an output kept for a later residual stays whole in the accumulator; resident weights and
     bias/sign tiles of all layers (and the identity tile) stay."""
-    resident = bool(knobs.weights_resident)
     vec_res = _bias_resident(knobs)
     n = len(specs)
     fps = []
@@ -158,6 +166,7 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
         k = knobs.layer(i)
         kept = i in knobs.kept_outputs
         whole = kept or not knobs.chunked_handover
+        resident = knobs.weights_kept(i)
         fps.append(layer_footprint(cfg, spec, k.oc_chunk or spec.co_tiles(cfg),
                                    k.sub_rows or spec.out_block[0], knobs.vthreads, resident,
                                    last=(i == n - 1), whole_output=whole, whole_input=i > 0,
@@ -172,7 +181,7 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
     peak = {"inp": 0, "wgt": 0, "acc": 0}
     for i, (spec, fp) in enumerate(zip(specs, fps)):
         res_w, res_v = _resident(cfg, spec)
-        res_w, res_v = (res_w if resident else 0), (res_v if vec_res else 0)
+        res_w, res_v = (res_w if knobs.weights_kept(i) else 0), (res_v if vec_res else 0)
         nxt = 0
         if knobs.chunked_handover and i + 1 < n:
             nxt = fps[i + 1]["inp"]
@@ -443,20 +452,46 @@ def _resolve_residency(cfg: BoardConfig, specs, knobs: ScheduleKnobs,
         vec_options = [knobs.bias_resident if knobs.bias_resident is not None else True]
     else:
         vec_options = [True, False]
-    results, last_err = [], None
-    for vec_res in vec_options:
-        try:
-            results.append(_resolve_tiles(cfg, specs, knobs, resident, vec_res, per_pass,
-                                          budget))
-        except BufferFitError as err:
-            last_err = err
-    if not results:
+    partial = [knobs.resident_layers]
+    if not resident and knobs.weights_resident is None and not knobs.resident_layers:
+        partial += [p for p in [resident_choice(cfg, specs, depth["wgt"])] if p]
+    best, last_err = None, None
+    for layers in partial:
+        results = []
+        for vec_res in vec_options:
+            try:
+                results.append(_resolve_tiles(cfg, specs, replace(knobs, resident_layers=layers),
+                                              resident, vec_res, per_pass, budget))
+            except BufferFitError as err:
+                last_err = err
+        if not results:
+            continue
+        pick = results[0]
+        if len(results) == 2:  # bias resident unless it costs virtual threads or traffic
+            (c_res, k_res), (c_str, k_str) = results
+            if k_res.vthreads < k_str.vthreads or c_res > c_str:
+                pick = results[1]
+        # some layers' weights resident: when it saves traffic without losing a thread
+        if best is None or (pick[0] < best[0] and pick[1].vthreads >= best[1].vthreads):
+            best = pick
+    if best is None:
         raise last_err
-    if len(results) == 2:  # bias resident unless it costs virtual threads or traffic
-        (c_res, k_res), (c_str, k_str) = results
-        if k_res.vthreads < k_str.vthreads or c_res > c_str:
-            return k_str
-    return results[0][1]
+    return best[1]
+
+
+def resident_choice(cfg: BoardConfig, specs, depth_wgt: int) -> tuple:
+    """Layers whose weights to keep resident when the group's do not all fit: those that
+    run on the most blocks (a coarsening group's fine layers run per fine block), most runs
+    first, while they take at most half the weight buffer; () when no layer runs on more
+    than one block."""
+    runs = [(s.batch // cfg.batch) * s.grid[0] * s.grid[1] for s in specs]
+    chosen, used = [], 0
+    for i in sorted(range(len(specs)), key=lambda i: (-runs[i], i)):
+        w = _resident(cfg, specs[i])[0]
+        if runs[i] > 1 and used + w <= depth_wgt // 2:
+            chosen.append(i)
+            used += w
+    return tuple(sorted(chosen))
 
 
 def _resolve_tiles(cfg: BoardConfig, specs, knobs: ScheduleKnobs, resident: bool,
@@ -472,7 +507,7 @@ def _resolve_tiles(cfg: BoardConfig, specs, knobs: ScheduleKnobs, resident: bool
         for i, spec in enumerate(specs):
             k = knobs.layer(i)
             whole = i in knobs.kept_outputs or not knobs.chunked_handover
-            cands, best = _layer_candidates(cfg, spec, k, vt, resident,
+            cands, best = _layer_candidates(cfg, spec, k, vt, resident or knobs.weights_kept(i),
                                             last=i == len(specs) - 1, first=i == 0, whole=whole,
                                             bias_resident=vec_res, per_pass=per_pass,
                                             budget=budget)

@@ -240,7 +240,8 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
     sch.compute_at(_block(sch, last.epi), anchor, preserve_unit_loops=True)
     vec_res = bool(knobs.bias_resident)
     passes = {len(layers) - 1: _place_layer(sch, last, caches[-1], anchor, p_anchor, co_o,
-                                            knobs.weights_resident, lk.ci_chunk, vec_res,
+                                            knobs.weights_kept(len(layers) - 1), lk.ci_chunk,
+                                            vec_res,
                                             bool(lk.inp_per_pass))}
 
     # earlier layers: whole output block at their block loop (the consumer's, or a fine
@@ -267,7 +268,7 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
         chunk = knobs.layer(i).oc_chunk
         e_anchor = sch.split(e_co, [None, chunk])[0]
         passes[i] = _place_layer(sch, ls, caches[i], e_anchor, blk[i], e_anchor,
-                                 knobs.weights_resident, knobs.layer(i).ci_chunk, vec_res)
+                                 knobs.weights_kept(i), knobs.layer(i).ci_chunk, vec_res)
         if knobs.chunked_handover and target is not None:
             # copy each finished chunk into the consumer's padded input (or the held copy)
             # right away: split the copy's channel loop like this layer's chunks and merge

@@ -133,7 +133,7 @@ def _estimated_bytes(cfg, specs, fit, residuals) -> int:
     for i, spec in enumerate(specs):
         lk = k.layer(i)
         total += estimate_dram_bytes(cfg, spec, lk.oc_chunk, lk.sub_rows or spec.out_block[0],
-                                     lk.rows_outer is not False, bool(k.weights_resident),
+                                     lk.rows_outer is not False, k.weights_kept(i),
                                      i == 0, k.bias_resident, bool(lk.inp_per_pass),
                                      bool(k.blocks_inside))
         if residuals[i] == "external":

@@ -60,7 +60,7 @@ class GroupFit:
     def from_dict(cls, d: dict) -> "GroupFit":
         k = dict(d["knobs"])
         k["layers"] = tuple(LayerKnobs(**x) for x in k["layers"])
-        for f in ("kept_outputs", "identity_residuals"):
+        for f in ("kept_outputs", "identity_residuals", "resident_layers"):
             k[f] = tuple(tuple(x) if isinstance(x, list) else x for x in k[f])
         return cls(bool(d["input_on_chip"]), bool(d["identity_residuals"]),
                    ScheduleKnobs(**k), dict(d["footprint"]))

@@ -18,6 +18,7 @@ from bctvm.lower.group import compile_group, run_group
 from schedules import LayerSpec
 from schedules.block_conv2d import group_compute
 from schedules.grid_nest import nesting
+from schedules.knobs import ScheduleKnobs
 
 BOARDS = ["pynq", "ultra96", "zcu102"]
 
@@ -158,3 +159,23 @@ def test_grids_that_do_not_nest_are_rejected():
     c = LayerSpec("c", 32, 32, 12, 12, (12, 12), shift=9, padding_mode="replicate")
     with pytest.raises(BlockShapeError, match="constant padding"):
         group_compute(cfg, [a, c])
+
+
+def test_fine_layer_weights_stay_resident_when_all_do_not_fit():
+    """A coarsening group whose weights do not all fit: the fine layer (run per fine block)
+    keeps its weights resident (knobs.resident_layers), the coarse one streams them."""
+    cfg = load_board("zcu102")
+    a = LayerSpec("a", 64, 128, 16, 16, (8, 8), shift=10, relu=True, pool=True)
+    b = LayerSpec("b", 128, 256, 8, 8, (8, 8), shift=10, relu=True)
+    x, layers, ref = _data([a, b], "external")
+    runs = {}
+    for name, knobs in (("partial", None), ("stream", ScheduleKnobs(weights_resident=False))):
+        cg = compile_group(cfg, [a, b], knobs=knobs, name=name)
+        runs[name] = (cg, run_group(cg, cg.image(x, layers)))
+        assert np.array_equal(runs[name][1].output, ref)
+    k = runs["partial"][0].knobs[0]
+    assert not k.weights_resident and k.resident_layers == (0,)
+    assert runs["stream"][0].knobs[0].resident_layers == ()
+    a_wgt = 128 * 64 * 9  # int8 weight bytes of layer a, read per fine block when streamed
+    saved = runs["stream"][1].dram_bytes["weights"] - runs["partial"][1].dram_bytes["weights"]
+    assert saved == 3 * a_wgt
