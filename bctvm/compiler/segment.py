@@ -252,6 +252,9 @@ def _nests(plan, cur: Segment, li) -> bool:
     if n.kind == "refine" and any(plan.layers[x].inputs[0] == li.inputs[0]
                                   for x in cur.layers):
         return False  # a branch beside it reads the coarse block: no refining hand-over
+    res = li.inputs[-1] if li.residual else None
+    if res in cur.layers and tuple(plan.layers[res].out_block) != tuple(li.out_block):
+        return False  # a residual on chip comes from the same grid
     return n.kind == "same" or (n.kind in NESTED_KINDS and li.inputs[0] in cur.layers)
 
 
