@@ -56,3 +56,9 @@ def source_index(nest: Nesting, out_block, block, bi, bj, r, s):
     if nest.kind == "refine":
         return bi // rh, bj // rw, (bi % rh) * bh + r, (bj % rw) * bw + s
     return bi, bj, r, s
+
+
+def refines(specs) -> bool:
+    """Whether a chain of LayerSpecs has a refining hand-over (layer i to layer i+1)."""
+    return any((n := nesting(a.out_block, b.block)) is not None and n.kind == "refine"
+               for a, b in zip(specs, specs[1:]) if a.out_size == (b.height, b.width))

@@ -27,6 +27,10 @@ Knobs (what a tuner may change; the defaults are chosen here to fit the board):
   (loaded once); default (`resolve_knobs`, `resident_choice`): the layers that run on the
   most blocks (the fine layers of a coarsening group run once per fine block) within half
   the weight buffer, when that saves traffic without losing a virtual thread;
+- `refine_rows`: in a refining group (schedules/grid_nest.py), compute the coarse layer once
+  per row of the next layer's blocks (those output rows, all columns, in the accumulator;
+  its input rows loaded with their halo) instead of once per coarse block (the whole coarse
+  output in the accumulator); bctvm.lower.fit tries whole blocks first;
 - `bias_resident`: keep all bias/sign tiles of the group in the accumulator for the whole run
   (loaded once), independently of the weights. Streamed, they are accumulator LOADs, which VTA
   issues from the compute module: per chunk, behind the streamed weight transfers on the one
@@ -92,6 +96,7 @@ class ScheduleKnobs:
     blocks_inside: bool | None = None  # loop order: blocks inside output-channel chunks
     #                                    (weights once, input per chunk; None: by traffic)
     resident_layers: tuple = ()  # layers whose weights stay resident with the others streamed
+    refine_rows: bool | None = None  # refining: the coarse layer per row of fine blocks
 
     def layer(self, i: int) -> LayerKnobs:
         return self.layers[i] if i < len(self.layers) else LayerKnobs()
@@ -167,11 +172,17 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
         kept = i in knobs.kept_outputs
         whole = kept or not knobs.chunked_handover
         resident = knobs.weights_kept(i)
-        fps.append(layer_footprint(cfg, spec, k.oc_chunk or spec.co_tiles(cfg),
-                                   k.sub_rows or spec.out_block[0], knobs.vthreads, resident,
-                                   last=(i == n - 1), whole_output=whole, whole_input=i > 0,
-                                   ci_chunk=k.ci_chunk, bias_resident=vec_res,
-                                   inp_per_pass=bool(k.inp_per_pass)))
+        strip = strip_rows(specs, knobs, i)
+        if strip:
+            fps.append(_strip_footprint(cfg, spec, k.oc_chunk or spec.co_tiles(cfg), strip,
+                                        knobs.vthreads, resident, k.ci_chunk, vec_res))
+        else:
+            fps.append(layer_footprint(cfg, spec, k.oc_chunk or spec.co_tiles(cfg),
+                                       k.sub_rows or spec.out_block[0], knobs.vthreads,
+                                       resident, last=(i == n - 1), whole_output=whole,
+                                       whole_input=i > 0, ci_chunk=k.ci_chunk,
+                                       bias_resident=vec_res,
+                                       inp_per_pass=bool(k.inp_per_pass)))
         res_w, res_v = _resident(cfg, spec)
         keep["wgt"] += res_w if resident else 0
         keep["acc"] += res_v if vec_res else 0
@@ -192,6 +203,8 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
         if i in knobs.kept_outputs:
             ch, cw = spec.conv_block
             acc -= spec.co_tiles(cfg) * ch * cw * knobs.vthreads  # counted in keep
+        if strip_rows(specs, knobs, i):  # a row of coarse output stays while the fine
+            keep["acc"], acc = keep["acc"] + acc, 0  # blocks of the next layers run
         peak["acc"] = max(peak["acc"], acc)
     if knobs.input_on_chip:
         s0 = specs[0]
@@ -199,6 +212,29 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
     if knobs.identity_residuals:
         keep["wgt"] += 1
     return {"inp": peak["inp"], "wgt": peak["wgt"] + keep["wgt"], "acc": peak["acc"] + keep["acc"]}
+
+
+def strip_rows(specs, knobs: ScheduleKnobs, i: int) -> int | None:
+    """Output rows layer i computes at a time when it is the coarse layer of a refining
+    group run per row of fine blocks (`refine_rows`): the next layer's block rows; else
+    None."""
+    from .grid_nest import nesting
+
+    if not knobs.refine_rows or i + 1 >= len(specs):
+        return None
+    n = nesting(specs[i].out_block, specs[i + 1].block)
+    return specs[i + 1].block[0] if n is not None and n.kind == "refine" else None
+
+
+def _strip_footprint(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, strip: int,
+                     vthreads: int, resident: bool, ci_chunk, bias_resident) -> dict:
+    """layer_footprint of a coarse layer computed `strip` output rows at a time: its input
+    rows with their halo, every output-channel chunk of those rows kept for the fine
+    blocks."""
+    fp = layer_footprint(cfg, spec, oc_chunk, strip, vthreads, resident, True,
+                         ci_chunk=ci_chunk, bias_resident=bias_resident)
+    fp["acc"] = fp["acc"] * spec.co_tiles(cfg) // oc_chunk
+    return fp
 
 
 def _bias_resident(knobs: ScheduleKnobs) -> bool:
@@ -315,7 +351,8 @@ def estimate_dram_bytes(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_ro
 
 def _layer_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bool,
                       first: bool, whole: bool = False, bias_resident: bool | None = None,
-                      per_pass: bool = False, budget: dict | None = None):
+                      per_pass: bool = False, budget: dict | None = None,
+                      strip: int | None = None):
     """Fitting (oc_chunk, sub_rows, rows_outer, ci_chunk, inp_per_pass) of one layer, best
     (least DRAM, then largest tiles) first, and the least DRAM bytes. All input tiles in one
     GEMM pass unless `ci_chunk` is set or, with two virtual threads and streamed weights,
@@ -331,10 +368,10 @@ def _layer_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: b
         return _ranked(out)
     if k.ci_chunk:
         return _ranked(_tile_candidates(cfg, spec, k, vt, resident, last, first, whole,
-                                        k.ci_chunk, bias_resident, budget=budget))
+                                        k.ci_chunk, bias_resident, budget=budget, strip=strip))
     for ci in _divisors_desc(tig) if vt == 2 and not resident else [tig]:
         cands, best = _ranked(_tile_candidates(cfg, spec, k, vt, resident, last, first, whole,
-                                               ci, bias_resident, budget=budget))
+                                               ci, bias_resident, budget=budget, strip=strip))
         if cands:
             return cands, best
     return [], None
@@ -348,7 +385,8 @@ def _ranked(out):
 
 def _tile_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bool,
                      first: bool, whole: bool, ci: int, bias_resident: bool | None = None,
-                     per_pass: bool = False, budget: dict | None = None):
+                     per_pass: bool = False, budget: dict | None = None,
+                     strip: int | None = None):
     """Unsorted (bytes, -tile size, knob tuple) of _layer_candidates with `ci` input tiles per
     GEMM pass."""
     depth = _depths(cfg, budget)
@@ -361,9 +399,12 @@ def _tile_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bo
     out = []
     for r in rows:
         for c in chunks:
-            fp = layer_footprint(cfg, spec, c, r, vt, resident, last, whole_output=whole,
-                                 whole_input=not first, ci_chunk=ci,
-                                 bias_resident=bias_resident, inp_per_pass=per_pass)
+            if strip:
+                fp = _strip_footprint(cfg, spec, c, strip, vt, resident, ci, bias_resident)
+            else:
+                fp = layer_footprint(cfg, spec, c, r, vt, resident, last, whole_output=whole,
+                                     whole_input=not first, ci_chunk=ci,
+                                     bias_resident=bias_resident, inp_per_pass=per_pass)
             if any(fp[b] > depth[b] for b in fp):
                 continue
             for ro in (orders if r < oh else [True]):
@@ -504,17 +545,23 @@ def _resolve_tiles(cfg: BoardConfig, specs, knobs: ScheduleKnobs, resident: bool
     last_err = None
     for vt in vt_options:
         layers, cost = [], 0
+        bud = dict(_depths(cfg, budget))  # less the rows of coarse output kept (refine_rows)
         for i, spec in enumerate(specs):
             k = knobs.layer(i)
             whole = i in knobs.kept_outputs or not knobs.chunked_handover
-            cands, best = _layer_candidates(cfg, spec, k, vt, resident or knobs.weights_kept(i),
+            strip = strip_rows(specs, knobs, i)
+            kept_w = resident or knobs.weights_kept(i)
+            cands, best = _layer_candidates(cfg, spec, k, vt, kept_w,
                                             last=i == len(specs) - 1, first=i == 0, whole=whole,
                                             bias_resident=vec_res, per_pass=per_pass,
-                                            budget=budget)
+                                            budget=bud, strip=strip)
             if not cands:
                 layers = None
                 break
             c, r, ro, ci, pp = cands[0]
+            if strip:
+                bud["acc"] -= _strip_footprint(cfg, spec, c, strip, vt, kept_w, ci,
+                                               vec_res)["acc"]
             layers.append(replace(k, oc_chunk=c, sub_rows=r, rows_outer=ro, ci_chunk=ci,
                                   inp_per_pass=pp))
             cost += best

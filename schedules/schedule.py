@@ -148,11 +148,11 @@ def _refine_ratio(group: GroupStages) -> tuple[int, int] | None:
 
 def _split_refine(sch, bi, bj, ratio):
     """Refining: split the block loops (bi, bj) of the last layer into coarse and fine
-    loops, coarse ones outside: (n, bi_c, bj_c, bi_f, bj_f). Returns (bj_c, bj_f)."""
+    loops, coarse ones outside: (n, bi_c, bj_c, bi_f, bj_f). Returns (bj_c, bi_f, bj_f)."""
     bi_c, bi_f = sch.split(bi, [None, ratio[0]])
     bj_c, bj_f = sch.split(bj, [None, ratio[1]])
     sch.reorder(bj_c, bi_f)
-    return bj_c, bj_f
+    return bj_c, bi_f, bj_f
 
 
 def _coarse_copy_loops(sch, group: GroupStages, i: int, j: int, block_loop):
@@ -234,7 +234,9 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
     coarse = None  # refining: the loop over the coarse blocks (grid_nest)
     ratio = _refine_ratio(group)
     if ratio is not None:
-        coarse, fine = _split_refine(sch, bi, bj, ratio)
+        coarse, fine_row, fine = _split_refine(sch, bi, bj, ratio)
+        if knobs.refine_rows:  # the coarse layer per row of fine blocks
+            coarse = fine_row
         anchor, p_anchor = (fine if a is bj else a for a in (anchor, p_anchor))
         bj = fine
     sch.compute_at(_block(sch, last.epi), anchor, preserve_unit_loops=True)
@@ -255,8 +257,14 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
         kind = _nest_of(group, i, j).kind if j is not None else "same"
         if kind == "coarsen" and layers[j].pad_of is None:
             blk[i], copy_co = _coarse_copy_loops(sch, group, i, j, blk[j])
-        elif kind == "refine":  # once per coarse block, its output whole in the accumulator
+        elif kind == "refine":  # once per coarse block (or row of fine blocks), kept whole
             blk[i], target = coarse, None
+            if knobs.refine_rows and any(layers[j].spec.padding):
+                # the fine blocks' padding read no rows of the coarse output: the rows one
+                # row of fine blocks needs are exactly its own
+                pad = layers[j].pad
+                pb = _block(sch, pad)
+                sch.decompose_padding(pb, sch.get_loops(pb)[-len(pad.shape) + 3])
         else:
             blk[i] = blk[j if j is not None else _residual_user(group, i)]
         if ls.hold is not None:  # the int8 copy a later identity-GEMM residual reads
@@ -297,9 +305,10 @@ def group_knobs(group: GroupStages, knobs: ScheduleKnobs | None = None) -> Sched
     residual pairs."""
     kept = {r for r, ls in zip(group.residuals, group.layers)
             if isinstance(r, int) and ls.res_pad is None}
-    kept |= {i for i in range(len(group.layers)) if group.consumer(i) is not None
-             and _nest_of(group, i, group.consumer(i)).kind == "refine"}  # whole, for the
-    kept = tuple(sorted(kept))                                          # fine blocks
+    if not (knobs and knobs.refine_rows):  # whole coarse output kept for the fine blocks
+        kept |= {i for i in range(len(group.layers)) if group.consumer(i) is not None
+                 and _nest_of(group, i, group.consumer(i)).kind == "refine"}
+    kept = tuple(sorted(kept))
     return replace(knobs or ScheduleKnobs(), input_on_chip=group.data_out is not None,
                    kept_outputs=kept, identity_residuals=group.identity_pairs())
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 
 from boards import BoardConfig
 from schedules.block_conv2d import group_compute, resolve_residuals
+from schedules.grid_nest import refines
 from schedules.knobs import BufferFitError, LayerKnobs, ScheduleKnobs, resolve_knobs
 from schedules.schedule import group_knobs, scheduled_module
 
@@ -147,6 +148,8 @@ def fit_group(cfg: BoardConfig, specs, residual_source="external",
     bases = [knobs or ScheduleKnobs()]
     if bases[0].bias_resident is None:
         bases.append(replace(bases[0], bias_resident=False))
+    if bases[0].refine_rows is None and refines(specs):  # whole coarse blocks first
+        bases += [replace(b, refine_rows=True) for b in bases]
     err = None
     for ioc, ident in residual_paths(cfg, specs, residuals, input_on_chip, identity_residuals):
         stages = group_compute(cfg, specs, residuals, input_on_chip=ioc,

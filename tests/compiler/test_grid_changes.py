@@ -44,3 +44,14 @@ def test_resnet18_coarsens_after_a_stride_2_conv(tmp_path):
     # the downsample (conv2's residual, on the 2x2 grid) runs first, on its own
     assert order.index("layer2.0.downsample.0") < order.index("layer2.0.conv1")
     assert groups["layer2.0.downsample.0"]["layers"] == ["layer2.0.downsample.0"]
+
+
+@pytest.mark.slow
+def test_refining_user_model_at_224_is_one_program(tmp_path):
+    """At 224 the hierarchical layer's 112x112 output block does not fit the accumulator:
+    it runs per row of the fixed-8 blocks (refine_rows), still one program, no feature maps."""
+    manifest, rep, _ = compile_and_run(tmp_path, HIER, board="zcu102", mode="fused", size=224)
+    _check_report(rep, manifest)
+    (g,) = manifest["groups"]
+    assert g["layers"] == ["hier", "fixed"] and g["fit"][0]["knobs"]["refine_rows"]
+    assert rep["dram_bytes"]["feature_maps"] == 0
