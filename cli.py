@@ -7,9 +7,12 @@ Errors: every bctvm.errors.BctvmError becomes a one-line message on stderr and i
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import signal
 import sys
+from dataclasses import dataclass
 
 import typer
 
@@ -230,67 +233,97 @@ def sim_selftest_cmd(
 
 # --- compiler: plan, compile, run (relay_passes/, bctvm/compiler, bctvm/runtime) ----------
 
-# options shared by `plan` and `compile` (one definition each)
+# the model options of `plan`, `compile` and `tune` (one definition: MODEL_OPTIONS)
 MODEL_ARG = typer.Argument(..., help="zoo name, file.pt2 or path/to/file.py:factory")
 BOARD_OPT = typer.Option("pynq", help="board name or .toml file")
-BLOCK_SIZE_OPT = typer.Option(None, help="block size: a zoo model's, or convert the convs of a "
-                              "model without block convs (default: the model's)")
-TYPE_OPT = typer.Option(None, "--type", help="fixed | hierarchical (zoo or converted models)")
-PADDING_OPT = typer.Option(None, help="constant | replicate | reflect (zoo or converted models)")
+MODEL_OPTIONS = {  # name: (type, typer option), in --help order
+    "board": (str, BOARD_OPT),
+    "block_size": (int, typer.Option(None, help="block size: a zoo model's, or convert the "
+                                     "convs of a model without block convs (default: the "
+                                     "model's)")),
+    "type": (str, typer.Option(None, "--type", help="fixed | hierarchical (zoo or converted "
+                               "models)")),
+    "padding": (str, typer.Option(None, help="constant | replicate | reflect (zoo or "
+                                  "converted models)")),
+    "input_shape": (str, typer.Option("1,3,224,224", help="N,C,H,W")),
+    "calib": (int, typer.Option(1, help="random calibration images (fixed seed)")),
+    "stem": (str, typer.Option("auto", help="3-channel stem on: auto | vta | host")),
+}
 CHECKPOINT_OPT = typer.Option(None, "--checkpoint", help="PyTorch checkpoint to load into the "
                               "model (state dict, bare or under 'state_dict'; weights only)")
-INPUT_SHAPE_OPT = typer.Option("1,3,224,224", help="N,C,H,W")
-CALIB_OPT = typer.Option(1, help="random calibration images (fixed seed)")
-STEM_OPT = typer.Option("auto", help="3-channel stem on: auto | vta | host")
+MODE_OPT = typer.Option("fused", help="fused (blocks stay on chip) | layerwise (stock VTA)")
 VERBOSE_OPT = typer.Option(False, "--verbose", "-v", help="plan: one line per layer")
 
 
-def _plan_options(model, board, block_size, type, padding, input_shape, calib, stem, verbose,
-                  json_out, groups="graph", mode="fused", host_fallback=False,
-                  checkpoint=None) -> str:
-    from bctvm.compiler.plan import plan_text
-    from bctvm.models.zoo import parse_input_shape
+@dataclass
+class ModelOptions:
+    """The MODEL argument and the MODEL_OPTIONS of a command, as given."""
 
-    return plan_text(model, board=board, mode=mode, block_size=block_size, block_type=type,
-                     padding_mode=padding, input_shape=parse_input_shape(input_shape),
-                     calib=calib, stem=stem, policy=groups, verbose=verbose, json_path=json_out,
-                     host_fallback=host_fallback, checkpoint=checkpoint)
+    model: str
+    board: str
+    block_size: int | None
+    type: str | None
+    padding: str | None
+    input_shape: str
+    calib: int
+    stem: str
+
+    def request(self, **more) -> dict:
+        """The compile driver's model keywords (bctvm.compiler.driver.front_end), with `more`."""
+        from bctvm.models.zoo import parse_input_shape
+
+        return {"board": self.board, "block_size": self.block_size, "block_type": self.type,
+                "padding_mode": self.padding,
+                "input_shape": parse_input_shape(self.input_shape), "calib": self.calib,
+                "stem": self.stem, **more}
+
+
+def model_command(command):
+    """Give a command the MODEL argument (first) and the MODEL_OPTIONS (where its parameter
+    `opts: ModelOptions = None` stands, in --help too); it is called with them as one
+    ModelOptions `opts` (the None is never used)."""
+    sig = inspect.signature(command, eval_str=True)
+    own = list(sig.parameters.values())
+    at = [p.name for p in own].index("opts")
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    shared = [inspect.Parameter(name, kind, default=opt, annotation=tp)
+              for name, (tp, opt) in {"model": (str, MODEL_ARG), **MODEL_OPTIONS}.items()]
+    params = shared[:1] + own[:at] + shared[1:] + own[at + 1:]
+
+    @functools.wraps(command)
+    def run(**kw):
+        opts = ModelOptions(**{p.name: kw.pop(p.name) for p in shared})
+        return command(opts=opts, **kw)
+
+    run.__signature__ = sig.replace(parameters=params)
+    run.__annotations__ = {p.name: p.annotation for p in params}
+    return run
 
 
 @app.command("plan")
+@model_command
 def plan_cmd(
-    model: str = MODEL_ARG,
-    board: str = BOARD_OPT,
-    block_size: int = BLOCK_SIZE_OPT,
-    type: str = TYPE_OPT,
-    padding: str = PADDING_OPT,
-    input_shape: str = INPUT_SHAPE_OPT,
-    calib: int = CALIB_OPT,
-    stem: str = STEM_OPT,
+    opts: ModelOptions = None,
     groups: str = typer.Option("graph", help="grouping: graph (branches) | chain (linear)"),
-    mode: str = typer.Option("fused", help="fused (blocks stay on chip) | layerwise (stock VTA)"),
+    mode: str = MODE_OPT,
     verbose: bool = VERBOSE_OPT,
     json_out: str = typer.Option(None, "--json", help="also write the plan as JSON"),
     checkpoint: str = CHECKPOINT_OPT,
 ) -> None:
     """Print the program plan the compile executes: groups, footprint vs capacity, knobs."""
-    typer.echo(_plan_options(model, board, block_size, type, padding, input_shape, calib, stem,
-                             verbose, json_out, groups, mode, checkpoint=checkpoint))
+    from bctvm.compiler.plan import plan_text
+
+    typer.echo(plan_text(opts.model, **opts.request(mode=mode, checkpoint=checkpoint),
+                         policy=groups, verbose=verbose, json_path=json_out))
 
 
 @app.command("compile")
+@model_command
 def compile_cmd(
-    model: str = MODEL_ARG,
     out: str = typer.Option(None, "--out", "-o", help="artifact directory to write"),
     plan: bool = typer.Option(False, "--plan", help="print the fused-group plan and stop"),
-    board: str = BOARD_OPT,
-    block_size: int = BLOCK_SIZE_OPT,
-    type: str = TYPE_OPT,
-    padding: str = PADDING_OPT,
-    input_shape: str = INPUT_SHAPE_OPT,
-    calib: int = CALIB_OPT,
-    stem: str = STEM_OPT,
-    mode: str = typer.Option("fused", help="fused (blocks stay on chip) | layerwise (stock VTA)"),
+    opts: ModelOptions = None,
+    mode: str = MODE_OPT,
     qnet: str = typer.Option(None, "--qnet", help="a saved QuantizedNet (bctvm quantize -o) "
                              "instead of calibrating; needed for .pt2 models"),
     host_fallback: bool = typer.Option(False, "--host-fallback",
@@ -306,22 +339,19 @@ def compile_cmd(
     """Compile a model for a board into an artifact directory (`--plan`: print the plan only)."""
     from bctvm.errors import BadInputError
 
+    request = opts.request(mode=mode, host_fallback=host_fallback, checkpoint=checkpoint)
     if plan:
-        typer.echo(_plan_options(model, board, block_size, type, padding, input_shape, calib,
-                                 stem, verbose, None, mode=mode, host_fallback=host_fallback,
-                                 checkpoint=checkpoint))
+        from bctvm.compiler.plan import plan_text
+
+        typer.echo(plan_text(opts.model, **request, verbose=verbose))
         return
     if not out:
         raise BadInputError("compile: give the artifact directory with -o DIR (or --plan)")
     from bctvm.compiler import compile_model
     from bctvm.compiler.driver import describe
-    from bctvm.models.zoo import parse_input_shape
 
-    manifest = compile_model(model, out_dir=out, board=board, mode=mode, block_size=block_size,
-                             block_type=type, padding_mode=padding,
-                             input_shape=parse_input_shape(input_shape), calib=calib, stem=stem,
-                             qnet=qnet, host_fallback=host_fallback, force=force,
-                             checkpoint=checkpoint, tuning_log=tuning_log)
+    manifest = compile_model(opts.model, out_dir=out, **request, qnet=qnet, force=force,
+                             tuning_log=tuning_log)
     typer.echo(describe(manifest, out))
 
 
@@ -344,17 +374,11 @@ def run_cmd(
 
 
 @app.command("tune")
+@model_command
 def tune_cmd(
-    model: str = MODEL_ARG,
     trials: int = typer.Option(..., "--trials", help="records per task in the log (resumes)"),
     log: str = typer.Option(..., "--log", help="tuning log directory (MetaSchedule JSON database)"),
-    board: str = BOARD_OPT,
-    block_size: int = BLOCK_SIZE_OPT,
-    type: str = TYPE_OPT,
-    padding: str = PADDING_OPT,
-    input_shape: str = INPUT_SHAPE_OPT,
-    calib: int = CALIB_OPT,
-    stem: str = STEM_OPT,
+    opts: ModelOptions = None,
     mode: str = typer.Option("fused", help="fused | layerwise (as compile)"),
     qnet: str = typer.Option(None, "--qnet", help="a saved QuantizedNet (as compile)"),
     checkpoint: str = CHECKPOINT_OPT,
@@ -370,15 +394,12 @@ def tune_cmd(
     seed: int = typer.Option(0, help="search seed"),
 ) -> None:
     """Tune the schedule knobs of a model's fused groups on boards; writes the tuning log."""
-    from bctvm.models.zoo import parse_input_shape
     from bctvm.tune.cli_tune import run_tune
 
-    typer.echo(run_tune(model, board=board, trials=trials, log=log, strategy=strategy, rpc=rpc,
+    typer.echo(run_tune(opts.model, trials=trials, log=log, strategy=strategy, rpc=rpc,
                         tracker=tracker, key=key, local=local, timeout=timeout,
-                        parallel=parallel, per_iter=per_iter, seed=seed, mode=mode,
-                        block_size=block_size, block_type=type, padding_mode=padding,
-                        input_shape=parse_input_shape(input_shape), calib=calib, stem=stem,
-                        qnet=qnet, checkpoint=checkpoint))
+                        parallel=parallel, per_iter=per_iter, seed=seed,
+                        **opts.request(mode=mode, qnet=qnet, checkpoint=checkpoint)))
 
 
 # --- integrity: verify (bctvm/runtime/integrity.py) ----------------------------------------

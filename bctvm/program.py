@@ -26,6 +26,7 @@ import numpy as np
 
 from boards import BoardConfig
 from bctvm.errors import BctvmError, ProgramFormatError
+from bctvm.jsonfile import read_json_object
 from bctvm.isa import Uop, decode, encode_program, encode_uops
 
 # Memory-type names of a DRAM region -> (BoardConfig element-bytes property, numpy dtype,
@@ -340,12 +341,8 @@ def load_regions(path: str | Path) -> dict[str, tuple[int, int]]:
     p = Path(path)
     if not p.is_file():
         raise ProgramFormatError(f"region map file not found: {p}")
-    try:
-        data = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ProgramFormatError(f"region map {p}: not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise ProgramFormatError(f"region map {p}: expected an object {{name: [byte_start, byte_end]}}")
+    data = read_json_object(p, f"region map {p}", ProgramFormatError,
+                            "an object {name: [byte_start, byte_end]}")
     out = {}
     for name, span in data.items():
         ok = (

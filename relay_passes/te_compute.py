@@ -52,6 +52,30 @@ def _block_source(p, pad0: int, size: int, mode: str):
     return reflect_index(r, size), None  # edge not repeated: -1 -> 1, size -> size - 2
 
 
+def _block_window(h: int, w: int, block, padding, kernel, dilation, strides, padding_mode):
+    """(nh, nw, oh, ow, read) of a block conv over an H x W map: the block grid, the output
+    size per block, and read(y, x, ry, rx) -> (row, col, valid), the input pixel that output
+    pixel (y, x) reads at kernel tap (ry, rx); `valid` is None unless constant padding puts a
+    zero there (False on the border)."""
+    bh, bw = block
+    pt, pl, _, _ = padding
+    dh, dw = dilation
+    sh, sw = strides
+    nh, nw, oh, ow = block_geometry(h, w, block, padding, kernel, dilation, strides)
+
+    def read(y, x, ry, rx):
+        iy, vy = _block_source((y % oh) * sh + ry * dh, pt, bh, padding_mode)
+        ix, vx = _block_source((x % ow) * sw + rx * dw, pl, bw, padding_mode)
+        return (y // oh) * bh + iy, (x // ow) * bw + ix, None if vy is None else tirx.all(vy, vx)
+
+    return nh, nw, oh, ow, read
+
+
+def _zero_unless(valid, val, dtype: str):
+    """`val`, or 0 where `valid` (an _block_window read's) is False."""
+    return val if valid is None else tirx.if_then_else(valid, val, tirx.const(0, dtype))
+
+
 # ---- block convolution (plain NCHW / OIHW) ------------------------------------------------
 
 
@@ -60,25 +84,17 @@ def block_conv2d_nchw(data, weight, bias, *, block, padding, padding_mode, dilat
     """Block conv + bias, NCHW x OIHW -> NCHW in `acc_dtype` (no pool)."""
     n, c, h, w = (int(s) for s in data.shape)
     o, cg, kh, kw = (int(s) for s in weight.shape)
-    bh, bw = block
-    pt, pl, _, _ = padding
-    dh, dw = dilation
-    sh, sw = strides
-    nh, nw, oh, ow = block_geometry(h, w, block, padding, (kh, kw), dilation, strides)
+    nh, nw, oh, ow, read = _block_window(h, w, block, padding, (kh, kw), dilation, strides,
+                                         padding_mode)
     og = o // groups
     rc = te.reduce_axis((0, cg), name="rc")
     ry = te.reduce_axis((0, kh), name="ry")
     rx = te.reduce_axis((0, kw), name="rx")
 
     def body(nn, oc, y, x):
-        by, ly = y // oh, y % oh
-        bx, lx = x // ow, x % ow
-        iy, vy = _block_source(ly * sh + ry * dh, pt, bh, padding_mode)
-        ix, vx = _block_source(lx * sw + rx * dw, pl, bw, padding_mode)
+        iy, ix, valid = read(y, x, ry, rx)
         ch = (oc // og) * cg + rc
-        val = data[nn, ch, by * bh + iy, bx * bw + ix].astype(acc_dtype)
-        if vy is not None:
-            val = tirx.if_then_else(tirx.all(vy, vx), val, tirx.const(0, acc_dtype))
+        val = _zero_unless(valid, data[nn, ch, iy, ix].astype(acc_dtype), acc_dtype)
         return te.sum(val * weight[oc, rc, ry, rx].astype(acc_dtype), axis=[rc, ry, rx])
 
     conv = te.compute((n, o, nh * oh, nw * ow), body, name="block_conv")
@@ -127,11 +143,8 @@ def block_conv2d_packed(data, weight, bias, *, block, padding, padding_mode, dil
     nb, ti, h, w, b, ci = (int(s) for s in data.shape)
     to, tig, kh, kw, co, ci2 = (int(s) for s in weight.shape)
     assert ci == ci2, "packed weight inner width must equal the data block width"
-    bh, bw = block
-    pt, pl, _, _ = padding
-    dh, dw = dilation
-    sh, sw = strides
-    nh, nw, oh, ow = block_geometry(h, w, block, padding, (kh, kw), dilation, strides)
+    nh, nw, oh, ow, read = _block_window(h, w, block, padding, (kh, kw), dilation, strides,
+                                         padding_mode)
     to_g = to // packed_groups
     rt = te.reduce_axis((0, tig), name="rt")
     ry = te.reduce_axis((0, kh), name="ry")
@@ -139,14 +152,9 @@ def block_conv2d_packed(data, weight, bias, *, block, padding, padding_mode, dil
     ri = te.reduce_axis((0, ci), name="ri")
 
     def body(n0, ot, y, x, n1, oo):
-        by, ly = y // oh, y % oh
-        bx, lx = x // ow, x % ow
-        iy, vy = _block_source(ly * sh + ry * dh, pt, bh, padding_mode)
-        ix, vx = _block_source(lx * sw + rx * dw, pl, bw, padding_mode)
+        iy, ix, valid = read(y, x, ry, rx)
         it = (ot // to_g) * tig + rt
-        val = data[n0, it, by * bh + iy, bx * bw + ix, n1, ri].astype(acc_dtype)
-        if vy is not None:
-            val = tirx.if_then_else(tirx.all(vy, vx), val, tirx.const(0, acc_dtype))
+        val = _zero_unless(valid, data[n0, it, iy, ix, n1, ri].astype(acc_dtype), acc_dtype)
         return te.sum(val * weight[ot, rt, ry, rx, oo, ri].astype(acc_dtype),
                       axis=[rt, ry, rx, ri])
 

@@ -16,6 +16,9 @@ Loop structure (outer to inner), for a group of layers l0..lL on one block grid:
                                   [weights <- DMA]; GEMM (tensorized, uops over
                                   ci x ky x kx); ALU epilogue
             out        <- STORE
+With `blocks_inside` the chunk loops go outside the block loops (weights once per chunk for all
+blocks); in a group of several layers each layer then runs at the root, chunk by chunk and
+block by block, and the maps between layers stay whole on chip (_place_blocks_inside).
 Weights are loaded once at the top (`weights_resident`) or per chunk; so are, independently
 (`bias_resident`), the bias/sign tiles in the accumulator. With `ci_chunk` (fewer input tiles per GEMM pass than the layer has) a chunk's
 GEMM runs as passes over input-tile slices (loop ci_o) that accumulate into the same tile
@@ -55,7 +58,8 @@ def _place_layer(sch, ls: LayerStages, caches: dict, anchor, p_anchor, w_anchor,
     tiles per GEMM pass (fewer than the layer's), the pass loop goes right under `anchor`,
     above the chunk's output loops, and per-chunk weights load per pass. `inp_per_pass`: the
     padded input goes in the pass loop too (only that pass's input tiles; at `anchor` with
-    one pass). Returns the pass loop (None: one pass)."""
+    one pass); `p_anchor` None: the padded input stays at the root (all blocks, made by the
+    previous layer or loaded once). Returns the pass loop (None: one pass)."""
     at = dict(preserve_unit_loops=True)
     for t in (ls.res_aligned, ls.res32):
         if t is not None:
@@ -72,7 +76,7 @@ def _place_layer(sch, ls: LayerStages, caches: dict, anchor, p_anchor, w_anchor,
         ci_o = _split_passes(sch, ls, ci_chunk)
     if inp_per_pass:
         p_anchor = ci_o if ci_o is not None else anchor
-    if ls.pad_of is None:  # a shared padded block is placed by its owner
+    if ls.pad_of is None and p_anchor is not None:  # shared: placed by its owner; None: root
         sch.compute_at(_block(sch, ls.pad), p_anchor, **at)
     if not resident:
         sch.compute_at(caches["weight"], ci_o if ci_o is not None else w_anchor, **at)
@@ -219,9 +223,10 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
     bj, wx = sch.split(w, [None, ow])
     co_o, co_i = sch.split(co, [None, lk.oc_chunk])
     sub = lk.sub_rows < oh
-    if knobs.blocks_inside:  # one layer: chunks outside the blocks (weights once per chunk)
+    if knobs.blocks_inside:  # chunks outside the blocks (weights once per chunk)
         sch.reorder(co_o, n, bi, bj, co_i, hy, wx, b, o)
-        anchor, p_anchor = bj, bj
+        # one layer: input per block and chunk; several: every input map whole at the root
+        anchor, p_anchor = bj, (bj if len(layers) == 1 else None)
     elif sub:
         ho, hi = sch.split(hy, [None, lk.sub_rows])
         outer = [ho, co_o] if lk.rows_outer is not False else [co_o, ho]
@@ -246,10 +251,12 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
                                             vec_res,
                                             bool(lk.inp_per_pass))}
 
+    if knobs.blocks_inside and len(layers) > 1:
+        passes.update(_place_blocks_inside(sch, group, knobs, caches))
     # earlier layers: whole output block at their block loop (the consumer's, or a fine
     # block loop inside it: grid_nest), chunked inside their own loops
     blk = {len(layers) - 1: bj}
-    for i in range(len(layers) - 2, -1, -1):
+    for i in range(len(layers) - 2 if not knobs.blocks_inside else -1, -1, -1):
         ls = layers[i]
         j = group.consumer(i)
         target = layers[j].pad if j is not None else ls.hold
@@ -299,6 +306,37 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
     return sch
 
 
+def _place_blocks_inside(sch, group: GroupStages, knobs: ScheduleKnobs, caches) -> dict:
+    """The earlier layers of a group in the blocks-inside order (`knobs.blocks_inside`):
+    each layer at the root, its output-channel chunks outside the block loops (a chunk's
+    weights loaded once for all blocks), the next layer's padded input (or the int8 copy a
+    later identity-GEMM residual reads) whole at the root, filled block by block as each
+    chunk finishes (chunk and block loops merged). Returns {layer: GEMM pass loop}."""
+    layers = group.layers
+    passes = {}
+    for i in range(len(layers) - 2, -1, -1):
+        ls = layers[i]
+        chunk = knobs.layer(i).oc_chunk
+        eb = _block(sch, ls.epi)
+        n, bi, bj, co = sch.get_loops(eb)[-len(ls.epi.shape):][:4]
+        co_o, co_i = sch.split(co, [None, chunk])
+        sch.reorder(co_o, n, bi, bj, co_i)
+        passes[i] = _place_layer(sch, ls, caches[i], bj, None, co_o, knobs.weights_kept(i),
+                                 knobs.layer(i).ci_chunk, bool(knobs.bias_resident))
+        j = group.consumer(i)
+        target = layers[j].pad if j is not None else ls.hold
+        if target is None:
+            continue
+        pb = _block(sch, target)
+        pn, pbi, pbj, pc = sch.get_loops(pb)[-len(target.shape):][:4]
+        pc_o, pc_i = sch.split(pc, [None, chunk])
+        sch.reorder(pc_o, pn, pbi, pbj, pc_i)
+        sch.merge(co_o, pc_o)
+        for depth in range(1, 4):  # n, bi, bj: each block's chunk goes over at once
+            sch.merge(sch.get_loops(eb)[depth], sch.get_loops(pb)[depth])
+    return passes
+
+
 def group_knobs(group: GroupStages, knobs: ScheduleKnobs | None = None) -> ScheduleKnobs:
     """`knobs` with the fields the group's compute fixes: input kept on chip, outputs kept
     for later residuals or for the finer blocks of the next layer (refining), identity-GEMM
@@ -320,6 +358,7 @@ def scheduled_module(group: GroupStages, knobs: ScheduleKnobs | None = None):
     sch = schedule_group(group, resolved)
     func = sch.mod["main"]
     func = func.with_attr("bctvm.vthreads", resolved.vthreads)
+    func = func.with_attr("bctvm.weight_copies", resolved.wgt_copies)
     func = func.with_attr("bctvm.board", cfg.name)
     func = func.with_attr("bctvm.layers", {ls.tag: ls.spec.name for ls in group.layers})
     import tvm

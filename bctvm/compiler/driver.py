@@ -50,7 +50,7 @@ from schedules.knobs import BufferFitError
 from .host_module import dispatch_groups, group_signature
 from .host_reasons import format_host_lines, host_reasons
 from .plan import program_plan
-from .segment import MODES, Segment, grid_changes, segment_plan, segment_specs
+from .segment import MODES, Segment, grid_changes, segment_specs
 
 @dataclass
 class CompiledSegment:
@@ -157,8 +157,11 @@ class FrontEnd:
 def front_end(source, *, board="pynq", mode: str = "fused", block_size=None, block_type=None,
               padding_mode=None, input_shape=(1, 3, 224, 224), calib: int = 1,
               stem: str = "auto", qnet=None, progress: bool = True,
-              checkpoint=None, host_fallback: bool = False) -> FrontEnd:
-    """Graph passes up to PlanFusedGroups and the plan's segments (see compile_model)."""
+              checkpoint=None, host_fallback: bool = False, policy: str = "graph",
+              need_vta: bool = True) -> FrontEnd:
+    """Graph passes up to PlanFusedGroups (grouping `policy`), the program plan and its
+    segments, made once (see compile_model); `need_vta`: a model with no VTA layer is an
+    error."""
     if mode not in MODES:
         raise BadInputError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     cfg = load_board(board)
@@ -169,17 +172,18 @@ def front_end(source, *, board="pynq", mode: str = "fused", block_size=None, blo
         qnet = load_qnet(qnet)
     result = run_pipeline(source, board=cfg, input_shape=tuple(input_shape), calib=calib,
                           stem=stem, qnet=qnet, stop_after="PlanFusedGroups",
-                          progress=progress, **kw)
+                          progress=progress, policy=policy, **kw)
     plan, qnet, imported = result.plan, result.qnet, result.imported
     batch = int(imported.example_input.shape[0])
-    reasons = host_reasons(plan, qnet, cfg, batch=batch, stem=stem, mode=mode)
     vta_qnet = folded_qnet(plan, qnet)  # convs as the graph has them after FoldMaxPool
-    if not segment_plan(plan, vta_qnet, mode, batch, cfg):
-        raise BadInputError(f"{imported.name}: no layer of the model runs on VTA (board "
-                            f"'{cfg.name}'); nothing to compile")
     fallbacks: dict[str, str] = {}
     seg_plan, segments = program_plan(plan, vta_qnet, mode, batch, cfg, host_fallback,
                                       fallbacks, progress)
+    if need_vta and not segments and not fallbacks:
+        raise BadInputError(f"{imported.name}: no layer of the model runs on VTA (board "
+                            f"'{cfg.name}'); nothing to compile")
+    reasons = host_reasons(plan, vta_qnet, segments, cfg, batch=batch, stem=stem,
+                           fallbacks=fallbacks)
     return FrontEnd(cfg, result, seg_plan, qnet, vta_qnet, segments, batch, reasons, fallbacks)
 
 

@@ -1,31 +1,29 @@
 """Which integer layers run on the host, and why: the one answer `plan` and `compile` print.
 
-    reasons = host_reasons(plan, qnet, cfg, batch=1, stem="auto", mode="fused")
+    plan_, segments = program_plan(plan, vta_qnet, mode, batch, cfg, host_fallback, fallbacks)
+    reasons = host_reasons(plan, vta_qnet, segments, cfg, batch=1, stem="auto",
+                           fallbacks=fallbacks)
     # {"conv1": "stem: 3 input channels", "maxpool": "3x3/2 max-pool crosses block edges"}
 
-A layer runs on VTA when a segment of `segment_plan` holds it; every other integer layer of
-the folded QuantizedNet (the net as the graph has it after FoldMaxPool) runs on the host,
+A layer runs on VTA when a segment of the program plan holds it; every other integer layer
+of the folded QuantizedNet (the net as the graph has it after FoldMaxPool) runs on the host,
 compiled for llvm from its integer TE definition (bit-exact). The float host head is not
-listed (it is not an integer layer).
+listed (it is not an integer layer), nor are --host-fallback layers (listed apart).
 """
 
 from __future__ import annotations
 
 from bctvm.errors import BctvmError
 
-from .segment import segment_plan
-
 __all__ = ["host_reasons", "format_host_lines"]
 
 
-def host_reasons(plan, qnet, cfg, batch: int = 1, stem: str = "auto",
-                 mode: str = "fused") -> dict[str, str]:
-    """{layer name: reason} of every integer layer left on the host, in graph order."""
-    from relay_passes.fold_max_pool import folded_qnet
-
-    vta_qnet = folded_qnet(plan, qnet)
-    segments = segment_plan(plan, vta_qnet, mode, batch, cfg)
-    on_vta = {n for s in segments for n in s.layers}
+def host_reasons(plan, vta_qnet, segments, cfg, batch: int = 1, stem: str = "auto",
+                 fallbacks=()) -> dict[str, str]:
+    """{layer name: reason} of every integer layer of `vta_qnet` (relay_passes.fold_max_pool.
+    folded_qnet of the graph plan `plan`) that no segment of `segments` (program_plan's) runs
+    and that is not in `fallbacks` (the --host-fallback layers), in graph order."""
+    on_vta = {n for s in segments for n in s.layers} | set(fallbacks)
     produced_on_host: set[str] = set()
     out: dict[str, str] = {}
     for layer in vta_qnet.layers:

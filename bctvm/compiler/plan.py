@@ -18,7 +18,7 @@ import dataclasses
 import json
 
 from bctvm.errors import BadInputError
-from boards import BoardConfig, load_board
+from boards import BoardConfig
 from relay_passes.plan_fused_groups import FusedGroup, FusedPlan, group_dram
 
 from .segment import (Segment, cut_points, grid_changes, host_layers, segment_plan,
@@ -32,10 +32,10 @@ def plan_segments(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None,
     by the one fit rule (bctvm.lower.fit); a chain that does not fit is cut after its longest
     first part that fits (`cut` = "fit"; near the middle when no first part fits) until every
     part fits; a fused segment is split where its layers apart move fewer estimated DRAM
-    bytes (`_less_traffic_split`, cut "traffic") or, fitting only with one virtual thread,
-    take fewer simulated cycles (`_faster_split`, cut "cycles"). A single layer that cannot fit is a
-    BufferFitError naming it, or with `host_fallback` left to the host (its reason recorded
-    in `fallbacks`: layer -> message)."""
+    bytes (`_less_traffic_split`, cut "traffic") or, with one virtual thread or streamed
+    weights (`_may_be_slower`), take fewer simulated cycles (`_faster_split`, cut "cycles").
+    A single layer that cannot fit is a BufferFitError naming it, or with `host_fallback`
+    left to the host (its reason recorded in `fallbacks`: layer -> message)."""
     from tqdm import tqdm
 
     from bctvm.lower.group import plan_fits
@@ -88,7 +88,7 @@ def plan_segments(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None,
                 if parts:
                     todo += parts[::-1]
                     continue
-            if mode == "fused" and len(seg.layers) > 1 and seg.fits[0].knobs.vthreads == 1:
+            if mode == "fused" and len(seg.layers) > 1 and _may_be_slower(seg.fits[0].knobs):
                 parts = _faster_split(cfg, seg, plan, qlayers, batch, apart_cache)
                 if parts:
                     todo += parts[::-1]
@@ -100,6 +100,14 @@ def plan_segments(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None,
             out.append(seg)
             bar.update(len(seg.layers))
     return out
+
+
+def _may_be_slower(knobs) -> bool:
+    """Whether a fused program may take more cycles than its layers apart, so the planner
+    measures both (_faster_split): one virtual thread (no overlap of a block's loads with the
+    previous block's compute), or streamed weights (apart, a layer may take other tiles,
+    the blocks-inside order or two virtual threads)."""
+    return knobs.vthreads == 1 or not knobs.weights_resident
 
 
 def _longest_fitting_prefix(cfg, seg: Segment, plan, qlayers: dict, batch: int,
@@ -126,17 +134,11 @@ def _estimated_bytes(cfg, specs, fit, residuals) -> int:
     """DRAM bytes of one fitted program: every layer's input (the first layer's only, when
     fused), weights and bias tiles under its knobs (schedules.knobs.estimate_dram_bytes), its
     output, and residuals read from DRAM."""
-    from schedules.knobs import estimate_dram_bytes
+    from schedules.knobs import group_dram_bytes
 
-    k = fit.knobs
-    total = 0
-    for i, spec in enumerate(specs):
-        lk = k.layer(i)
-        total += estimate_dram_bytes(cfg, spec, lk.oc_chunk, lk.sub_rows or spec.out_block[0],
-                                     lk.rows_outer is not False, k.weights_kept(i),
-                                     i == 0, k.bias_resident, bool(lk.inp_per_pass),
-                                     bool(k.blocks_inside))
-        if residuals[i] == "external":
+    total = group_dram_bytes(cfg, specs, fit.knobs)
+    for spec, r in zip(specs, residuals):
+        if r == "external":
             total += _map_bytes(cfg, spec)
     return total + _map_bytes(cfg, specs[-1])
 
@@ -264,24 +266,17 @@ def plan_text(source, *, board="pynq", mode: str = "fused", block_size=None, blo
               stem: str = "auto", policy: str = "graph", verbose: bool = False,
               json_path=None, host_fallback: bool = False, progress: bool = True,
               checkpoint=None) -> str:
-    """What `bctvm plan` / `bctvm compile --plan` print (optionally writing the plan JSON)."""
-    from relay_passes.fold_max_pool import folded_qnet
-    from relay_passes.pipeline import run_pipeline, zoo_kwargs
+    """What `bctvm plan` / `bctvm compile --plan` print (optionally writing the plan JSON):
+    the compile driver's front end (driver.front_end) without its compile."""
+    from .driver import front_end
+    from .host_reasons import format_host_lines
 
-    cfg = load_board(board)
-    from .host_reasons import format_host_lines, host_reasons
-
-    kw = zoo_kwargs(source, block_size, block_type, padding_mode, checkpoint)
-    result = run_pipeline(source, board=cfg, input_shape=tuple(input_shape), calib=calib,
-                          stem=stem, policy=policy, stop_after="PlanFusedGroups",
-                          progress=progress, **kw)
-    batch = int(result.imported.example_input.shape[0])
-    fallbacks: dict[str, str] = {}
-    plan, _ = program_plan(result.plan, folded_qnet(result.plan, result.qnet), mode, batch,
-                           cfg, host_fallback, fallbacks, progress)
+    fe = front_end(source, board=board, mode=mode, block_size=block_size, block_type=block_type,
+                   padding_mode=padding_mode, input_shape=input_shape, calib=calib, stem=stem,
+                   progress=progress, checkpoint=checkpoint, host_fallback=host_fallback,
+                   policy=policy, need_vta=False)
     if json_path:
         from pathlib import Path
 
-        Path(json_path).write_text(json.dumps(plan.to_dict(), indent=1))
-    reasons = host_reasons(result.plan, result.qnet, cfg, batch=batch, stem=stem, mode=mode)
-    return plan.table(verbose=verbose, host_lines=format_host_lines(reasons, fallbacks))
+        Path(json_path).write_text(json.dumps(fe.plan.to_dict(), indent=1))
+    return fe.plan.table(verbose=verbose, host_lines=format_host_lines(fe.reasons, fe.fallbacks))

@@ -87,6 +87,8 @@ class ProgramEmitter:
         self.name = name
         attrs = func.attrs
         self.vthreads = int(attrs["bctvm.vthreads"]) if attrs and "bctvm.vthreads" in attrs else 1
+        self.weight_copies = (int(attrs["bctvm.weight_copies"])
+                              if attrs and "bctvm.weight_copies" in attrs else self.vthreads)
         self.layer_names = ({str(k): str(v) for k, v in attrs["bctvm.layers"].items()}
                             if attrs and "bctvm.layers" in attrs else {})
         self.prog: list[Emitted] = []
@@ -135,7 +137,7 @@ class ProgramEmitter:
             if rname not in self.layout.regions:
                 raise LoweringError(f"parameter '{pname}' has no DRAM region '{rname}'")
             self.global_region[p] = self.layout[rname]
-        planner = SramPlanner(self.cfg, self.vthreads, self.layer_names)
+        planner = SramPlanner(self.cfg, self.vthreads, self.layer_names, self.weight_copies)
         self.sites = planner.plan(self.func.body)
         self.stats["sram_peak"] = dict(planner.peak)  # elements per buffer (inp, wgt, acc)
         self._visit(self.func.body, {})

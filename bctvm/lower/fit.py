@@ -29,10 +29,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, replace
 
+from bctvm.errors import BadInputError
 from boards import BoardConfig
 from schedules.block_conv2d import group_compute, resolve_residuals
 from schedules.grid_nest import refines
-from schedules.knobs import BufferFitError, LayerKnobs, ScheduleKnobs, resolve_knobs
+from schedules.knobs import (BufferFitError, LayerKnobs, ScheduleKnobs, block_count,
+                             group_dram_bytes, resolve_knobs)
 from schedules.schedule import group_knobs, scheduled_module
 
 from .pipeline import lower_to_kernels
@@ -79,7 +81,8 @@ def measure(cfg: BoardConfig, stages, knobs: ScheduleKnobs | None = None,
     resolved = resolve_knobs(cfg, stages.specs, group_knobs(stages, knobs), budget)
     mod, resolved = scheduled_module(stages, resolved)
     low = lower_to_kernels(mod)
-    return resolved, SramPlanner(cfg, resolved.vthreads).place(low["main"].body)
+    return resolved, SramPlanner(cfg, resolved.vthreads, weight_copies=resolved.wgt_copies
+                                 ).place(low["main"].body)
 
 
 def fits(cfg: BoardConfig, specs, knobs: ScheduleKnobs, residual_source="external",
@@ -130,6 +133,10 @@ def _fit_path(cfg: BoardConfig, stages, knobs: ScheduleKnobs) -> tuple[ScheduleK
         over = {b: peak[b] - depth[b] for b in BUFFERS if peak[b] > depth[b]}
         if not over:
             return resolved, peak
+        if resolved.blocks_inside and knobs.blocks_inside is None and len(stages.specs) > 1:
+            # whole maps on chip (no tile to shrink) do not fit: the blocks-outside order
+            knobs, budget = replace(knobs, blocks_inside=False), dict(depth)
+            continue
         for b, excess in over.items():
             budget[b] -= excess
     names = ", ".join(s.name for s in stages.specs)
@@ -140,7 +147,9 @@ def _fit_path(cfg: BoardConfig, stages, knobs: ScheduleKnobs) -> tuple[ScheduleK
 def fit_group(cfg: BoardConfig, specs, residual_source="external",
               knobs: ScheduleKnobs | None = None, input_on_chip: bool | None = None,
               identity_residuals: bool | None = None, sources=None) -> GroupFit:
-    """The first residual path (residual_paths) and knobs with which the group fits; unset
+    """The first residual path (residual_paths) and knobs with which the group fits (where
+    that one reads streamed weights once per block, the later paths too: the least estimated
+    bytes, path_bytes, so a path that allows the blocks-inside order can win); unset
     knobs resolved; `sources`: each layer's data input (schedules.block_conv2d.
     resolve_sources). Raises BufferFitError (from the last path tried) when none fits."""
     specs = tuple(specs)
@@ -151,14 +160,38 @@ def fit_group(cfg: BoardConfig, specs, residual_source="external",
     if bases[0].refine_rows is None and refines(specs):  # whole coarse blocks first
         bases += [replace(b, refine_rows=True) for b in bases]
     err = None
+    found = []
     for ioc, ident in residual_paths(cfg, specs, residuals, input_on_chip, identity_residuals):
         stages = group_compute(cfg, specs, residuals, input_on_chip=ioc,
                                identity_residuals=ident, sources=sources)
         for base in bases:
             try:
                 resolved, peak = _fit_path(cfg, stages, base)
-            except BufferFitError as e:
+            except BadInputError as e:  # does not fit, or knobs this path cannot take
                 err = e
                 continue
-            return GroupFit(ioc, ident, resolved, peak)
-    raise err
+            found.append(GroupFit(ioc, ident, resolved, peak))
+            break
+        if found and not _weights_per_block(cfg, specs, found[0].knobs):
+            break
+    if not found:
+        raise err
+    return min(found, key=lambda f: path_bytes(cfg, specs, residuals, f))
+
+
+def _weights_per_block(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> bool:
+    """Whether a fused group reads its streamed weights once per block (so a later residual
+    path that allows the blocks-inside loop order may read less: fit_group weighs them)."""
+    return (len(specs) > 1 and not knobs.weights_resident and not knobs.blocks_inside
+            and block_count(cfg, specs[0]) > 1)
+
+
+def path_bytes(cfg: BoardConfig, specs, residuals, fit: GroupFit) -> int:
+    """Estimated DRAM bytes of a fitted group that its path and knobs change: inputs, weights
+    and bias tiles (schedules.knobs.group_dram_bytes), plus the group input read again for a
+    residual that is neither kept on chip nor an identity GEMM."""
+    total = group_dram_bytes(cfg, specs, fit.knobs)
+    if "input" in residuals and not (fit.input_on_chip or fit.identity_residuals):
+        s0 = specs[0]
+        total += s0.batch * s0.ci_tiles(cfg) * cfg.block_in * s0.height * s0.width
+    return total

@@ -7,8 +7,9 @@ inputs of a fused group, all allocated at the block scope, overlap only while tw
 need them: the current layer's and the next one's, chunk by chunk); sites live
 at the same time never overlap, statements nested inside a list are placed above the sites live
 around them, and a site whose statement list runs more than once (inside a loop) gets
-`vthreads` copies, used round-robin from one run to the next (double buffering; the dependency
-tokens derived from exact address ranges keep reuse safe). Sizes count buffer *elements*
+`vthreads` copies (weight-buffer sites: `weight_copies`, streamed weights only live in loops),
+used round-robin from one run to the next (double buffering; the dependency tokens derived
+from exact address ranges keep reuse safe). Sizes count buffer *elements*
 (BATCH x BLOCK tiles), the units of VTA addresses.
 """
 
@@ -77,9 +78,11 @@ def buffer_refs(stmt) -> set:
 class SramPlanner:
     """Assigns every on-chip allocation site an address range (see the module docstring)."""
 
-    def __init__(self, cfg: BoardConfig, vthreads: int, layer_names: dict | None = None):
+    def __init__(self, cfg: BoardConfig, vthreads: int, layer_names: dict | None = None,
+                 weight_copies: int | None = None):
         self.cfg = cfg
         self.vthreads = vthreads
+        self.copies = {"inp": vthreads, "acc": vthreads, "wgt": weight_copies or vthreads}
         self.layer_names = layer_names or {}
         self.sites: dict = {}  # buffer var -> Site
         self.peak = {"inp": 0, "wgt": 0, "acc": 0}
@@ -137,7 +140,7 @@ class SramPlanner:
                                     f"{lanes}-lane elements")
             used = [j for j in range(pos, len(items)) if buf in uses[j]]
             first, last = (used[0], used[-1]) if used else (pos, pos)
-            slots = self.vthreads if visits > 1 else 1
+            slots = self.copies[kind] if visits > 1 else 1
             size = n // lanes * slots
             clash = [s for s, a, b in placed if s.kind == kind and not (b < first or a > last)]
             addr = base[kind]

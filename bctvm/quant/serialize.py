@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bctvm.errors import ProgramFormatError
+from bctvm.jsonfile import read_json_object
 
 from .qnet import LAYER_KINDS, HostOp, QLayer, QuantizedNet
 
@@ -105,10 +106,7 @@ def load_qnet(path) -> QuantizedNet:
     for p in (jpath, npath):
         if not p.is_file():
             raise ProgramFormatError(f"{p}: quantized net file not found")
-    try:
-        meta = json.loads(jpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ProgramFormatError(f"{jpath}: not valid JSON ({err})") from None
+    meta = read_json_object(jpath, str(jpath), ProgramFormatError)
     if meta.get("format") != QuantizedNet.FORMAT or meta.get("version") != QuantizedNet.VERSION:
         raise ProgramFormatError(
             f"{jpath}: expected format {QuantizedNet.FORMAT!r} version {QuantizedNet.VERSION}, "

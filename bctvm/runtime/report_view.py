@@ -14,10 +14,10 @@ The column title states the totals: cycles, latency, DRAM against the lower boun
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from bctvm.errors import BadInputError
+from bctvm.jsonfile import read_json_object
 
 KIND_ORDER = ("weights", "input", "output", "feature_maps", "uops", "instructions", "other")
 KIND_COLOURS = {"weights": "#4c72b0", "input": "#55a868", "output": "#c44e52",
@@ -43,12 +43,9 @@ def read_report(path) -> dict:
             return build_report(art, ModelRunner(art).run(x), x, float_model=False)
     if not p.is_file():
         raise BadInputError(f"report {p}: no such file or artifact directory")
-    try:
-        rep = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BadInputError(f"report {p}: not JSON ({err})") from None
+    rep = read_json_object(p, f"report {p}", expected="a bctvm report (a JSON object)")
     missing = [k for k in ("model", "board", "mode", "groups", "dram_bytes", "cycles")
-               if not isinstance(rep, dict) or k not in rep]
+               if k not in rep]
     if missing:
         raise BadInputError(f"report {p}: not a bctvm report (no {', '.join(missing)})")
     return rep

@@ -114,6 +114,14 @@ def summarize(history: list[dict], out: str | Path) -> str:
             f"checkpoints {Path(out) / 'last.pt'}, {Path(out) / 'best.pt'}")
 
 
+def _option(normalize, value, option: str):
+    """`normalize(value)` (None stays None), its BadInputError naming `option`."""
+    try:
+        return None if value is None else normalize(value)
+    except BadInputError as err:
+        raise BadInputError(f"{option}: {err}") from None
+
+
 def train_from_folder(
     data_dir: str | Path,
     out: str | Path,
@@ -140,21 +148,13 @@ def train_from_folder(
     data_dir = _data_dir(data_dir)
     if milestones is None or isinstance(milestones, str):
         milestones = parse_milestones(milestones)
-    given = {"name": arch, "block_size": parse_block_size(block_size), "type": type,
-             "padding_mode": padding_mode, "input_size": input_size, "channels": channels}
     # validate block type / padding names early, with the option in the message
     from bctvm.models.block_conv import normalize_block_type, normalize_padding_mode
 
-    try:
-        if type is not None:
-            given["type"] = normalize_block_type(type)
-    except BadInputError as err:
-        raise BadInputError(f"--type: {err}") from None
-    try:
-        if padding_mode is not None:
-            given["padding_mode"] = normalize_padding_mode(padding_mode)
-    except BadInputError as err:
-        raise BadInputError(f"--padding: {err}") from None
+    given = {"name": arch, "block_size": parse_block_size(block_size),
+             "type": _option(normalize_block_type, type, "--type"),
+             "padding_mode": _option(normalize_padding_mode, padding_mode, "--padding"),
+             "input_size": input_size, "channels": channels}
     probe = replace(DEFAULT_ARCH, **{k: v for k, v in given.items() if v is not None})
     train_set = image_folder(data_dir / "train", probe.input_size, probe.channels)
     spec = _resolve_arch(given, resume, reset_optimizer, len(train_set.classes))

@@ -23,9 +23,11 @@ Knobs (per task; a knob with one possible value is left out):
   row sub-tiles and channel chunks), `inp_per_pass` (one-layer ungrouped groups);
 - `chunked_handover` (groups of several layers: each finished output-channel chunk of an
   inner layer moves to the next layer's input at once, or the whole block after the layer);
-- `blocks_inside` (one-layer groups: blocks inside output-channel chunks, so streamed
-  weights are read once, or chunks inside blocks);
-- `vthreads` (1 or 2), `weights_resident`, `bias_resident`;
+- `blocks_inside` (groups over several blocks: blocks inside output-channel chunks, so
+  streamed weights are read once, or chunks inside blocks; a group of several layers then
+  keeps the maps between its layers whole on chip);
+- `vthreads` (1 or 2), `weight_copies` (copies of streamed weight tiles, 1 or 2,
+  independently of vthreads), `weights_resident`, `bias_resident`;
 - `residual_path`: how residuals from the group input / an earlier layer are kept (input in
   the accumulator, identity GEMM from the input buffer, or re-read from DRAM), as
   bctvm.lower.group offers them for the task.
@@ -41,8 +43,8 @@ import numpy as np
 from bctvm.errors import BadInputError
 from bctvm.lower.fit import fits, residual_paths
 from schedules.block_conv2d import group_compute, resolve_residuals
-from schedules.knobs import (LayerKnobs, ScheduleKnobs, estimate_dram_bytes, group_footprint,
-                             per_pass_eligible, resolve_knobs)
+from schedules.knobs import (LayerKnobs, ScheduleKnobs, block_count, estimate_dram_bytes,
+                             group_footprint, per_pass_eligible, resolve_knobs)
 
 ANN = "bctvm.knob."
 
@@ -57,6 +59,16 @@ class Knob:
     values: tuple
     block: str = ""  # tile knobs: the block whose loop is tiled
     loop: int = 0  # tile knobs: index of the loop in get_loops(block)
+
+
+def _overlap_knobs(cfg, specs) -> list[Knob]:
+    """Loop order and weight buffering: `blocks_inside` where the group runs over several
+    blocks, `weight_copies` (streamed weights double-buffered independently of vthreads)."""
+    out = []
+    if block_count(cfg, specs[0]) > 1:
+        out.append(Knob("blocks_inside", "choice", (False, True)))
+    out.append(Knob("weight_copies", "choice", (2, 1)))
+    return out
 
 
 def _divisors(n: int) -> tuple:
@@ -95,8 +107,7 @@ class KnobSpace:
             out.append(Knob(f"l{last}.inp_per_pass", "choice", (False, True)))
         if len(specs) > 1:
             out.append(Knob("chunked_handover", "choice", (True, False)))
-        else:
-            out.append(Knob("blocks_inside", "choice", (False, True)))
+        out += _overlap_knobs(cfg, specs)
         out.append(Knob("vthreads", "choice", (2, 1)))
         out.append(Knob("weights_resident", "choice", (True, False)))
         out.append(Knob("bias_resident", "choice", (True, False)))
@@ -167,7 +178,8 @@ class KnobSpace:
                               weights_resident=values["weights_resident"],
                               bias_resident=values["bias_resident"],
                               chunked_handover=values.get("chunked_handover", True),
-                              blocks_inside=values.get("blocks_inside", False))
+                              blocks_inside=values.get("blocks_inside", False),
+                              weight_copies=values.get("weight_copies"))
         return knobs, tuple(self.paths[values.get("residual_path", 0)])
 
     def from_knobs(self, knobs: ScheduleKnobs) -> dict:
@@ -177,7 +189,8 @@ class KnobSpace:
         vals = {"vthreads": knobs.vthreads, "weights_resident": bool(knobs.weights_resident),
                 "bias_resident": bool(knobs.bias_resident),
                 "chunked_handover": bool(knobs.chunked_handover),
-                "blocks_inside": bool(knobs.blocks_inside)}
+                "blocks_inside": bool(knobs.blocks_inside),
+                "weight_copies": knobs.wgt_copies}
         if "residual_path" in self.by_name:
             vals["residual_path"] = [tuple(p) for p in self.paths].index(path)
         last = len(self.specs) - 1

@@ -75,7 +75,8 @@ def test_fused_group_streamed_weights_resident_bias_and_sign():
     outs = {}
     for br in (None, False):
         cg = compile_group(ZCU, [a, b], mode="fused",
-                           knobs=ScheduleKnobs(weights_resident=False, bias_resident=br))
+                           knobs=ScheduleKnobs(weights_resident=False, bias_resident=br,
+                                                 blocks_inside=False))
         k = cg.knobs[0]
         assert not k.weights_resident and k.bias_resident is (br is None)
         run = run_group(cg, cg.image(x, layers))

@@ -47,7 +47,9 @@ def test_blocks_inside_reads_weights_once(board):
     assert auto.blocks_inside == (runs[True][1] < runs[False][1])
 
 
-def test_blocks_inside_needs_one_layer_without_sub_tiles():
+def test_blocks_inside_needs_whole_blocks():
+    from schedules import LayerKnobs
+
     cfg = load_board("zcu102")
     with pytest.raises(BadInputError, match="blocks_inside"):
-        resolve_knobs(cfg, [SPEC, SPEC], ScheduleKnobs(blocks_inside=True))
+        resolve_knobs(cfg, [SPEC], ScheduleKnobs((LayerKnobs(sub_rows=2),), blocks_inside=True))

@@ -1,34 +1,14 @@
 """`bctvm quantize CKPT DATA_DIR` through the console entry cli.main() (real exit codes)."""
 
-import contextlib
-import io
-import sys
-
 import pytest
 import torch
 
 from bctvm.quant import QuantizedNet
 from bctvm.train.checkpoint import ArchSpec, save_checkpoint
 from bctvm.train.data import export_image_folder
+from tests.cli_runner import cli_output as bctvm
 
 from .helpers import randomize_bn
-
-
-def bctvm(*args) -> tuple[int, str, str]:
-    import cli
-
-    argv, sys.argv = sys.argv, ["bctvm"] + [str(a) for a in args]
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                cli.main()
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = argv
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

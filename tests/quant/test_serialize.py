@@ -68,9 +68,10 @@ def test_broken_files_are_reported(tmp_path):
     jpath.write_text(json.dumps(meta))
     with pytest.raises(ProgramFormatError, match="conv3d"):
         load_qnet(jpath)
-    jpath.write_text("{not json")
-    with pytest.raises(ProgramFormatError, match="not valid JSON"):
-        load_qnet(jpath)
+    for text, why in (("{not json", "not valid JSON"), ("[1, 2]", "expected a JSON object")):
+        jpath.write_text(text)
+        with pytest.raises(ProgramFormatError, match=why):
+            load_qnet(jpath)
     qnet.save(tmp_path / "q")
     arrays = dict(np.load(npath))
     arrays["L0.weight"] = arrays["L0.weight"].astype(np.float32)

@@ -86,7 +86,7 @@ def test_plan_gives_every_host_layer_its_reason(monkeypatch, capsys, model, bloc
     (tests/compiler/test_user_models.py compares both on one model): every integer layer the
     segments leave out, with its reason."""
     from bctvm.compiler.host_reasons import host_reasons
-    from bctvm.compiler.segment import segment_plan
+    from bctvm.compiler.plan import program_plan
     from relay_passes.fold_max_pool import folded_qnet
     from relay_passes.pipeline import run_pipeline
 
@@ -98,8 +98,9 @@ def test_plan_gives_every_host_layer_its_reason(monkeypatch, capsys, model, bloc
     r = run_pipeline(model, board="zcu102", input_shape=(1, 3, 32, 32), block_size=int(block),
                      stop_after="PlanFusedGroups", progress=False)
     q = folded_qnet(r.plan, r.qnet)
-    on_vta = {n for s in segment_plan(r.plan, q, "fused", 1, r.board) for n in s.layers}
-    reasons = host_reasons(r.plan, r.qnet, r.board)
+    _, segments = program_plan(r.plan, q, "fused", 1, r.board)
+    on_vta = {n for s in segments for n in s.layers}
+    reasons = host_reasons(r.plan, q, segments, r.board)
     assert list(reasons) == [layer.name for layer in q.layers if layer.name not in on_vta]
 
 

@@ -67,4 +67,8 @@ def test_report_errors_are_exit_2(tmp_path, monkeypatch, capsys):
     (tmp_path / "x.json").write_text('{"model": 1}')
     assert run_cli(monkeypatch, "report", tmp_path / "x.json") == 2
     assert "not a bctvm report" in capsys.readouterr().err
+    for text, why in (("[1]", "expected a bctvm report"), ("{no", "not valid JSON")):
+        (tmp_path / "x.json").write_text(text)
+        assert run_cli(monkeypatch, "report", tmp_path / "x.json") == 2
+        assert why in capsys.readouterr().err
     assert run_cli(monkeypatch, "report", tmp_path / "nope.json") == 2

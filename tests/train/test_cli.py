@@ -2,8 +2,6 @@
 codes; one test runs the installed script in a subprocess), on a small exported digits tree
 (10 images per class and split) so it stays fast."""
 
-import contextlib
-import io
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +10,7 @@ import pytest
 import torch
 
 from bctvm.train.checkpoint import load_checkpoint
+from tests.cli_runner import cli_output
 
 
 class Result:
@@ -22,21 +21,7 @@ class Result:
 def bctvm(*args, check_rc=None):
     """Run the console entry cli.main() in this process (saves a torch import per call) and
     return its exit code and output; the exit-code mapping under test lives in main()."""
-    import cli
-
-    argv = sys.argv
-    sys.argv = ["bctvm"] + [str(a) for a in args]
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                cli.main()
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = argv
-    res = Result(code, out.getvalue(), err.getvalue())
+    res = Result(*cli_output(*args))
     if check_rc is not None:
         assert res.returncode == check_rc, (res.stdout, res.stderr[-2000:])
     return res
