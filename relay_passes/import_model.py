@@ -227,7 +227,7 @@ def _load(source, example_input, input_shape, checkpoint, model_kw):
         raise BadInputError(f"{source}: --checkpoint needs the model's code (a zoo name or "
                             "file.py:factory); a .pt2 file holds its weights already")
     if isinstance(source, torch.nn.Module):
-        x = example_input if example_input is not None else torch.randn(*input_shape)
+        x = example_input if example_input is not None else example_image(input_shape)
         return source, None, x, type(source).__name__
     text = str(source)
     if text.endswith(".pt2"):
@@ -252,7 +252,8 @@ def _load(source, example_input, input_shape, checkpoint, model_kw):
             raise BadInputError(f"{file}: no factory function '{factory}'")
         with _on_path(Path(file).resolve().parent):
             try:
-                model = getattr(module, factory)()
+                with seeded():
+                    model = getattr(module, factory)()
             except BctvmError:
                 raise
             except Exception as err:  # noqa: BLE001 - the user's factory failed
@@ -261,13 +262,31 @@ def _load(source, example_input, input_shape, checkpoint, model_kw):
                                     f"{first}") from None
         if not isinstance(model, torch.nn.Module):
             raise BadInputError(f"{text}: factory did not return an nn.Module")
-        x = example_input if example_input is not None else torch.randn(*input_shape)
+        x = example_input if example_input is not None else example_image(input_shape)
         return model, None, x, factory
     from bctvm.models import get_model  # zoo name
 
-    model = get_model(text, **model_kw)
-    x = example_input if example_input is not None else torch.randn(*input_shape)
+    with seeded():
+        model = get_model(text, **model_kw)
+    x = example_input if example_input is not None else example_image(input_shape)
     return model, None, x, text
+
+
+SEED = 0  # the torch seed a zoo model or factory is built under, and of the example input
+
+
+@contextmanager
+def seeded(seed: int = SEED):
+    """Build a model under a fixed torch seed (the caller's random state is restored), so a
+    model without a checkpoint gets the same weights, and the same artifact, every time."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def example_image(input_shape, seed: int = SEED) -> torch.Tensor:
+    """The N(0, 1) example input of `input_shape`, from a fixed seed."""
+    return torch.randn(*input_shape, generator=torch.Generator().manual_seed(seed))
 
 
 @contextmanager

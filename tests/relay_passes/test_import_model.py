@@ -85,3 +85,21 @@ def test_unsupported_op_names_op_and_source():
     msg = str(err.value)
     assert "frac" in msg and "test_import_model.py:" in msg
     assert "\n" not in msg  # one line, no TVM stack trace
+
+
+def test_zoo_model_and_example_input_are_the_same_every_time():
+    """A model without a checkpoint is built under a fixed seed (same weights, same artifact
+    on every compile), and the caller's random state is left as it was."""
+    from relay_passes.import_model import load_source
+
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    a, _, xa, _ = load_source("block_resnet18", input_shape=(1, 3, 32, 32), block_size=8)
+    after = torch.rand(3)
+    b, _, xb, _ = load_source("block_resnet18", input_shape=(1, 3, 32, 32), block_size=8)
+    assert torch.equal(before, after)
+    assert torch.equal(xa, xb)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
