@@ -8,9 +8,10 @@ Produces: a FusedPlan (plain data, below) stored as JSON in the module attribute
 Requires: PackLayout.
 
 Grouping (greedy, in graph order). A layer joins the open group when the board has
-`onchip_reuse`, the layer iterates the same block grid (nh, nw) as the group, and every input
-it takes from a layer of the group has that grid too (same blocks: the handover stays on
-chip). Otherwise the group closes and the layer opens the next one. Without `onchip_reuse`
+`onchip_reuse` and every input it takes from a layer of the group comes on a block grid that
+nests with its own (schedules/grid_nest.py: the same blocks, or whole blocks of one grid
+making one block of the other; the handover stays on chip); a layer reading no output of the
+group needs the group's first grid. Otherwise the group closes and the layer opens the next one. Without `onchip_reuse`
 every layer is its own group. An input a layer takes from outside the group must exist before
 the group starts (so the group runs as one call). Policy "graph" (default) allows branches
 inside a group (a ResNet downsample next to the conv it feeds); policy "chain" keeps groups
@@ -47,6 +48,7 @@ from tvm import relax
 
 from bctvm.errors import BadInputError
 from boards import BoardConfig, load_board
+from schedules.grid_nest import nesting
 from schedules.int_expr import block_geometry
 
 from . import ops
@@ -136,6 +138,8 @@ class FusedGroup:
     cut: str = ""
     note: str = ""  # cycles measured when fusing was weighed against a split
     dram_bytes: dict[str, int] = field(default_factory=dict)
+    grid_changes: list = field(default_factory=list)  # where the program's grid changes
+    #   (bctvm.compiler.segment.grid_changes: after, before, kind, from, to)
 
     @property
     def blocks(self) -> int:
@@ -323,19 +327,19 @@ def collect(func: relax.Function) -> tuple[list[LayerInfo], dict[str, TensorInfo
 
 
 def _joinable(group: list[LayerInfo], layer: LayerInfo, tensors) -> bool:
-    """Same grid, on-chip handovers on that grid, and every other input made before the
-    group starts (so the group can run as one call)."""
-    if layer.grid != group[0].grid:
-        return False
+    """On-chip handovers on grids that nest (schedules/grid_nest.py: the same blocks, or
+    several output blocks collected into one), and every other input made before the group
+    starts (so the group can run as one call)."""
     names = {g.name for g in group}
     for tname in layer.inputs:
         t = tensors[tname]
         if t.producer in names:
-            if t.grid != layer.grid:
+            if t.grid is None or nesting(t.block(t.grid), layer.block) is None:
                 return False
         elif t.position >= group[0].position:
             return False
-    return True
+    return any(tensors[t].producer in names for t in layer.inputs) or \
+        layer.grid == group[0].grid
 
 
 def _chain_joinable(group: list[LayerInfo], layer: LayerInfo, tensors) -> bool:

@@ -3,8 +3,9 @@
 One row per group (after program planning, bctvm.compiler.plan: one VTA program): grid, layer
 count and range, the footprint of each on-chip buffer as elements and % of its depth (the
 SRAM allocator's peak for the group's knobs; '!' would mark an overflow), whether the weights
-stay resident, the residual path, virtual threads, and why the program ends there. Then the
-layers kept on the host and the estimated DRAM bytes per inference. `verbose` adds one line
+stay resident (all, some layers' = partial, or none = stream), the residual path, virtual threads, and why the program ends there. Then the
+layers kept on the host and the estimated DRAM bytes per inference. Under a group's row, one
+line per grid change inside it (blocks collected into coarser ones: "coarsens"). `verbose` adds one line
 per layer and the resolved knobs of every program.
 """
 
@@ -27,6 +28,13 @@ def _cell(need: int | None, cap: int) -> str:
 def _layers(names: list[str], width: int) -> str:
     text = names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]}"
     return text if len(text) <= width else text[: width - 2] + ".."
+
+
+def _weights(g) -> str:
+    """resident (all), partial (some layers', knobs.resident_layers) or stream."""
+    if g.weights_resident:
+        return "resident"
+    return "partial" if any(f["knobs"].get("resident_layers") for f in g.fit) else "stream"
 
 
 def _path(fit: list) -> str:
@@ -59,8 +67,11 @@ def format_plan(plan: FusedPlan, verbose: bool = False, host_lines=None) -> str:
             f"{g.index:>3} {g.grid[0]:>2}x{g.grid[1]:<2} {len(g.layers):>3}  "
             f"{_layers(g.layers, 34):<34}"
             + "".join(f" {_cell(fp.get(b), cap[b])}" for b in BUFFERS)
-            + f" {'resident' if g.weights_resident else 'stream':>8} {_path(g.fit):>9}"
+            + f" {_weights(g):>8} {_path(g.fit):>9}"
             + f" {vt:>2}  {g.cut or '-'}" + (f" ({g.note})" if g.note else ""))
+        for ch in g.grid_changes:
+            lines.append(f"{'':>14}grid {ch['kind']}s {ch['from'][0]}x{ch['from'][1]} -> "
+                         f"{ch['to'][0]}x{ch['to'][1]} after {ch['after']}")
         if verbose:
             for name in g.layers:
                 li = plan.layers[name]

@@ -41,6 +41,7 @@ from tvm import te, tirx
 from boards import BoardConfig
 from bctvm.errors import BadInputError, BlockShapeError
 
+from .grid_nest import nesting, source_index
 from .int_expr import align, clip, i32, reflect_index, replicate_index, round_shift
 from .layer import LayerSpec
 
@@ -256,6 +257,7 @@ def check_chain(cfg: BoardConfig, specs, sources=None) -> None:
         s.validate(cfg)
     src = resolve_sources(specs, sources)
     s0 = specs[0]
+    refined = False
     for i, b in enumerate(specs[1:], 1):
         if src[i] == "input":
             if (b.in_channels, b.batch, b.height, b.width, b.block) != \
@@ -268,10 +270,24 @@ def check_chain(cfg: BoardConfig, specs, sources=None) -> None:
         if a.out_channels != b.in_channels or a.batch != b.batch:
             raise BadInputError(f"{b.where()}: input {b.batch}x{b.in_channels} does not match "
                                 f"{a.where()} output {a.batch}x{a.out_channels}")
-        if a.out_size != (b.height, b.width) or a.grid != b.grid or a.out_block != b.block:
+        nest = nesting(a.out_block, b.block)
+        if a.out_size != (b.height, b.width) or nest is None:
             raise BlockShapeError(
                 f"{b.where()}: block {b.block} on a {b.height}x{b.width} map does not continue "
                 f"{a.where()} (output {a.out_size[0]}x{a.out_size[1]}, block {a.out_block})")
+        if nest.kind == "refine" and (refined or any(s.grid != specs[-1].grid
+                                                     for s in specs[i:])):
+            raise BlockShapeError(f"{b.where()}: its {b.block[0]}x{b.block[1]} blocks refine "
+                                  f"{a.where()}'s {a.out_block[0]}x{a.out_block[1]} output "
+                                  f"blocks: a group refines once, on its last layers' grid")
+        refined = refined or nest.kind == "refine"
+        if nest.kind == "coarsen" and (any(b.padding) and b.padding_mode != "constant"):
+            raise BlockShapeError(
+                f"{b.where()}: collecting {nest.ratio[0]}x{nest.ratio[1]} blocks of "
+                f"{a.where()} into one needs constant padding, not {b.padding_mode}")
+        if nest.kind != "same" and sum(1 for j in src[i + 1:] if j == src[i]) > 0:
+            raise BlockShapeError(f"{b.where()}: a branch beside it reads {a.where()}'s "
+                                  f"output on another block grid")
 
 
 def _shares_input_pad(a: LayerSpec, b: LayerSpec) -> bool:
@@ -394,8 +410,12 @@ def group_compute(cfg: BoardConfig, specs, residual_source="external",
                 raise BadInputError(f"{spec.where()}: fusing layers needs BLOCK_IN == BLOCK_OUT "
                                     f"on board '{cfg.name}'")
 
-            def source(n, c, bi, bj, r, s, b, ci, _e=prev.epi):
-                return _e[n, bi, bj, c, r, s, b, ci].astype("int8")
+            nest = nesting(prev.spec.out_block, spec.block)
+
+            def source(n, c, bi, bj, r, s, b, ci, _e=prev.epi, _n=nest,
+                       _ob=prev.spec.out_block, _b=spec.block):
+                pi, pj, pr, ps = source_index(_n, _ob, _b, bi, bj, r, s)
+                return _e[n, pi, pj, c, pr, ps, b, ci].astype("int8")
         res_t = res_pad = None
         k = _pad_holding(srcs, residuals[i], i)
         if identity is not None and k is None and isinstance(residuals[i], int):

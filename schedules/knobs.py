@@ -28,6 +28,14 @@ Knobs (what a tuner may change; the defaults are chosen here to fit the board):
   overlap this chunk's GEMM. Default: 2 when the weight buffer holds two copies;
 - `weights_resident`: keep all weights of the group in the weight buffer for the whole run
   (loaded once) instead of per chunk (or GEMM pass) and block;
+- `resident_layers`: with `weights_resident` False, layers whose weights still stay resident
+  (loaded once); default (`resolve_knobs`, `resident_choice`): the layers that run on the
+  most blocks (the fine layers of a coarsening group run once per fine block) within half
+  the weight buffer, when that saves traffic without losing a virtual thread;
+- `refine_rows`: in a refining group (schedules/grid_nest.py), compute the coarse layer once
+  per row of the next layer's blocks (those output rows, all columns, in the accumulator;
+  its input rows loaded with their halo) instead of once per coarse block (the whole coarse
+  output in the accumulator); bctvm.lower.fit tries whole blocks first;
 - `bias_resident`: keep all bias/sign tiles of the group in the accumulator for the whole run
   (loaded once), independently of the weights. Streamed, they are accumulator LOADs, which VTA
   issues from the compute module: per chunk, behind the streamed weight transfers on the one
@@ -98,6 +106,8 @@ class ScheduleKnobs:
     bias_resident: bool | None = None  # bias/sign tiles loaded once (None: resolve_knobs)
     blocks_inside: bool | None = None  # loop order: blocks inside output-channel chunks
     #                                    (weights once, input per chunk; None: by traffic)
+    resident_layers: tuple = ()  # layers whose weights stay resident with the others streamed
+    refine_rows: bool | None = None  # refining: the coarse layer per row of fine blocks
     weight_copies: int | None = None  # copies of streamed weight tiles (None: as vthreads)
 
     @property
@@ -107,6 +117,10 @@ class ScheduleKnobs:
 
     def layer(self, i: int) -> LayerKnobs:
         return self.layers[i] if i < len(self.layers) else LayerKnobs()
+
+    def weights_kept(self, i: int) -> bool:
+        """Whether layer i's weights stay in the weight buffer for the whole run."""
+        return bool(self.weights_resident) or i in self.resident_layers
 
 
 def _divisors_desc(n: int) -> list[int]:
@@ -187,8 +201,9 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
     an output kept for a later residual stays whole in the accumulator; resident weights and
     bias/sign tiles of all layers (and the identity tile) stay. In the blocks-inside order of
     several layers (`blocks_inside`) every layer computes like a last layer (block by block
-    inside its chunks) and the padded inputs hold all blocks (one copy, at the root)."""
-    resident = bool(knobs.weights_resident)
+    inside its chunks) and the padded inputs hold all blocks (one copy, at the root). A
+    refining group's coarse layer run per row of fine blocks (`refine_rows`) keeps those rows
+    while the fine layers run."""
     vec_res = _bias_resident(knobs)
     n = len(specs)
     inside = bool(knobs.blocks_inside) and n > 1
@@ -202,13 +217,20 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
         k = knobs.layer(i)
         kept = i in knobs.kept_outputs
         whole = kept or not knobs.chunked_handover
-        fps.append(layer_footprint(cfg, spec, k.oc_chunk or spec.co_tiles(cfg),
-                                   k.sub_rows or spec.out_block[0], knobs.vthreads, resident,
-                                   last=(i == n - 1) or inside, whole_output=whole,
-                                   whole_input=i > 0 or inside,
-                                   ci_chunk=k.ci_chunk, bias_resident=vec_res,
-                                   inp_per_pass=bool(k.inp_per_pass),
-                                   weight_copies=knobs.wgt_copies))
+        resident = knobs.weights_kept(i)
+        strip = strip_rows(specs, knobs, i)
+        if strip:
+            fps.append(_strip_footprint(cfg, spec, k.oc_chunk or spec.co_tiles(cfg), strip,
+                                        knobs.vthreads, resident, k.ci_chunk, vec_res,
+                                        knobs.wgt_copies))
+        else:
+            fps.append(layer_footprint(cfg, spec, k.oc_chunk or spec.co_tiles(cfg),
+                                       k.sub_rows or spec.out_block[0], knobs.vthreads,
+                                       resident, last=(i == n - 1) or inside,
+                                       whole_output=whole, whole_input=i > 0 or inside,
+                                       ci_chunk=k.ci_chunk, bias_resident=vec_res,
+                                       inp_per_pass=bool(k.inp_per_pass),
+                                       weight_copies=knobs.wgt_copies))
         if inside:  # the whole input map, every block, one copy
             prow, pcol = spec.padded_block
             fps[-1]["inp"] = spec.ci_tiles(cfg) * prow * pcol * block_count(cfg, spec)
@@ -221,7 +243,7 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
     peak = {"inp": 0, "wgt": 0, "acc": 0}
     for i, (spec, fp) in enumerate(zip(specs, fps)):
         res_w, res_v = _resident(cfg, spec)
-        res_w, res_v = (res_w if resident else 0), (res_v if vec_res else 0)
+        res_w, res_v = (res_w if knobs.weights_kept(i) else 0), (res_v if vec_res else 0)
         nxt = 0
         if knobs.chunked_handover and i + 1 < n:
             nxt = fps[i + 1]["inp"]
@@ -232,6 +254,8 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
         if i in knobs.kept_outputs:
             ch, cw = spec.conv_block
             acc -= spec.co_tiles(cfg) * ch * cw * block_vt(i)  # counted in keep
+        if strip_rows(specs, knobs, i):  # a row of coarse output stays while the fine
+            keep["acc"], acc = keep["acc"] + acc, 0  # blocks of the next layers run
         peak["acc"] = max(peak["acc"], acc)
     if knobs.input_on_chip:
         s0 = specs[0]
@@ -239,6 +263,31 @@ def group_footprint(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> dict[str, 
     if knobs.identity_residuals:
         keep["wgt"] += 1
     return {"inp": peak["inp"], "wgt": peak["wgt"] + keep["wgt"], "acc": peak["acc"] + keep["acc"]}
+
+
+def strip_rows(specs, knobs: ScheduleKnobs, i: int) -> int | None:
+    """Output rows layer i computes at a time when it is the coarse layer of a refining
+    group run per row of fine blocks (`refine_rows`): the next layer's block rows; else
+    None."""
+    from .grid_nest import nesting
+
+    if not knobs.refine_rows or i + 1 >= len(specs):
+        return None
+    n = nesting(specs[i].out_block, specs[i + 1].block)
+    return specs[i + 1].block[0] if n is not None and n.kind == "refine" else None
+
+
+def _strip_footprint(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, strip: int,
+                     vthreads: int, resident: bool, ci_chunk, bias_resident,
+                     weight_copies: int | None = None) -> dict:
+    """layer_footprint of a coarse layer computed `strip` output rows at a time: its input
+    rows with their halo, every output-channel chunk of those rows kept for the fine
+    blocks."""
+    fp = layer_footprint(cfg, spec, oc_chunk, strip, vthreads, resident, True,
+                         ci_chunk=ci_chunk, bias_resident=bias_resident,
+                         weight_copies=weight_copies)
+    fp["acc"] = fp["acc"] * spec.co_tiles(cfg) // oc_chunk
+    return fp
 
 
 def _bias_resident(knobs: ScheduleKnobs) -> bool:
@@ -365,7 +414,7 @@ def estimate_dram_bytes(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_ro
 def _layer_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bool,
                       first: bool, whole: bool = False, bias_resident: bool | None = None,
                       per_pass: bool = False, budget: dict | None = None,
-                      wc: int | None = None):
+                      wc: int | None = None, strip: int | None = None):
     """Fitting (oc_chunk, sub_rows, rows_outer, ci_chunk, inp_per_pass) of one layer, best
     (least DRAM, then largest tiles) first, and the least DRAM bytes. All input tiles in one
     GEMM pass unless `ci_chunk` is set or, with two virtual threads and streamed weights,
@@ -383,10 +432,12 @@ def _layer_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: b
         return _ranked(out)
     if k.ci_chunk:
         return _ranked(_tile_candidates(cfg, spec, k, vt, resident, last, first, whole,
-                                        k.ci_chunk, bias_resident, budget=budget, wc=wc))
+                                        k.ci_chunk, bias_resident, budget=budget, wc=wc,
+                                        strip=strip))
     for ci in _divisors_desc(tig) if wc >= 2 and not resident else [tig]:
         cands, best = _ranked(_tile_candidates(cfg, spec, k, vt, resident, last, first, whole,
-                                               ci, bias_resident, budget=budget, wc=wc))
+                                               ci, bias_resident, budget=budget, wc=wc,
+                                               strip=strip))
         if cands:
             return cands, best
     return [], None
@@ -401,7 +452,7 @@ def _ranked(out):
 def _tile_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bool,
                      first: bool, whole: bool, ci: int, bias_resident: bool | None = None,
                      per_pass: bool = False, budget: dict | None = None,
-                     wc: int | None = None):
+                     wc: int | None = None, strip: int | None = None):
     """Unsorted (bytes, -tile size, knob tuple) of _layer_candidates with `ci` input tiles per
     GEMM pass."""
     depth = _depths(cfg, budget)
@@ -414,10 +465,13 @@ def _tile_candidates(cfg, spec, k: LayerKnobs, vt: int, resident: bool, last: bo
     out = []
     for r in rows:
         for c in chunks:
-            fp = layer_footprint(cfg, spec, c, r, vt, resident, last, whole_output=whole,
-                                 whole_input=not first, ci_chunk=ci,
-                                 bias_resident=bias_resident, inp_per_pass=per_pass,
-                                 weight_copies=wc)
+            if strip:
+                fp = _strip_footprint(cfg, spec, c, strip, vt, resident, ci, bias_resident, wc)
+            else:
+                fp = layer_footprint(cfg, spec, c, r, vt, resident, last, whole_output=whole,
+                                     whole_input=not first, ci_chunk=ci,
+                                     bias_resident=bias_resident, inp_per_pass=per_pass,
+                                     weight_copies=wc)
             if any(fp[b] > depth[b] for b in fp):
                 continue
             for ro in (orders if r < oh else [True]):
@@ -469,7 +523,7 @@ def group_dram_bytes(cfg: BoardConfig, specs, k: ScheduleKnobs) -> int:
     for i, spec in enumerate(specs):
         lk = k.layer(i)
         total += estimate_dram_bytes(cfg, spec, lk.oc_chunk, lk.sub_rows or spec.out_block[0],
-                                     lk.rows_outer is not False, bool(k.weights_resident),
+                                     lk.rows_outer is not False, k.weights_kept(i),
                                      i == 0, k.bias_resident, bool(lk.inp_per_pass),
                                      bool(k.blocks_inside), len(specs) > 1)
     return total
@@ -504,6 +558,8 @@ def blocks_inside_eligible(cfg: BoardConfig, specs, knobs: ScheduleKnobs) -> boo
     asked_rows = lk.sub_rows is not None and lk.sub_rows < specs[last].out_block[0]
     if block_count(cfg, specs[0]) == 1 or asked_rows or knobs.layer(0).inp_per_pass:
         return False
+    if any(s.grid != specs[0].grid for s in specs):  # grid changes: blocks loop per grid
+        return False
     return len(specs) == 1 or not (knobs.input_on_chip or knobs.kept_outputs
                                    or not knobs.chunked_handover)
 
@@ -535,20 +591,46 @@ def _resolve_residency(cfg: BoardConfig, specs, knobs: ScheduleKnobs,
         vec_options = [knobs.bias_resident if knobs.bias_resident is not None else True]
     else:
         vec_options = [True, False]
-    results, last_err = [], None
-    for vec_res in vec_options:
-        try:
-            results.append(_resolve_tiles(cfg, specs, knobs, resident, vec_res, per_pass,
-                                          budget))
-        except BufferFitError as err:
-            last_err = err
-    if not results:
+    partial = [knobs.resident_layers]
+    if not resident and knobs.weights_resident is None and not knobs.resident_layers:
+        partial += [p for p in [resident_choice(cfg, specs, depth["wgt"])] if p]
+    best, last_err = None, None
+    for layers in partial:
+        results = []
+        for vec_res in vec_options:
+            try:
+                results.append(_resolve_tiles(cfg, specs, replace(knobs, resident_layers=layers),
+                                              resident, vec_res, per_pass, budget))
+            except BufferFitError as err:
+                last_err = err
+        if not results:
+            continue
+        pick = results[0]
+        if len(results) == 2:  # bias resident unless it costs virtual threads or traffic
+            (c_res, k_res), (c_str, k_str) = results
+            if k_res.vthreads < k_str.vthreads or c_res > c_str:
+                pick = results[1]
+        # some layers' weights resident: when it saves traffic without losing a thread
+        if best is None or (pick[0] < best[0] and pick[1].vthreads >= best[1].vthreads):
+            best = pick
+    if best is None:
         raise last_err
-    if len(results) == 2:  # bias resident unless it costs virtual threads or traffic
-        (c_res, k_res), (c_str, k_str) = results
-        if k_res.vthreads < k_str.vthreads or c_res > c_str:
-            return k_str
-    return results[0][1]
+    return best[1]
+
+
+def resident_choice(cfg: BoardConfig, specs, depth_wgt: int) -> tuple:
+    """Layers whose weights to keep resident when the group's do not all fit: those that
+    run on the most blocks (a coarsening group's fine layers run per fine block), most runs
+    first, while they take at most half the weight buffer; () when no layer runs on more
+    than one block."""
+    runs = [(s.batch // cfg.batch) * s.grid[0] * s.grid[1] for s in specs]
+    chosen, used = [], 0
+    for i in sorted(range(len(specs)), key=lambda i: (-runs[i], i)):
+        w = _resident(cfg, specs[i])[0]
+        if runs[i] > 1 and used + w <= depth_wgt // 2:
+            chosen.append(i)
+            used += w
+    return tuple(sorted(chosen))
 
 
 def _copy_options(knobs: ScheduleKnobs, resident: bool) -> list[tuple[int, int]]:
@@ -577,17 +659,23 @@ def _resolve_tiles(cfg: BoardConfig, specs, knobs: ScheduleKnobs, resident: bool
     last_err = None
     for vt, wc in _copy_options(knobs, resident):
         layers, cost = [], 0
+        bud = dict(_depths(cfg, budget))  # less the rows of coarse output kept (refine_rows)
         for i, spec in enumerate(specs):
             k = knobs.layer(i)
             whole = i in knobs.kept_outputs or not knobs.chunked_handover
-            cands, best = _layer_candidates(cfg, spec, k, vt, resident,
+            strip = strip_rows(specs, knobs, i)
+            kept_w = resident or knobs.weights_kept(i)
+            cands, best = _layer_candidates(cfg, spec, k, vt, kept_w,
                                             last=i == len(specs) - 1, first=i == 0, whole=whole,
                                             bias_resident=vec_res, per_pass=per_pass,
-                                            budget=budget, wc=wc)
+                                            budget=bud, wc=wc, strip=strip)
             if not cands:
                 layers = None
                 break
             c, r, ro, ci, pp = cands[0]
+            if strip:
+                bud["acc"] -= _strip_footprint(cfg, spec, c, strip, vt, kept_w, ci,
+                                               vec_res, wc)["acc"]
             layers.append(replace(k, oc_chunk=c, sub_rows=r, rows_outer=ro, ci_chunk=ci,
                                   inp_per_pass=pp))
             cost += best

@@ -38,6 +38,7 @@ from dataclasses import replace
 from tvm import s_tir
 
 from .block_conv2d import GroupStages, LayerStages
+from .grid_nest import Nesting, nesting
 from .intrinsics import ACC_SCOPE, INP_SCOPE, WGT_SCOPE, gemm_intrin_names
 from .knobs import ScheduleKnobs, resolve_knobs
 
@@ -129,6 +130,58 @@ def _tensorize_identity(sch, ls: LayerStages, batch: int, gemm: str, reset: str)
         sch.tensorize(sch.get_loops(init)[-2], reset)
 
 
+def _nest_of(group: GroupStages, i: int, j: int) -> Nesting:
+    """How layer i's output blocks nest into layer j's input blocks (grid_nest)."""
+    return nesting(group.layers[i].spec.out_block, group.layers[j].spec.block)
+
+
+def _residual_user(group: GroupStages, i: int) -> int:
+    """The first layer whose residual is layer i's output (on layer i's grid)."""
+    return next(j for j, r in enumerate(group.residuals) if r == i)
+
+
+def _refine_ratio(group: GroupStages) -> tuple[int, int] | None:
+    """(rh, rw) fine blocks per coarse block of the group's refining hand-over (at most one,
+    its consumer on the last layer's grid: block_conv2d.check_chain), or None."""
+    for i in range(len(group.layers)):
+        j = group.consumer(i)
+        if j is not None and _nest_of(group, i, j).kind == "refine":
+            return _nest_of(group, i, j).ratio
+    return None
+
+
+def _split_refine(sch, bi, bj, ratio):
+    """Refining: split the block loops (bi, bj) of the last layer into coarse and fine
+    loops, coarse ones outside: (n, bi_c, bj_c, bi_f, bj_f). Returns (bj_c, bi_f, bj_f)."""
+    bi_c, bi_f = sch.split(bi, [None, ratio[0]])
+    bj_c, bj_f = sch.split(bj, [None, ratio[1]])
+    sch.reorder(bj_c, bi_f)
+    return bj_c, bi_f, bj_f
+
+
+def _coarse_copy_loops(sch, group: GroupStages, i: int, j: int, block_loop):
+    """Coarsening: layer j's padded input block (at `block_loop`) collects rh x rw output
+    blocks of layer i. The padded block is split into a zero fill of the whole block and the
+    copy of its interior (decompose_padding), the copy's rows and columns into fine-block
+    loops (fi, fj) outside its channel loop; layer i then runs at fj, one fine block at a
+    time, its output handed to the coarse block on chip. Returns (fj, the copy's channel-tile
+    loop)."""
+    pad = group.layers[j].pad
+    pb = _block(sch, pad)
+    loops = sch.get_loops(pb)[-len(pad.shape):]  # n, bi, bj, ci, rows, cols, b, c
+    if any(group.layers[j].spec.padding):
+        sch.decompose_padding(pb, loops[3])
+    loops = sch.get_loops(pb)[-len(pad.shape):]
+    ci, rows, cols = loops[3], loops[4], loops[5]
+    oh, ow = group.layers[i].spec.out_block
+    fi, ri = sch.split(rows, [None, oh])
+    fj, rj = sch.split(cols, [None, ow])
+    sch.reorder(fi, fj, ci, ri, rj)
+    for _ in range(3):  # unit loops like the producer's (n, bi, bj): the chunk loops merge
+        sch.add_unit_loop(sch.get_loops(pb)[-len(pad.shape) + 3])
+    return fj, sch.get_loops(pb)[-len(pad.shape) + 3]
+
+
 def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_tir.Schedule:
     """The VTA schedule of a group; `knobs` unset fields are resolved to fit the board."""
     cfg = group.cfg
@@ -183,42 +236,68 @@ def schedule_group(group: GroupStages, knobs: ScheduleKnobs | None = None) -> s_
     else:
         sch.reorder(n, bi, bj, co_o, co_i, hy, wx, b, o)
         anchor, p_anchor = co_o, bj
+    coarse = None  # refining: the loop over the coarse blocks (grid_nest)
+    ratio = _refine_ratio(group)
+    if ratio is not None:
+        coarse, fine_row, fine = _split_refine(sch, bi, bj, ratio)
+        if knobs.refine_rows:  # the coarse layer per row of fine blocks
+            coarse = fine_row
+        anchor, p_anchor = (fine if a is bj else a for a in (anchor, p_anchor))
+        bj = fine
     sch.compute_at(_block(sch, last.epi), anchor, preserve_unit_loops=True)
     vec_res = bool(knobs.bias_resident)
     passes = {len(layers) - 1: _place_layer(sch, last, caches[-1], anchor, p_anchor, co_o,
-                                            knobs.weights_resident, lk.ci_chunk, vec_res,
+                                            knobs.weights_kept(len(layers) - 1), lk.ci_chunk,
+                                            vec_res,
                                             bool(lk.inp_per_pass))}
 
     if knobs.blocks_inside and len(layers) > 1:
         passes.update(_place_blocks_inside(sch, group, knobs, caches))
-    # earlier layers: whole output block at the block loop, chunked inside their own loops
+    # earlier layers: whole output block at their block loop (the consumer's, or a fine
+    # block loop inside it: grid_nest), chunked inside their own loops
+    blk = {len(layers) - 1: bj}
     for i in range(len(layers) - 2 if not knobs.blocks_inside else -1, -1, -1):
         ls = layers[i]
+        j = group.consumer(i)
+        target = layers[j].pad if j is not None else ls.hold
+        copy_co = None  # the consumer's copy loop over channel tiles (for the hand-over)
+        kind = _nest_of(group, i, j).kind if j is not None else "same"
+        if kind == "coarsen" and layers[j].pad_of is None:
+            blk[i], copy_co = _coarse_copy_loops(sch, group, i, j, blk[j])
+        elif kind == "refine":  # once per coarse block (or row of fine blocks), kept whole
+            blk[i], target = coarse, None
+            if knobs.refine_rows and any(layers[j].spec.padding):
+                # the fine blocks' padding read no rows of the coarse output: the rows one
+                # row of fine blocks needs are exactly its own
+                pad = layers[j].pad
+                pb = _block(sch, pad)
+                sch.decompose_padding(pb, sch.get_loops(pb)[-len(pad.shape) + 3])
+        else:
+            blk[i] = blk[j if j is not None else _residual_user(group, i)]
         if ls.hold is not None:  # the int8 copy a later identity-GEMM residual reads
-            sch.compute_at(_block(sch, ls.hold), bj, preserve_unit_loops=True)
+            sch.compute_at(_block(sch, ls.hold), blk[i], preserve_unit_loops=True)
         eb = _block(sch, ls.epi)
-        sch.compute_at(eb, bj, preserve_unit_loops=True)
+        sch.compute_at(eb, blk[i], preserve_unit_loops=True)
         e_loops = sch.get_loops(eb)[-len(ls.epi.shape):]
         e_co = e_loops[3]
         chunk = knobs.layer(i).oc_chunk
         e_anchor = sch.split(e_co, [None, chunk])[0]
-        passes[i] = _place_layer(sch, ls, caches[i], e_anchor, bj, e_anchor,
-                                 knobs.weights_resident, knobs.layer(i).ci_chunk, vec_res)
-        j = group.consumer(i)
-        target = layers[j].pad if j is not None else ls.hold
+        passes[i] = _place_layer(sch, ls, caches[i], e_anchor, blk[i], e_anchor,
+                                 knobs.weights_kept(i), knobs.layer(i).ci_chunk, vec_res)
         if knobs.chunked_handover and target is not None:
             # copy each finished chunk into the consumer's padded input (or the held copy)
             # right away: split the copy's channel loop like this layer's chunks and merge
             # the two chunk loops
-            pb = _block(sch, target)
-            p_co = sch.get_loops(pb)[-len(target.shape):][3]
-            p_chunk = sch.split(p_co, [None, chunk])[0]
+            if copy_co is None:
+                pb = _block(sch, target)
+                copy_co = sch.get_loops(pb)[-len(target.shape):][3]
+            p_chunk = sch.split(copy_co, [None, chunk])[0]
             sch.merge(e_anchor, p_chunk)
 
     # the group input kept on chip: loaded per block before the first layer needs it
     for t in (group.data_out, group.data_acc):
         if t is not None:
-            sch.compute_at(_block(sch, t), bj, preserve_unit_loops=True)
+            sch.compute_at(_block(sch, t), blk[0], preserve_unit_loops=True)
 
     for i, ls in enumerate(layers):
         _tensorize_gemm(sch, ls, cfg.batch, gemm, reset, passes[i])
@@ -242,7 +321,7 @@ def _place_blocks_inside(sch, group: GroupStages, knobs: ScheduleKnobs, caches) 
         n, bi, bj, co = sch.get_loops(eb)[-len(ls.epi.shape):][:4]
         co_o, co_i = sch.split(co, [None, chunk])
         sch.reorder(co_o, n, bi, bj, co_i)
-        passes[i] = _place_layer(sch, ls, caches[i], bj, None, co_o, knobs.weights_resident,
+        passes[i] = _place_layer(sch, ls, caches[i], bj, None, co_o, knobs.weights_kept(i),
                                  knobs.layer(i).ci_chunk, bool(knobs.bias_resident))
         j = group.consumer(i)
         target = layers[j].pad if j is not None else ls.hold
@@ -260,9 +339,14 @@ def _place_blocks_inside(sch, group: GroupStages, knobs: ScheduleKnobs, caches) 
 
 def group_knobs(group: GroupStages, knobs: ScheduleKnobs | None = None) -> ScheduleKnobs:
     """`knobs` with the fields the group's compute fixes: input kept on chip, outputs kept
-    for later residuals, identity-GEMM residual pairs."""
-    kept = tuple(sorted({r for r, ls in zip(group.residuals, group.layers)
-                         if isinstance(r, int) and ls.res_pad is None}))
+    for later residuals or for the finer blocks of the next layer (refining), identity-GEMM
+    residual pairs."""
+    kept = {r for r, ls in zip(group.residuals, group.layers)
+            if isinstance(r, int) and ls.res_pad is None}
+    if not (knobs and knobs.refine_rows):  # whole coarse output kept for the fine blocks
+        kept |= {i for i in range(len(group.layers)) if group.consumer(i) is not None
+                 and _nest_of(group, i, group.consumer(i)).kind == "refine"}
+    kept = tuple(sorted(kept))
     return replace(knobs or ScheduleKnobs(), input_on_chip=group.data_out is not None,
                    kept_outputs=kept, identity_residuals=group.identity_pairs())
 

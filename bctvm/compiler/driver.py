@@ -50,7 +50,7 @@ from schedules.knobs import BufferFitError
 from .host_module import dispatch_groups, group_signature
 from .host_reasons import format_host_lines, host_reasons
 from .plan import program_plan
-from .segment import MODES, Segment, segment_specs
+from .segment import MODES, Segment, grid_changes, segment_specs
 
 @dataclass
 class CompiledSegment:
@@ -243,7 +243,7 @@ def _compile_into(source, out_dir, *, board="pynq", mode: str = "fused", block_s
 
     kinds = tensor_kinds(plan, compiled)
     qlayers = {layer.name: layer for layer in vta_qnet.layers}
-    groups = [_write_group(out, i, c, partitioned, names, kinds, qlayers, cfg)
+    groups = [_write_group(out, i, c, partitioned, names, kinds, qlayers, cfg, plan)
               for i, c in enumerate(compiled)]
     _write_references(out, imported, qnet)
     manifest = {
@@ -276,7 +276,7 @@ def _compile_into(source, out_dir, *, board="pynq", mode: str = "fused", block_s
 
 
 def _write_group(out: Path, i: int, c: CompiledSegment, mod, names, kinds, qlayers: dict,
-                 cfg) -> dict:
+                 cfg, plan: FusedPlan) -> dict:
     cg = c.cg
     params = [params_from_qconv(qlayers[n]) for n in c.seg.layers]
     template = cg.image(None, params)
@@ -311,6 +311,7 @@ def _write_group(out: Path, i: int, c: CompiledSegment, mod, names, kinds, qlaye
         "regions": regions,
         "macs": int(sum(s.macs() for s in cg.specs)),
         "cut": c.seg.cut, "note": c.seg.note, "fit": [f.to_dict() for f in cg.fits],
+        "grid_changes": grid_changes(c.seg, plan),
         "compile_seconds": round(c.seconds, 2),
         **({"knobs": c.knobs} if c.knobs is not None else {}),
     }

@@ -21,8 +21,8 @@ from bctvm.errors import BadInputError
 from boards import BoardConfig
 from relay_passes.plan_fused_groups import FusedGroup, FusedPlan, group_dram
 
-from .segment import (Segment, cut_points, host_layers, segment_plan, segment_specs, singles,
-                      split_segment)
+from .segment import (Segment, cut_points, grid_changes, host_layers, segment_plan,
+                      segment_specs, singles, split_segment)
 
 
 def plan_segments(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None,
@@ -220,7 +220,7 @@ def _faster_split(cfg, seg: Segment, plan, qlayers: dict, batch: int,
     for name in seg.layers:
         single = apart_cache.get(name)
         if single is None:
-            (single,) = singles(Segment([name], seg.plan_group, seg.grid), plan)
+            (single,) = singles(Segment([name], seg.plan_group, seg.grid), plan)  # grid: its own
             specs = segment_specs([qlayers[name]], batch, single.sources)
             try:
                 single.fits = plan_fits(cfg, specs, "fused", list(single.residuals))
@@ -247,7 +247,7 @@ def segments_plan(plan: FusedPlan, segments: list[Segment], cfg: BoardConfig) ->
                                  weights_resident=resident, footprint=peak,
                                  fit=[f.to_dict() for f in seg.fits], cut=seg.cut,
                                  note=seg.note,
-                                 dram_bytes=dram))
+                                 dram_bytes=dram, grid_changes=grid_changes(seg, plan)))
     host = list(plan.host_layers) + host_layers(plan, segments)
     return dataclasses.replace(plan, groups=groups, host_layers=host)
 

@@ -15,10 +15,17 @@ Rules, in order:
    for llvm), and so do a strided plain nn.Conv2d and a stride-2 block conv whose per-block
    output has an odd side. Each such layer closes the current segment.
 2. mode "layerwise", or a board without onchip_reuse: one layer per segment.
-3. mode "fused": a conv joins the open segment when it is in the same plan group, on the
-   same grid, and its data input is an output of the segment or the segment's input (a
-   branch: it shares the resident input block; the reader with the widest padding goes
-   first, `_order`).
+3. mode "fused": a conv joins the open segment when it is in the same plan group, its data
+   input is an output of the segment or the segment's input (a branch: it shares the
+   resident input block; the reader with the widest padding goes first, `_order`), and its
+   blocks continue that input's: the same grid, or grids that nest (schedules/grid_nest.py:
+   several output blocks of a layer collected into one block of the next, "coarsen"; one
+   output block covering several blocks of the next, "refine", once per program, on its
+   last layers' grid). A
+   residual from a layer of the segment on another grid is read from DRAM: a branch whose
+   output only feeds such residuals (a ResNet downsample beside a stride-2 conv1) becomes a
+   program of its own and the chain goes on without it (programs in dependency order).
+   `grid_changes` lists where a segment's grid changes.
 4. A segment is cut after any layer whose output is also read outside the segment.
 5. bctvm.compiler.plan.plan_segments gives every segment its GroupFit(s) (bctvm.lower.fit,
    the one fit rule: residual path, resolved knobs, footprint) and cuts segments that do not
@@ -34,11 +41,12 @@ from dataclasses import dataclass, field
 from bctvm.errors import BadInputError, UnsupportedOpError
 
 MODES = ("fused", "layerwise")
+NESTED_KINDS = ("coarsen", "refine")  # grid changes a program runs on chip (schedules/grid_nest.py)
 CUT_REASONS = {
     "end": "last VTA layer of its plan group",
     "layerwise": "layerwise mode (or a board without onchip_reuse): one layer per program",
     "branch": "the next layer does not read this output (a branch or residual input)",
-    "grid": "the next layer runs on another block grid",
+    "grid": "the next layer runs on a block grid that does not nest with this one",
     "host": "the next layer runs on the host",
     "escapes": "this output is also read outside the segment",
     "fit": "the two parts do not fit the board's buffers together (bctvm.lower.fit)",
@@ -160,8 +168,8 @@ def split_segment(seg: Segment, plan, at: int | None = None) -> tuple[Segment, S
     if at is None:
         cuts = cut_points(seg, plan)
         at = min(cuts, key=lambda k: (abs(2 * k - len(seg.layers)), k))
-    a = Segment(seg.layers[:at], seg.plan_group, seg.grid)
-    b = Segment(seg.layers[at:], seg.plan_group, plan.layers[seg.layers[at]].grid)
+    a = Segment(seg.layers[:at], seg.plan_group, _grid(plan, seg.layers[:at]))
+    b = Segment(seg.layers[at:], seg.plan_group, _grid(plan, seg.layers[at:]))
     return _resolve(a, plan), _resolve(b, plan)
 
 
@@ -189,9 +197,13 @@ def segment_plan(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None) -> l
             if cur is not None:
                 reads = cur.layers + [plan.layers[cur.layers[0]].inputs[0]]  # or a branch
                 why = ("layerwise" if not fuse else "branch" if li.inputs[0] not in reads
-                       else "grid" if li.grid != cur.grid else None)
+                       else None if _nests(plan, cur, li) else "grid")
+                if why is None and _residual_branch(plan, cur, li):
+                    chains.append(Segment([name], g.index, tuple(li.grid), cut="branch"))
+                    continue
                 if why is None:
                     cur.layers.append(name)
+                    cur.grid = tuple(li.grid)
                     continue
                 cur.cut = why
             cur = Segment([name], g.index, tuple(li.grid))
@@ -209,8 +221,102 @@ def segment_plan(plan, qnet, mode: str = "fused", batch: int = 1, cfg=None) -> l
             out.append(seg)
         else:
             todo.append(Segment(seg.layers[cut:], seg.plan_group, seg.grid, cut=seg.cut))
-            todo.append(Segment(seg.layers[:cut], seg.plan_group, seg.grid, cut="escapes"))
-    return [_resolve(s, plan) for s in out]
+            todo.append(Segment(seg.layers[:cut], seg.plan_group,
+                                _grid(plan, seg.layers[:cut]), cut="escapes"))
+    return _dependency_order([_resolve(s, plan) for s in out])
+
+
+def _grid(plan, layers) -> tuple:
+    """The block grid a segment's program loops over: its last layer's."""
+    return tuple(plan.layers[layers[-1]].grid)
+
+
+def _handover(plan, cur: Segment, li):
+    """(producer out block, consumer in block) of layer `li`'s data input: a layer of `cur`
+    or `cur`'s input (read on the first layer's blocks)."""
+    src = li.inputs[0]
+    p = plan.layers[src] if src in cur.layers else plan.layers[cur.layers[0]]
+    return (p.out_block, li.block) if src in cur.layers else (p.block, li.block)
+
+
+def _nests(plan, cur: Segment, li) -> bool:
+    """Whether `li`'s blocks continue its data input's in `cur` (same grid or nested)."""
+    from schedules.grid_nest import nesting
+
+    n = nesting(*_handover(plan, cur, li))
+    if n is None:
+        return False
+    if any(c["kind"] == "refine" for c in _changes(plan, cur.layers)) and \
+            tuple(li.grid) != tuple(cur.grid):
+        return False  # a program refines once, on its last layers' grid (block_conv2d)
+    if n.kind == "refine" and any(plan.layers[x].inputs[0] == li.inputs[0]
+                                  for x in cur.layers):
+        return False  # a branch beside it reads the coarse block: no refining hand-over
+    res = li.inputs[-1] if li.residual else None
+    if res in cur.layers and tuple(plan.layers[res].out_block) != tuple(li.out_block):
+        return False  # a residual on chip comes from the same grid
+    return n.kind == "same" or (n.kind in NESTED_KINDS and li.inputs[0] in cur.layers)
+
+
+def _residual_branch(plan, cur: Segment, li) -> bool:
+    """A layer whose output is read only as the residual of layers on another grid (a
+    branch: a ResNet downsample beside a stride-2 conv1): it cannot share a program with
+    them."""
+    t = plan.tensors[li.output]
+    if t.host_use or not t.consumers:
+        return False
+    for c in t.consumers:
+        cl = plan.layers.get(c)
+        if cl is None or not cl.residual or cl.inputs[-1] != li.output or \
+                cl.inputs[0] == li.output or tuple(cl.grid) == tuple(li.grid):
+            return False
+    return True
+
+
+def _dependency_order(segs: list[Segment]) -> list[Segment]:
+    """`segs` in order, except that a segment moves after the segments making its inputs
+    (a deferred branch, `_residual_branch`, runs before the chain reading its output)."""
+    made = {s.output: s for s in segs}
+    out: list[Segment] = []
+    done: set = set()
+
+    def visit(s, stack=()):
+        if id(s) in done:
+            return
+        for t in s.inputs:
+            p = made.get(t)
+            if p is not None and p is not s and id(p) not in stack:
+                visit(p, stack + (id(s),))
+        done.add(id(s))
+        out.append(s)
+
+    for s in segs:
+        visit(s)
+    return out
+
+
+def grid_changes(seg: Segment, plan) -> list[dict]:
+    """Where a segment's block grid changes: one dict per data hand-over between layers on
+    different grids: after (producer), before (consumer), kind ("coarsen" | "refine"),
+    from / to (grids)."""
+    return _changes(plan, seg.layers)
+
+
+def _changes(plan, layers: list) -> list[dict]:
+    """grid_changes of the data hand-overs between `layers`."""
+    from schedules.grid_nest import nesting
+
+    out = []
+    for name in layers:
+        b = plan.layers[name]
+        if b.inputs[0] not in layers:
+            continue
+        a = plan.layers[b.inputs[0]]
+        n = nesting(a.out_block, b.block)
+        if n is not None and n.kind != "same":
+            out.append({"after": a.name, "before": b.name, "kind": n.kind,
+                        "from": list(a.grid), "to": list(b.grid)})
+    return out
 
 
 def segment_specs(qconvs: list, batch: int, sources=None) -> list:

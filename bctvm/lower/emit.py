@@ -250,6 +250,31 @@ class ProgramEmitter:
             self._emit(insn, reads=reads, writes=[(dkind, x.sram_base, x.sram_base + x.sram_elems)],
                        layer=layer, what=kind)
 
+    def _prep_fill_inp(self, info, kind):
+        leaf = info["leaf"]
+        info["dst_buf"] = leaf.buffer
+        info["f_dst"] = compile_expr(leaf.indices[0])
+        info["lanes"] = lanes_of(self.cfg, "inp")
+        _lane_split(info["ext"], info["lanes"], f"zero fill of '{leaf.buffer.name}'")
+        info["layer"] = self._layer(leaf.buffer)
+
+    def _do_fill_inp(self, info, kind, env):
+        """LOADs (INP) of padding only: y_size 0, one row of x_size zero elements each
+        (vta-spec: the SRAM side is (y_pad_0 + y_size + y_pad_1) rows of x_size elements)."""
+        what = f"zero fill of '{info['dst_buf'].name}'"
+        lanes = info["lanes"]
+        D = eval_on_nest(info["f_dst"], env, info["ext"]).reshape(-1, lanes)
+        sram = self._onchip(info["dst_buf"]) + np.unique(_elements(D, lanes, what))
+        for run in np.split(sram, np.flatnonzero(np.diff(sram) != 1) + 1):
+            for lo in range(0, run.size, self.lim.max_size - 1):
+                n = min(run.size - lo, self.lim.max_size - 1)
+                base = int(run[lo])
+                insn = isa.Load(memory_type=MemType.INP, sram_base=base, dram_base=0,
+                                y_size=0, x_size=n, x_stride=n, y_pad_0=1, y_pad_1=0,
+                                x_pad_0=0, x_pad_1=0)
+                self._emit(insn, writes=[("inp", base, base + n)], layer=info["layer"],
+                           what=kind)
+
     # GEMM -----------------------------------------------------------------------------------
     def _prep_gemm(self, info, kind):
         args = info["leaf"].value.args

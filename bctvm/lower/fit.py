@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from bctvm.errors import BadInputError
 from boards import BoardConfig
 from schedules.block_conv2d import group_compute, resolve_residuals
+from schedules.grid_nest import refines
 from schedules.knobs import (BufferFitError, LayerKnobs, ScheduleKnobs, block_count,
                              group_dram_bytes, resolve_knobs)
 from schedules.schedule import group_knobs, scheduled_module
@@ -62,7 +63,7 @@ class GroupFit:
     def from_dict(cls, d: dict) -> "GroupFit":
         k = dict(d["knobs"])
         k["layers"] = tuple(LayerKnobs(**x) for x in k["layers"])
-        for f in ("kept_outputs", "identity_residuals"):
+        for f in ("kept_outputs", "identity_residuals", "resident_layers"):
             k[f] = tuple(tuple(x) if isinstance(x, list) else x for x in k[f])
         return cls(bool(d["input_on_chip"]), bool(d["identity_residuals"]),
                    ScheduleKnobs(**k), dict(d["footprint"]))
@@ -156,6 +157,8 @@ def fit_group(cfg: BoardConfig, specs, residual_source="external",
     bases = [knobs or ScheduleKnobs()]
     if bases[0].bias_resident is None:
         bases.append(replace(bases[0], bias_resident=False))
+    if bases[0].refine_rows is None and refines(specs):  # whole coarse blocks first
+        bases += [replace(b, refine_rows=True) for b in bases]
     err = None
     found = []
     for ioc, ident in residual_paths(cfg, specs, residuals, input_on_chip, identity_residuals):

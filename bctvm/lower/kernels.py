@@ -5,6 +5,8 @@ Matches (flattened TIR): a perfect loop nest whose innermost statement is
 - a store into "local.inp_buffer" of a DRAM load (optionally `if_then_else(pad, load, 0)`)
                                                                    -> "load_inp"  (LOAD INP)
 - the same with `int8(acc-buffer load)` as the source              -> "load_out_inp" (OUT_INP)
+- a store of the constant 0 into "local.inp_buffer"               -> "fill_inp"  (LOAD INP of
+  padding only: the zero fill of a padded block collecting several producer blocks)
 - a store into "local.wgt_buffer" of a DRAM load                   -> "load_wgt"  (LOAD WGT)
 - a store into "local.acc_buffer" of an int32 DRAM load            -> "load_acc"  (LOAD ACC)
   ... of `int32(int8 DRAM load)`                                   -> "load_acc8" (ACC_8BIT)
@@ -92,6 +94,8 @@ def classify(leaf) -> tuple[str, object]:
                 return "load_acc8", dst
         if ds == "global" and ss == ACC_SCOPE and cast == "int8" and cond is None:
             return "store", dst
+    if ds == INP_SCOPE and isinstance(leaf.value, tirx.IntImm) and int(leaf.value.value) == 0:
+        return "fill_inp", dst
     if ds == ACC_SCOPE:
         return "alu", dst
     return None, None

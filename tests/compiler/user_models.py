@@ -86,3 +86,30 @@ def odd_pool() -> nn.Module:
                          BlockConv2d(16, 16, 3, 10, padding=1), nn.ReLU(),
                          BlockConv2d(16, 16, 3, 5, stride=2, padding=1), nn.ReLU(),
                          BlockConv2d(16, 16, 3, 5, padding=1), nn.ReLU()).eval()
+
+
+class HierThenFixed(nn.Module):
+    """A hierarchical 2x2 block conv, then a fixed-8 stride-2 block conv (a refining grid
+    change: each 2x2-grid block covers several 8x8 blocks), after a host stem."""
+
+    def __init__(self, width: int = 32, classes: int = 5):
+        super().__init__()
+        self.stem = BlockConv2d(3, width, 3, 8, padding=1, bias=False)
+        self.b0 = _bn(width, 10)
+        self.hier = BlockConv2d(width, width, 3, 2, padding=1, bias=False, type="hierarchical")
+        self.b1 = _bn(width, 11)
+        self.fixed = BlockConv2d(width, 2 * width, 3, 8, stride=2, padding=1, bias=False)
+        self.b2 = _bn(2 * width, 12)
+        self.relu = nn.ReLU()
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                  nn.Linear(2 * width, classes))
+
+    def forward(self, x):
+        x = self.relu(self.b0(self.stem(x)))
+        x = self.relu(self.b1(self.hier(x)))
+        return self.head(self.relu(self.b2(self.fixed(x))))
+
+
+def hier_then_fixed() -> nn.Module:
+    torch.manual_seed(0)
+    return HierThenFixed().eval()

@@ -111,4 +111,6 @@ def test_user_model_verified_after_every_pass():
     model = randomize_bn(UserNet())
     result = run_pipeline(model, example_input=torch.randn(1, 3, 16, 16), board="zcu102",
                           stem="vta", progress=False, verify=True)
-    assert [g.layers for g in result.plan.groups] == [["c0"], ["c1", "c2"]]
+    # c0's one block (a plain conv works on the whole map) covers c1's 2x2 grid: the grids
+    # nest (refine), so the graph group holds all three; c0 itself runs on the host
+    assert [g.layers for g in result.plan.groups] == [["c0", "c1", "c2"]]

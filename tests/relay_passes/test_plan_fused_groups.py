@@ -92,12 +92,16 @@ def test_onchip_reuse_fuses(tmp_path):
     assert g.dram_bytes["feature_maps"] == 0
 
 
-def test_grid_changes_close_groups(tmp_path):
-    """A 3x3 conv on one 8x8 block (grid 1x1) cannot take A's 4x4 blocks (grid 2x2) on chip;
-    a 1x1 conv without padding computes the same on any grid and follows A's."""
+def test_grid_changes_close_groups_unless_the_grids_nest(tmp_path):
+    """A 3x3 conv on 2x8 blocks (grid 4x1) cannot take A's 4x4 blocks (grid 2x2) on chip; on
+    one 8x8 block (grid 1x1) it collects A's 2x2 blocks (the grids nest: coarsening); a 1x1
+    conv without padding computes the same on any grid and follows A's."""
     board = board_file(tmp_path, onchip_reuse=True)
+    plan = plan_for(two_conv_module(b_kernel=3, b_block=(2, 8)), board)
+    assert [(g.layers, g.grid) for g in plan.groups] == [(["A"], (2, 2)), (["B"], (4, 1))]
     plan = plan_for(two_conv_module(b_kernel=3, b_block=(8, 8)), board)
-    assert [(g.layers, g.grid) for g in plan.groups] == [(["A"], (2, 2)), (["B"], (1, 1))]
+    assert [(g.layers, g.grid) for g in plan.groups] == [(["A", "B"], (2, 2))]
+    assert plan.layers["B"].grid == (1, 1)
     plan = plan_for(two_conv_module(b_kernel=1, b_block=(8, 8)), board)
     assert [(g.layers, g.grid) for g in plan.groups] == [(["A", "B"], (2, 2))]
     assert plan.layers["B"].block == (4, 4)
