@@ -41,7 +41,16 @@ def run_tune(model: str, *, board: str, trials: int, log: str, strategy: str,
     if trials < 1:
         raise BadInputError(f"--trials must be at least 1, got {trials}")
     boards = make_boards(board, rpc, tracker, key, local, timeout, parallel)
-    tasks = extract_tasks(model, board=board, **compile_options)
+    untuned: list = []
+    tasks = extract_tasks(model, board=board, untuned=untuned, **compile_options)
     results = tune_tasks(tasks, boards, log, trials, strategy, per_iter, seed)
     return (f"{len(tasks)} distinct tasks, measured on {boards.describe()}; log {log}\n"
-            + summary(results))
+            + summary(results) + untuned_text(untuned))
+
+
+def untuned_text(untuned: list) -> str:
+    """The lines naming the programs `tune` leaves at the planned knobs (not in the totals)."""
+    return "".join(f"\nnot tuned (a branch group keeps the planned knobs; not in the totals): "
+                   f"{name} {layers[0]}" + (f" .. {layers[-1]} ({len(layers)} layers)"
+                                            if len(layers) > 1 else "")
+                   for name, layers in untuned)

@@ -139,9 +139,11 @@ def dedupe(tasks: list[Task]) -> list[Task]:
 def extract_tasks(source, *, board="pynq", mode: str = "fused", block_size=None,
                   block_type=None, padding_mode=None, input_shape=(1, 3, 224, 224),
                   calib: int = 1, stem: str = "auto", qnet=None, checkpoint=None,
-                  progress: bool = True) -> list[Task]:
+                  progress: bool = True, untuned: list | None = None) -> list[Task]:
     """The distinct tasks of a model, as `bctvm compile` would segment it (the same passes,
-    segments and splits of segments that do not fit with the default knobs)."""
+    segments and splits of segments that do not fit with the default knobs). `untuned`, if
+    given, receives (group name, layer names) of every program that is no task (branch
+    groups: they keep the planned fit)."""
     from bctvm.compiler.driver import compiled_segments
 
     cfg, compiled = compiled_segments(source, board=board, mode=mode, block_size=block_size,
@@ -152,7 +154,9 @@ def extract_tasks(source, *, board="pynq", mode: str = "fused", block_size=None,
 
     tasks = []
     for i, c in enumerate(compiled):
-        if not is_chain(c.seg):  # branch groups and per-layer programs keep the planned fit
+        if not is_chain(c.seg):  # branch groups keep the planned fit
+            if untuned is not None:
+                untuned.append((f"g{i}", list(c.seg.layers)))
             continue
         t = task_of(cfg, c.cg.specs, c.seg.residuals, f"g{i}", c.seg.layers)
         t.default_knobs = c.cg.knobs[0]

@@ -233,7 +233,7 @@ def summary(results: list[TaskResult]) -> str:
                      f"{r.measured:>4}")
         tot_d += n * r.default_cycles
         tot_b += n * r.best_cycles
-    lines.append(f"model (groups summed): default {_fmt(tot_d)} cycles, tuned {_fmt(tot_b)} "
+    lines.append(f"tuned groups summed: default {_fmt(tot_d)} cycles, tuned {_fmt(tot_b)} "
                  f"cycles ({tot_b / tot_d:.3f}x)" if tot_d and math.isfinite(tot_d) else
                  "model: no default measurement")
     return "\n".join(lines)

@@ -29,3 +29,15 @@ def test_shifts_that_change_the_alu_steps_make_other_tasks(zcu102):
     none = task_of(zcu102, [_spec(shift=0, pool=True)], [None])
     left = task_of(zcu102, [_spec(shift=-1, pool=True)], [None])
     assert len(dedupe([base, wide, none, left])) == 4
+
+
+def test_tune_names_the_programs_it_leaves_untuned(tmp_path):
+    """A branch group is no task: `tune` says so and leaves it out of its totals."""
+    from bctvm.tune.cli_tune import run_tune
+
+    text = run_tune("block_resnet18", board="zcu102", trials=1, log=str(tmp_path / "log"),
+                    strategy="random", local=True, block_size=8,
+                    input_shape=(1, 3, 64, 64), progress=False)
+    untuned = [line for line in text.splitlines() if line.startswith("not tuned")]
+    assert len(untuned) == 1 and "layer4.1.conv2" in untuned[0], text
+    assert "tuned groups summed" in text
