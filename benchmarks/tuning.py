@@ -80,15 +80,15 @@ def compute_busy(task, values: dict) -> tuple[int, int]:
 
 
 def untuned_groups(board: str) -> tuple[float, int, int]:
-    """(cycles, MACs, count) of the model's VTA groups that are no tuning task (branch
-    groups: planned knobs), each run once on the simulator with random data."""
-    from bctvm.compiler.driver import compiled_segments, is_chain
+    """(cycles, MACs, count) of the model's VTA groups that are no tuning task (several
+    programs, layer by layer: planned knobs), each run once on the simulator with random data."""
+    from bctvm.compiler.driver import compiled_segments, is_task
     from bctvm.lower.group import run_group
 
     _, compiled = compiled_segments("block_resnet18", board=board, progress=False, **MODEL)
     cycles = macs = n = 0
     for c in compiled:
-        if is_chain(c.seg):
+        if is_task(c.seg):
             continue
         x, layers = random_layer_data(SimpleNamespace(specs=c.cg.specs))
         cycles += run_group(c.cg, c.cg.image(x, layers)).cycles

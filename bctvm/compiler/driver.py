@@ -60,17 +60,16 @@ class CompiledSegment:
     knobs: dict | None = None  # where the knobs came from (manifest group "knobs")
 
 
-def is_chain(seg: Segment) -> bool:
-    """Whether a segment is one fused program over a chain (each layer reads the previous
-    one): the programs a tuning task describes."""
-    return len(seg.fits) == 1 and (not seg.sources or
-                                    list(seg.sources) == ["input", *range(len(seg.layers) - 1)])
+def is_task(seg: Segment) -> bool:
+    """Whether a segment is one fused program (a chain, or a group with branches reading the
+    same resident input): the programs a tuning task describes."""
+    return len(seg.fits) == 1
 
 
 def compile_segments(cfg: BoardConfig, segments: list[Segment], qnet, mode: str, batch: int,
                      progress: bool = True, tuned=None) -> list[CompiledSegment]:
     """Compile every planned segment (program_plan) with the fit the plan chose for it.
-    `tuned`: a bctvm.tune.TuningLog; a chain segment whose task has a record there is built
+    `tuned`: a bctvm.tune.TuningLog; a one-program segment whose task has a record there is built
     with the record's knobs when they fit (the planned fit otherwise, with a warning); the
     manifest group's "knobs" says which."""
     qlayers = {layer.name: layer for layer in qnet.layers}
@@ -84,13 +83,14 @@ def compile_segments(cfg: BoardConfig, segments: list[Segment], qnet, mode: str,
                                                       if len(seg.layers) > 1 else ""))
             t0 = time.perf_counter()
             specs = segment_specs([qlayers[n] for n in seg.layers], batch, seg.sources)
-            knobs = (tuned.knobs_for(cfg, specs, seg.residuals)
-                     if tuned is not None and is_chain(seg) else None)
+            knobs = (tuned.knobs_for(cfg, specs, seg.residuals, seg.sources)
+                     if tuned is not None and is_task(seg) else None)
             cg = None
             if knobs is not None:
                 try:
                     cg = compile_group(cfg, specs, mode="fused" if len(specs) > 1 else mode,
                                        residual_source=list(seg.residuals), name=name,
+                                       sources=list(seg.sources) or None,
                                        **knobs.compile_kwargs)
                 except BufferFitError as err:
                     tqdm.write(f"warning: group {name}: the tuning log's knobs do not fit "

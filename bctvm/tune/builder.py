@@ -2,7 +2,7 @@
 
 The candidate's module is the task's workload with the sampled knobs as annotations
 (space.py); the build is the project's own lowering: bctvm.lower.compile_group with those
-knobs, then a DRAM image holding random layer data (fixed seed per task: cycles do not
+knobs and the task's residual and data sources (the call compile_segments makes for it), then a DRAM image holding random layer data (fixed seed per task: cycles do not
 depend on the values). Each candidate gets its own directory (the RemoveBuildArtifact
 callback deletes it after the measurement):
 
@@ -63,7 +63,8 @@ def build_candidate(task: Task, values: dict, out_dir: Path) -> Path:
     if why is not None:
         raise BctvmError(f"knobs refused by the fit rule: {why}")
     cg = compile_group(task.cfg, task.specs, "fused", residual_source=list(task.residuals),
-                       name="tune", **task.space.compile_kwargs(values))
+                       name="tune", sources=list(task.sources),
+                       **task.space.compile_kwargs(values))
     x, layers = random_layer_data(task)
     img = cg.image(x, layers)
     out_dir.mkdir(parents=True, exist_ok=True)

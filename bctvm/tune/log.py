@@ -179,9 +179,10 @@ class TuningLog:
             return TunedKnobs(task, values, int(round(sum(costs) / len(costs))))
         return None
 
-    def knobs_for(self, cfg, specs, residuals) -> TunedKnobs | None:
-        """The best record of the task of a group, or None (default knobs)."""
-        return self.best(task_of(cfg, specs, residuals))
+    def knobs_for(self, cfg, specs, residuals, sources=None) -> TunedKnobs | None:
+        """The best record of the task of a group (`sources`: each layer's data input,
+        None: a chain), or None (default knobs)."""
+        return self.best(task_of(cfg, specs, residuals, sources=sources))
 
     def default_manifest(self, cg) -> dict:
         return {"source": "default", "resolved": dataclasses.asdict(cg.knobs[0])}

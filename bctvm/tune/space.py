@@ -41,7 +41,7 @@ from functools import cached_property
 
 from bctvm.errors import BadInputError
 from bctvm.lower.fit import fits, residual_paths
-from schedules.block_conv2d import group_compute, resolve_residuals
+from schedules.block_conv2d import group_compute, resolve_residuals, resolve_sources
 from schedules.knobs import (LayerKnobs, ScheduleKnobs, block_count, per_pass_eligible,
                              resolve_knobs)
 
@@ -79,12 +79,14 @@ def _divisors(n: int) -> tuple:
 
 
 class KnobSpace:
-    """The knobs of a task (cfg, specs, residual sources); see the module docstring."""
+    """The knobs of a task (cfg, specs, residual sources, data sources: each layer's input,
+    None a chain); see the module docstring."""
 
-    def __init__(self, cfg, specs, residuals):
+    def __init__(self, cfg, specs, residuals, sources=None):
         self.cfg = cfg
         self.specs = tuple(specs)
         self.residuals = list(resolve_residuals(self.specs, residuals))
+        self.sources = resolve_sources(self.specs, sources)
         self.paths = residual_paths(cfg, self.specs, self.residuals)
         self.knobs = self._knobs()
         self.by_name = {k.name: k for k in self.knobs}
@@ -127,7 +129,8 @@ class KnobSpace:
     @cached_property
     def _stages(self) -> dict:
         return {tuple(p): group_compute(self.cfg, self.specs, self.residuals, input_on_chip=p[0],
-                                        identity_residuals=p[1]) for p in self.paths}
+                                        identity_residuals=p[1], sources=self.sources)
+                for p in self.paths}
 
     @property
     def output_block(self) -> str:
@@ -262,7 +265,8 @@ class KnobSpace:
                 return "the knobs resolve to other knobs: " + ", ".join(
                     f"{k} {b} -> {a}" for k, (a, b) in sorted(other.items()))
             _, (ioc, ident) = self.to_knobs(values)
-            if allocator and not fits(self.cfg, self.specs, knobs, self.residuals, ioc, ident):
+            if allocator and not fits(self.cfg, self.specs, knobs, self.residuals, ioc, ident,
+                                      self.sources):
                 return "the SRAM allocator cannot place the group with these knobs"
         except BadInputError as err:  # invalid, or refused by the footprint model
             return str(err)

@@ -1,15 +1,17 @@
 """Tuning tasks: the distinct fused groups (VTA programs) of a compiled model.
 
 A task is one VTA program's structure: the board, the layers' LayerSpecs without their names
-and with their requantisation shifts reduced to the class that fixes the ALU steps, and the
-residual sources. Two segments of a model with the same structure (ResNet's repeated
+and with their requantisation shifts reduced to the class that fixes the ALU steps, the
+residual sources and, for a group that is not a chain (a branch beside another layer on the
+same resident input), each layer's data source. Two segments of a model with the same structure (ResNet's repeated
 basic blocks) are one task, tuned once, and both use its best record.
 
     tasks = extract_tasks("block_resnet18", board="zcu102", input_shape=(1, 3, 224, 224))
     mod = tasks[0].workload()     # the MetaSchedule workload (IRModule, key of the log)
 
 The workload is the group's unscheduled TE PrimFunc with the task as a function attribute
-("bctvm.task", JSON: board dict, layer specs, residual sources), so it is self-contained (the
+("bctvm.task", JSON: board dict, layer specs, residual sources, data sources unless a
+chain), so it is self-contained (the
 builder rebuilds the group from it) and its structural hash is the task's identity in the
 tuning log.
 """
@@ -25,7 +27,7 @@ import tvm
 
 from boards import BoardConfig, board_from_dict, board_to_dict
 from bctvm.errors import BadInputError
-from schedules.block_conv2d import resolve_residuals
+from schedules.block_conv2d import resolve_residuals, resolve_sources
 from schedules.layer import LayerSpec
 
 from .space import KnobSpace
@@ -42,16 +44,27 @@ def _spec_dict(spec: LayerSpec) -> dict:
 
 @dataclass
 class Task:
-    """One distinct group: board, layer specs (names dropped), residual sources, and the
-    segment names (g<i> of the compile) that share it."""
+    """One distinct group: board, layer specs (names dropped), residual sources, data
+    sources (each layer's input: "input" or an earlier layer's index), and the segment names
+    (g<i> of the compile) that share it."""
 
     cfg: BoardConfig
     specs: tuple
     residuals: list
+    sources: list = None  # None: a chain (resolved in __post_init__)
     groups: list = field(default_factory=list)  # names of the segments with this structure
     layers: list = field(default_factory=list)  # layer names of the first such segment
     default_knobs: object = None  # ScheduleKnobs compile_group resolved with no knobs given
     macs: int = 0  # multiply-accumulates of one run of the group
+
+    def __post_init__(self):
+        self.sources = [s if s == "input" else int(s)
+                        for s in resolve_sources(self.specs, self.sources)]
+
+    @property
+    def chain(self) -> bool:
+        """Whether each layer reads the previous one (no data sources in the identity)."""
+        return self.sources == resolve_sources(self.specs, None)
 
     @property
     def name(self) -> str:
@@ -60,9 +73,11 @@ class Task:
             else f"{n}-layer group"
 
     def to_json(self) -> str:
-        return json.dumps({"board": board_to_dict(self.cfg),
-                           "layers": [_spec_dict(s) for s in self.specs],
-                           "residuals": self.residuals}, sort_keys=True)
+        d = {"board": board_to_dict(self.cfg), "layers": [_spec_dict(s) for s in self.specs],
+             "residuals": self.residuals}
+        if not self.chain:  # a chain's identity (and so its logs) stays as it was
+            d["sources"] = self.sources
+        return json.dumps(d, sort_keys=True)
 
     @staticmethod
     def from_json(text: str) -> "Task":
@@ -71,11 +86,11 @@ class Task:
         specs = tuple(LayerSpec(name=f"l{i}", **{k: tuple(v) if isinstance(v, list) else v
                                                   for k, v in s.items()})
                       for i, s in enumerate(d["layers"]))
-        return Task(cfg, specs, d["residuals"])
+        return Task(cfg, specs, d["residuals"], d.get("sources"))
 
     @cached_property
     def space(self) -> KnobSpace:
-        return KnobSpace(self.cfg, self.specs, self.residuals)
+        return KnobSpace(self.cfg, self.specs, self.residuals, self.sources)
 
     def workload(self) -> tvm.IRModule:
         """The MetaSchedule workload: the group's PrimFunc with the task attribute."""
@@ -108,12 +123,15 @@ def _structural(cfg: BoardConfig, spec: LayerSpec, i: int) -> LayerSpec:
                                else -(_shift_class(-res, wide) or 0))
 
 
-def task_of(cfg: BoardConfig, specs, residuals, name: str = "", layers=()) -> Task:
-    """The task of a group (specs made structural, residual sources resolved)."""
+def task_of(cfg: BoardConfig, specs, residuals, name: str = "", layers=(),
+            sources=None) -> Task:
+    """The task of a group (specs made structural, residual and data sources resolved;
+    `sources` None or empty: a chain)."""
     specs = tuple(_structural(cfg, s, i) for i, s in enumerate(specs))
     res = [r if r is None or isinstance(r, str) else int(r)
            for r in resolve_residuals(specs, list(residuals))]
-    return Task(cfg, specs, res, [name] if name else [], list(layers))
+    return Task(cfg, specs, res, list(sources) if sources else None,
+                [name] if name else [], list(layers))
 
 
 def task_from_workload(mod: tvm.IRModule) -> Task:
@@ -141,24 +159,25 @@ def extract_tasks(source, *, board="pynq", mode: str = "fused", block_size=None,
                   calib: int = 1, stem: str = "auto", qnet=None, checkpoint=None,
                   progress: bool = True, untuned: list | None = None) -> list[Task]:
     """The distinct tasks of a model, as `bctvm compile` would segment it (the same passes,
-    segments and splits of segments that do not fit with the default knobs). `untuned`, if
-    given, receives (group name, layer names) of every program that is no task (branch
-    groups: they keep the planned fit)."""
+    segments and splits of segments that do not fit with the default knobs): every segment
+    compiled as one program, chains and branch groups alike. `untuned`, if given, receives
+    (group name, layer names) of every segment that is no task (run as several programs,
+    layer by layer: they keep the planned fits)."""
     from bctvm.compiler.driver import compiled_segments
 
     cfg, compiled = compiled_segments(source, board=board, mode=mode, block_size=block_size,
                                       block_type=block_type, padding_mode=padding_mode,
                                       input_shape=input_shape, calib=calib, stem=stem,
                                       qnet=qnet, checkpoint=checkpoint, progress=progress)
-    from bctvm.compiler.driver import is_chain
+    from bctvm.compiler.driver import is_task
 
     tasks = []
     for i, c in enumerate(compiled):
-        if not is_chain(c.seg):  # branch groups keep the planned fit
+        if not is_task(c.seg):  # several programs keep the planned fits
             if untuned is not None:
                 untuned.append((f"g{i}", list(c.seg.layers)))
             continue
-        t = task_of(cfg, c.cg.specs, c.seg.residuals, f"g{i}", c.seg.layers)
+        t = task_of(cfg, c.cg.specs, c.seg.residuals, f"g{i}", c.seg.layers, c.seg.sources)
         t.default_knobs = c.cg.knobs[0]
         t.macs = int(sum(s.macs() for s in c.cg.specs))
         tasks.append(t)

@@ -66,7 +66,7 @@ def _default_knobs(task: Task):
 
         task.default_knobs = compile_group(task.cfg, task.specs, "fused",
                                            residual_source=list(task.residuals),
-                                           name="default").knobs[0]
+                                           name="default", sources=list(task.sources)).knobs[0]
     return task.default_knobs
 
 
