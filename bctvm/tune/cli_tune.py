@@ -49,8 +49,9 @@ def run_tune(model: str, *, board: str, trials: int, log: str, strategy: str,
 
 
 def untuned_text(untuned: list) -> str:
-    """The lines naming the programs `tune` leaves at the planned knobs (not in the totals)."""
-    return "".join(f"\nnot tuned (a branch group keeps the planned knobs; not in the totals): "
+    """The lines naming the segments `tune` leaves at the planned knobs (not in the totals):
+    those run as several programs (layer by layer), which no task describes."""
+    return "".join(f"\nnot tuned (several programs keep the planned knobs; not in the totals): "
                    f"{name} {layers[0]}" + (f" .. {layers[-1]} ({len(layers)} layers)"
                                             if len(layers) > 1 else "")
                    for name, layers in untuned)

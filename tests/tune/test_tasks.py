@@ -31,13 +31,23 @@ def test_shifts_that_change_the_alu_steps_make_other_tasks(zcu102):
     assert len(dedupe([base, wide, none, left])) == 4
 
 
-def test_tune_names_the_programs_it_leaves_untuned(tmp_path):
-    """A branch group is no task: `tune` says so and leaves it out of its totals."""
-    from bctvm.tune.cli_tune import run_tune
+def test_data_sources_are_part_of_a_branch_groups_identity(zcu102):
+    """A layer reading the group input (a downsample beside conv1) makes another task than
+    the chain of the same layers; a chain's identity has no sources (old logs stay valid)."""
+    specs = [_spec(), _spec()]
+    chain = task_of(zcu102, specs, [None, None])
+    branch = task_of(zcu102, specs, [None, None], sources=["input", "input"])
+    assert chain.chain and not branch.chain
+    assert "sources" not in chain.to_json()
+    assert len(dedupe([chain, branch])) == 2
+    back = task_from_workload(branch.workload())
+    assert back.sources == ["input", "input"] and back.to_json() == branch.to_json()
+    assert branch.space.stages(branch.space.paths[0]).specs == branch.specs
 
-    text = run_tune("block_resnet18", board="zcu102", trials=1, log=str(tmp_path / "log"),
-                    strategy="random", local=True, block_size=8,
-                    input_shape=(1, 3, 64, 64), progress=False)
-    untuned = [line for line in text.splitlines() if line.startswith("not tuned")]
-    assert len(untuned) == 1 and "layer4.1.conv2" in untuned[0], text
-    assert "tuned groups summed" in text
+
+def test_untuned_lines_name_the_segments():
+    from bctvm.tune.cli_tune import untuned_text
+
+    text = untuned_text([("g3", ["a", "b"])])
+    assert text == ("\nnot tuned (several programs keep the planned knobs; not in the totals): "
+                    "g3 a .. b (2 layers)")
