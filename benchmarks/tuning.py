@@ -19,7 +19,7 @@ Targets (zcu102):
   counted once each);
 - GEMM utilisation of tuned block_resnet18 >= 0.9: MACs / (cycles x MACs per cycle) over the
   whole model's VTA groups, the tuned tasks at their best and the groups that are no tuning
-  task (branch groups keep the planned fit) at their planned knobs (a group's cycles do not
+  task (segments run as several programs keep the planned fits) at their planned knobs (a group's cycles do not
   depend on the data);
 - the XGBoost search reaches 95% of its best in fewer trials than random search (summed over
   the tasks, mean over the seeds).
@@ -191,7 +191,7 @@ def report(res: dict, trials: int, seeds: list[int]) -> tuple[list[str], dict]:
     util = {k: (macs + u_macs) / ((v + u_cyc) * mpc)
             for k, v in [("default", tot["default"]), ("compute", tot["compute"]),
                          ("bound", tot["bound"])] + list(best.items())}
-    what = (f"whole model: the {len(rows)} tasks' groups + {u_n} branch groups at planned knobs "
+    what = (f"whole model: the {len(rows)} tasks' groups + {u_n} untuned groups at planned knobs "
             f"({u_cyc:,.0f} cycles)" if u_n else "these groups")
     lines.append(f"GEMM utilisation ({what}): default {util['default']:.3f}, xgb "
                  f"{util['evolutionary']:.3f}, random {util['random']:.3f}; with every task at "
