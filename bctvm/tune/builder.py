@@ -2,7 +2,8 @@
 
 The candidate's module is the task's workload with the sampled knobs as annotations
 (space.py); the build is the project's own lowering: bctvm.lower.compile_group with those
-knobs and the task's residual and data sources (the call compile_segments makes for it), then a DRAM image holding random layer data (fixed seed per task: cycles do not
+knobs and the task's residual and data sources (the call compile_segments makes for the
+group), then a DRAM image holding random layer data (fixed seed per task: cycles do not
 depend on the values). Each candidate gets its own directory (the RemoveBuildArtifact
 callback deletes it after the measurement):
 

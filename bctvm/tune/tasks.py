@@ -3,17 +3,17 @@
 A task is one VTA program's structure: the board, the layers' LayerSpecs without their names
 and with their requantisation shifts reduced to the class that fixes the ALU steps, the
 residual sources and, for a group that is not a chain (a branch beside another layer on the
-same resident input), each layer's data source. Two segments of a model with the same structure (ResNet's repeated
-basic blocks) are one task, tuned once, and both use its best record.
+same resident input), each layer's data source. Two segments of a model with the same
+structure (ResNet's repeated basic blocks) are one task, tuned once, and both use its best
+record.
 
     tasks = extract_tasks("block_resnet18", board="zcu102", input_shape=(1, 3, 224, 224))
     mod = tasks[0].workload()     # the MetaSchedule workload (IRModule, key of the log)
 
 The workload is the group's unscheduled TE PrimFunc with the task as a function attribute
 ("bctvm.task", JSON: board dict, layer specs, residual sources, data sources unless a
-chain), so it is self-contained (the
-builder rebuilds the group from it) and its structural hash is the task's identity in the
-tuning log.
+chain), so it is self-contained (the builder rebuilds the group from it) and its structural
+hash is the task's identity in the tuning log.
 """
 
 from __future__ import annotations
