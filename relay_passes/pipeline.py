@@ -32,7 +32,7 @@ from boards import BoardConfig, load_board
 from .bind_params import BindParams
 from .fold_bn import FoldBN
 from .fold_max_pool import FoldMaxPool
-from .import_model import ImportedModel, ImportModel
+from .import_model import ImportedModel, ImportModel, example_image
 from .legalize_block_conv import LegalizeBlockConv
 from .pack_layout import PackLayout
 from .partition import Partition
@@ -73,8 +73,7 @@ def calibration_images(shape, count: int, seed: int = 0) -> torch.Tensor:
     downloaded; pass real images for a meaningful calibration)."""
     if count < 1:
         raise BadInputError(f"--calib must be at least 1, got {count}")
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(count, *shape, generator=gen)
+    return example_image((count, *shape), seed)
 
 
 def calibrate_for(imported: ImportedModel, folded: tvm.IRModule, calib_inputs=None,

@@ -381,7 +381,7 @@ def estimate_dram_bytes(cfg: BoardConfig, spec: LayerSpec, oc_chunk: int, sub_ro
     input once per chunk, or once with `input_once` (a group of several layers keeps its
     input map whole on chip)."""
     kh, kw = spec.kernel
-    blocks = (spec.batch // cfg.batch) * spec.grid[0] * spec.grid[1]
+    blocks = block_count(cfg, spec)
     oh = spec.out_block[0]
     n_sub = oh // sub_rows if sub_rows < oh else 1
     n_chunk = spec.co_tiles(cfg) // oc_chunk
@@ -623,7 +623,7 @@ def resident_choice(cfg: BoardConfig, specs, depth_wgt: int) -> tuple:
     run on the most blocks (a coarsening group's fine layers run per fine block), most runs
     first, while they take at most half the weight buffer; () when no layer runs on more
     than one block."""
-    runs = [(s.batch // cfg.batch) * s.grid[0] * s.grid[1] for s in specs]
+    runs = [block_count(cfg, s) for s in specs]
     chosen, used = [], 0
     for i in sorted(range(len(specs)), key=lambda i: (-runs[i], i)):
         w = _resident(cfg, specs[i])[0]

@@ -155,12 +155,11 @@ def _less_traffic_split(cfg, seg: Segment, plan, qlayers: dict, batch: int) -> l
     price of the inner maps through DRAM. Returns the split near the middle (to plan again,
     `cut` = "traffic") when all layers apart move fewer estimated bytes, else None."""
     from bctvm.lower.group import plan_fits
-    from schedules.knobs import BufferFitError
+    from schedules.knobs import BufferFitError, block_count
 
     fit = seg.fits[0]
     specs = segment_specs([qlayers[n] for n in seg.layers], batch, seg.sources)
-    blocks = specs[0].grid[0] * specs[0].grid[1] * (specs[0].batch // cfg.batch)
-    if fit.knobs.weights_resident or blocks == 1:
+    if fit.knobs.weights_resident or block_count(cfg, specs[0]) == 1:
         return None
     fused = _estimated_bytes(cfg, specs, fit, seg.residuals)
     apart = 0

@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from bctvm.errors import BadInputError
-from schedules.knobs import estimate_dram_bytes, group_footprint
+from schedules.knobs import block_count, estimate_dram_bytes, group_footprint
 
 _PER_LAYER = 6
 _PER_GROUP = 16
@@ -72,7 +72,7 @@ def knob_features(space, values: dict) -> np.ndarray:
         ci = lk.ci_chunk or s.ci_tiles_per_group(cfg)
         passes = s.ci_tiles_per_group(cfg) // ci
         kh, kw = s.kernel
-        blocks = (s.batch // cfg.batch) * s.grid[0] * s.grid[1]
+        blocks = block_count(cfg, s)
         d = estimate_dram_bytes(cfg, s, lk.oc_chunk, sub, lk.rows_outer is not False,
                                 bool(r.weights_resident), i == 0, r.bias_resident,
                                 bool(lk.inp_per_pass), bool(r.blocks_inside))
