@@ -235,8 +235,9 @@ def _handover(plan, cur: Segment, li):
     """(producer out block, consumer in block) of layer `li`'s data input: a layer of `cur`
     or `cur`'s input (read on the first layer's blocks)."""
     src = li.inputs[0]
-    p = plan.layers[src] if src in cur.layers else plan.layers[cur.layers[0]]
-    return (p.out_block, li.block) if src in cur.layers else (p.block, li.block)
+    if src in cur.layers:
+        return plan.layers[src].out_block, li.block
+    return plan.layers[cur.layers[0]].block, li.block
 
 
 def _nests(plan, cur: Segment, li) -> bool:
